@@ -1,0 +1,54 @@
+"""The one in-memory container every loader returns, so training and evaluation see one shape."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ImageSet:
+    """A split of images with everything known about them.
+
+    images: uint8 (N, H, W, C), C in {1, 3}; labels: int64 (N,).
+    Optional per-image arrays (None when the source does not have them):
+      lungs       float32 (N, H, W) in [0, 1] - region a radiologist would look at (benchmark)
+      lesions     bool    (N, H, W)          - ground-truth lesion masks (localization metrics)
+      twins       uint8   like images        - exact counterfactual without the shortcut marker
+      has_marker  bool    (N,)
+      marker_boxes int    (N, 4) y0, x0, y1, x1 of the marker glyph
+    """
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...] = ("normal", "pneumonia")
+    lungs: np.ndarray | None = None
+    lesions: np.ndarray | None = None
+    twins: np.ndarray | None = None
+    has_marker: np.ndarray | None = None
+    marker_boxes: np.ndarray | None = None
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
+            raise ValueError(f"images must be (N, H, W, 1|3), got {self.images.shape}")
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        for key in ("lungs", "lesions", "twins", "has_marker", "marker_boxes"):
+            value = getattr(self, key)
+            if value is not None and len(value) != len(self.images):
+                raise ValueError(f"{key} has {len(value)} entries for {len(self.images)} images")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, index) -> "ImageSet":
+        index = np.asarray(index)
+        pick = lambda a: None if a is None else a[index]
+        return ImageSet(self.images[index], self.labels[index], self.class_names,
+                        pick(self.lungs), pick(self.lesions), pick(self.twins),
+                        pick(self.has_marker), pick(self.marker_boxes),
+                        [self.names[i] for i in index] if self.names else [])

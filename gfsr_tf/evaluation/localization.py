@@ -1,0 +1,41 @@
+"""Localization of saliency maps against ground-truth masks."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def _to_size(maps: np.ndarray, shape) -> np.ndarray:
+    if maps.shape[1:] == tuple(shape):
+        return maps
+    return tf.image.resize(maps[..., None].astype(np.float32), shape,
+                           method="bilinear")[..., 0].numpy()
+
+
+def hit_rate(maps: np.ndarray, masks: np.ndarray) -> dict:
+    """Pointing game with CheXlocalize semantics: the saliency map is upsampled bilinearly to the
+    mask's size; a hit when its argmax pixel lies inside the mask. Images with an empty mask are
+    undefined (NaN per image) and excluded from the mean.
+
+    Returns {"hit_rate": mean over defined images (NaN if none), "hits": per-image 1/0/NaN}.
+    """
+    maps, masks = np.asarray(maps, np.float32), np.asarray(masks).astype(bool)
+    if len(maps) != len(masks):
+        raise ValueError(f"{len(maps)} maps but {len(masks)} masks")
+    if np.isnan(maps).any():
+        raise ValueError("saliency maps contain NaN")
+    maps = _to_size(maps, masks.shape[1:])
+    flat = maps.reshape(len(maps), -1).argmax(1)
+    hits = masks.reshape(len(masks), -1)[np.arange(len(masks)), flat].astype(np.float64)
+    hits[~masks.reshape(len(masks), -1).any(1)] = np.nan
+    defined = ~np.isnan(hits)
+    return {"hit_rate": float(hits[defined].mean()) if defined.any() else float("nan"),
+            "hits": hits, "n": int(defined.sum())}
+
+
+def box_masks(boxes: np.ndarray, shape) -> np.ndarray:
+    """(N, 4) y0, x0, y1, x1 boxes -> (N, H, W) boolean masks."""
+    out = np.zeros((len(boxes),) + tuple(shape), bool)
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
+        out[i, y0:y1, x0:x1] = True
+    return out

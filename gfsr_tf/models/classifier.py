@@ -1,0 +1,112 @@
+"""The GFSR classifier: ResNet50 -> GlobalMaxPool -> Dense(128) -> Dropout -> logits -> activation.
+
+One flat functional graph (the head is built on `backbone.output`), so the target conv block and
+the logits come out of the same model, and the saved artifact is a plain Keras model.
+"""
+from __future__ import annotations
+
+import logging
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+LOGITS_LAYER = "logits"
+OUTPUT_LAYER = "probabilities"
+RANDOM_INIT_WARNING = ("ImageNet weights unavailable ({reason}); the ResNet50 backbone starts from "
+                       "random initialisation - results are not comparable with ImageNet-initialised runs")
+
+
+def _backbone(input_shape, weights, warnings: list | None):
+    if weights == "auto":
+        try:
+            return keras.applications.ResNet50(include_top=False, weights="imagenet",
+                                               input_shape=input_shape)
+        except Exception as exc:  # offline, no cache: fall back loudly
+            message = RANDOM_INIT_WARNING.format(reason=f"{type(exc).__name__}: {str(exc)[:120]}")
+            log.warning(message)
+            if warnings is not None:
+                warnings.append(message)
+            weights = None
+    if weights not in (None, "imagenet") and not tf.io.gfile.exists(str(weights)):
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=input_shape)
+
+
+def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="auto", *,
+                     dense_units: int = 128, dropout: float = 0.3,
+                     bn_momentum: float | None = None, seed: int | None = None,
+                     warnings: list | None = None) -> keras.Model:
+    """Build the classifier. Two classes use one sigmoid unit; more use softmax.
+
+    weights: "auto" (ImageNet if obtainable, else random init with a warning appended to
+    `warnings`), "imagenet", None, or a path to ResNet50 (no-top) weights.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    backbone = _backbone(tuple(input_shape), weights, warnings)
+    if bn_momentum is not None:
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    x = keras.layers.GlobalMaxPooling2D(name="global_max_pool")(backbone.output)
+    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    units = 1 if num_classes == 2 else num_classes
+    logits = keras.layers.Dense(units, name=LOGITS_LAYER)(x)
+    activation = "sigmoid" if units == 1 else "softmax"
+    outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER)(logits)
+    return keras.Model(backbone.input, outputs, name="gfsr_classifier")
+
+
+def last_conv_layer(model: keras.Model) -> str:
+    """Name of the last layer with a 4-D (N, H, W, C) output: the standard Grad-CAM target."""
+    for layer in reversed(model.layers):
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4:
+            return layer.name
+    raise ValueError(f"model {model.name!r} has no layer with a 4-D output to explain")
+
+
+class CamModel:
+    """(target activations, logits) for any classifier whose logits are reachable: the input of a
+    final Activation layer, or a final Dense layer with a sigmoid/softmax activation (its logits
+    are recomputed from the layer's input and weights)."""
+
+    def __init__(self, model: keras.Model, layer: str | None = None):
+        self.model = model
+        self.layer_name = layer or last_conv_layer(model)
+        try:
+            target = model.get_layer(self.layer_name).output
+        except ValueError:
+            raise ValueError(f"layer {self.layer_name!r} not in model {model.name!r}") from None
+        last = model.layers[-1]
+        self._dense = None
+        if isinstance(last, keras.layers.Activation):
+            head = last.input
+        elif isinstance(last, keras.layers.Dense):
+            name = getattr(last.activation, "__name__", "")
+            if name not in ("sigmoid", "softmax", "linear"):
+                raise ValueError(f"final Dense layer has activation {name!r}; cannot find logits")
+            self._dense, head = last, last.input
+        else:
+            raise ValueError("cannot find the logits: the model must end in an Activation layer or a "
+                             f"Dense layer with sigmoid/softmax, not {type(last).__name__}")
+        self._inner = keras.Model(model.inputs, [target, head])
+        self.num_outputs = int(model.output.shape[-1])
+
+    def __call__(self, x, training=False):
+        activations, head = self._inner(x, training=training)
+        if self._dense is not None:
+            head = tf.matmul(head, self._dense.kernel) + self._dense.bias
+        return activations, head
+
+    @property
+    def trainable_variables(self):
+        return self.model.trainable_variables

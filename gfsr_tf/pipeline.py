@@ -1,0 +1,181 @@
+"""One study from one config: data -> relevance masks -> train (baseline, GFSR) -> evaluate -> report.
+
+The experiment scripts, the ablation and (later) the CLI are thin wiring over `run_study`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+from .config import RelevanceConfig, StudyConfig
+from .datasets.base import ImageSet
+from .evaluation import binary_metrics, box_masks, crop_corner, decision_change, hit_rate
+from .models import build_classifier
+from .preprocessing import preprocess
+from .saliency import explain
+from .training import Trainer
+
+log = logging.getLogger(__name__)
+
+MASK_SOURCES = ("lungs", "lesions")
+# The benchmark's marker sits within the top-left ~23% of the image; the crop removes that band.
+MARKER_CROP_FRACTION = 0.25
+
+
+def load_data(config: StudyConfig) -> dict[str, ImageSet]:
+    """Benchmark splits (train, val, test_correlated, test_decorrelated) or the real Kermany
+    layout (train, val carved from train, test) when config.data_dir is set."""
+    if config.data_dir:
+        from .datasets.kermany import load_kermany
+        return load_kermany(config.data_dir, config.benchmark.image_size,
+                            val_fraction=config.val_fraction, seed=config.train.seed)
+    from .datasets.synthetic import make_benchmark
+    return make_benchmark(config.benchmark)
+
+
+def relevance_masks(data: ImageSet, source: str = "lungs", blur_sigma: float = 1.0) -> np.ndarray:
+    """Soft relevance masks (N, H, W) in [0, 1] for the training images.
+
+    "lungs": the true lung fields; "lesions": lesion masks on pneumonia images and lung fields on
+    normal ones (what an annotator marking the opacity would give). Both blurred by blur_sigma px.
+    """
+    if source not in MASK_SOURCES:
+        raise ValueError(f"unknown mask source {source!r}; choose one of {MASK_SOURCES}")
+    if data.lungs is None:
+        raise ValueError("this dataset has no lung-field masks; relevance masks for real data "
+                         "come from annotations (not available in this version)")
+    masks = data.lungs.astype(np.float32).copy()
+    if source == "lesions":
+        positive = data.labels == 1
+        masks[positive] = data.lesions[positive].astype(np.float32)
+    if blur_sigma > 0:
+        masks = np.stack([cv2.GaussianBlur(m, (0, 0), blur_sigma) for m in masks])
+        peak = masks.reshape(len(masks), -1).max(1)
+        masks /= np.maximum(peak, 1e-6)[:, None, None]
+    return np.clip(masks, 0, 1)
+
+
+def predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """P(class 1) for binary heads, (N, C) probabilities otherwise."""
+    probs = np.concatenate([model(preprocess(images[i:i + batch_size]), training=False).numpy()
+                            for i in range(0, len(images), batch_size)])
+    return probs[:, 0] if probs.shape[-1] == 1 else probs
+
+
+def evaluate_classifier(model: keras.Model, splits: dict[str, ImageSet], layer: str,
+                        batch_size: int = 64) -> dict:
+    """Metrics per test split, robustness to marker removal/cropping, Grad-CAM localization."""
+    out: dict = {"metrics": {}, "robustness": {}, "localization": {}}
+    tests = [s for s in ("test_correlated", "test_decorrelated", "test") if s in splits]
+    probs = {}
+    for name in tests:
+        probs[name] = predict(model, splits[name].images, batch_size)
+        out["metrics"][name] = binary_metrics(splits[name].labels, probs[name])
+    # Robustness on the split where the marker carries no label information.
+    name = "test_decorrelated" if "test_decorrelated" in splits else tests[-1]
+    data, p = splits[name], probs[name]
+    before = (p >= 0.5).astype(int)
+    perturbed = {"marker_cropped": crop_corner(data.images, MARKER_CROP_FRACTION)}
+    if data.twins is not None:
+        perturbed["marker_removed"] = data.twins
+    for key, images in perturbed.items():
+        q = predict(model, images, batch_size)
+        result = decision_change(before, (q >= 0.5).astype(int), p, q)
+        if data.has_marker is not None and data.has_marker.any():
+            marked = data.has_marker
+            result["among_marked"] = decision_change(before[marked], (q[marked] >= 0.5).astype(int),
+                                                     p[marked], q[marked])
+        out["robustness"][key] = result
+    # Grad-CAM of the pneumonia class on pneumonia images: where does the evidence sit?
+    if data.lesions is not None:
+        positive = np.flatnonzero(data.labels == 1)
+        heat = explain(model, preprocess(data.images[positive]).numpy(), layer=layer,
+                       class_index=1, batch_size=batch_size).heatmaps
+        out["localization"]["lesion_hit_rate"] = hit_rate(heat, data.lesions[positive])["hit_rate"]
+        out["localization"]["lung_hit_rate"] = hit_rate(heat, data.lungs[positive] > 0)["hit_rate"]
+        if data.marker_boxes is not None:
+            marked = data.has_marker[positive]
+            boxes = box_masks(data.marker_boxes[positive][marked], heat.shape[1:])
+            out["localization"]["marker_hit_rate_among_marked"] = \
+                hit_rate(heat[marked], boxes)["hit_rate"] if marked.any() else float("nan")
+        out["localization"]["layer"] = layer
+    return out
+
+
+def train_variant(config: StudyConfig, relevance: RelevanceConfig, data: dict[str, ImageSet],
+                  masks: np.ndarray | None, run_dir: Path, warnings: list,
+                  verbose: int = 1) -> tuple[keras.Model, list[dict], float]:
+    """Train one model (resuming if run_dir holds a checkpoint); returns the best model."""
+    train = data["train"]
+    size = train.images.shape[1]
+    model = build_classifier(train.num_classes, (size, size, 3), config.model.weights,
+                             dense_units=config.model.dense_units, dropout=config.model.dropout,
+                             bn_momentum=config.model.bn_momentum, seed=config.train.seed,
+                             warnings=warnings)
+    trainer = Trainer(model, run_dir, train=config.train, relevance=relevance,
+                      target_layer=config.model.target_layer, verbose=verbose)
+    start = time.perf_counter()
+    history = trainer.fit(train, data["val"], masks)
+    seconds = time.perf_counter() - start
+    best = keras.models.load_model(run_dir / "best.keras")
+    return best, history, seconds
+
+
+def default_variants(config: StudyConfig) -> dict[str, RelevanceConfig]:
+    baseline = dataclasses.replace(config.relevance, weight=0.0, input_gradient_weight=0.0)
+    return {"baseline": baseline, "gfsr": config.relevance}
+
+
+def run_study(config: StudyConfig, out_dir: str | Path = "runs",
+              variants: dict[str, RelevanceConfig] | None = None, *,
+              data: dict[str, ImageSet] | None = None, verbose: int = 1,
+              write_report: bool = True) -> dict:
+    """Run a study and write runs/<name>/ (report.json, summary.md, figures)."""
+    config = copy.deepcopy(config)
+    run_root = Path(out_dir) / config.name
+    run_root.mkdir(parents=True, exist_ok=True)
+    (run_root / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    warnings: list[str] = []
+    variants = variants or default_variants(config)
+    t0 = time.perf_counter()
+    data = data or load_data(config)
+    data_seconds = time.perf_counter() - t0
+    masks_cache: dict = {}
+    report: dict = {"config": config.to_dict(), "warnings": warnings, "smoke": config.smoke,
+                    "data": {k: {"n": len(v), "positives": int(v.labels.sum())}
+                             for k, v in data.items()},
+                    "timing": {"data_seconds": data_seconds}}
+    models = {}
+    for name, relevance in variants.items():
+        guided = relevance.weight > 0 or relevance.input_gradient_weight > 0
+        masks = None
+        if guided:
+            key = (relevance.mask_source, relevance.mask_blur_sigma)
+            if key not in masks_cache:
+                masks_cache[key] = relevance_masks(data["train"], *key)
+            masks = masks_cache[key]
+        if verbose:
+            print(f"== {config.name}/{name}: lambda={relevance.weight} "
+                  f"layer={config.model.target_layer} second_order={relevance.second_order}")
+        model, history, seconds = train_variant(config, relevance, data, masks,
+                                                run_root / name, warnings, verbose)
+        section = evaluate_classifier(model, data, config.model.target_layer)
+        section["training"] = {"history": history, "seconds": seconds,
+                               "relevance": dataclasses.asdict(relevance)}
+        report[name] = section
+        models[name] = model
+    # One warning per distinct message (each model build may repeat it).
+    report["warnings"] = list(dict.fromkeys(warnings))
+    report["timing"]["total_seconds"] = time.perf_counter() - t0
+    if write_report:
+        from .report import write_report as _write
+        _write(report, run_root, models, data, config)
+    return report

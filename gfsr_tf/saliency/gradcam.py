@@ -1,0 +1,118 @@
+"""Differentiable, batched Grad-CAM (for training) and `explain` (for inference).
+
+Conventions: the score is the class *logit* (single-unit binary head: +z for class 1, -z for
+class 0); channel weights are the spatial mean of d score / dA per image and channel; CAM =
+ReLU(sum_c w_c A_c), normalised per image by its max + eps (an all-zero CAM stays zero, no NaN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from ..models.classifier import CamModel
+
+EPSILON = 1e-7
+
+
+def class_scores(logits: tf.Tensor, class_index: tf.Tensor) -> tf.Tensor:
+    """Per-image score of `class_index` (N,) from logits (N, 1) or (N, C)."""
+    class_index = tf.cast(class_index, tf.int32)
+    if logits.shape[-1] == 1:
+        sign = tf.cast(2 * class_index - 1, logits.dtype)
+        return sign * logits[:, 0]
+    return tf.gather(logits, class_index, axis=1, batch_dims=1)
+
+
+def predicted_class(logits: tf.Tensor) -> tf.Tensor:
+    if logits.shape[-1] == 1:
+        return tf.cast(logits[:, 0] > 0, tf.int32)
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+
+def cam_from_gradients(activations: tf.Tensor, gradients: tf.Tensor,
+                       normalise: bool = True) -> tf.Tensor:
+    """(N, h, w, C) activations and gradients -> (N, h, w) CAM."""
+    weights = tf.reduce_mean(gradients, axis=[1, 2])                  # (N, C)
+    cam = tf.nn.relu(tf.einsum("nhwc,nc->nhw", activations, weights))
+    if normalise:
+        cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + EPSILON)
+    return cam
+
+
+def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bool = False,
+            second_order: bool = True, normalise: bool = True, input_gradients: bool = False):
+    """Grad-CAM that can sit inside an outer GradientTape.
+
+    second_order=True differentiates the CAM's dependence on the channel weights (the inner
+    tape's gradient is itself recorded by the outer tape); False treats the weights as
+    constants. class_index None = predicted class. With input_gradients, also returns
+    d score / d x. In training mode BatchNorm couples the images of a batch, so the summed
+    score's gradient includes small cross-image terms (the per-image Jacobian would cost N
+    backward passes).
+
+    Returns (cam (N, h, w), logits, activations[, input_gradients]).
+    """
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        if input_gradients:
+            tape.watch(x)
+        activations, logits = cam_model(x, training=training)
+        if class_index is None:
+            class_index = predicted_class(logits)
+        score = tf.reduce_sum(class_scores(logits, class_index))
+    sources = [activations, x] if input_gradients else [activations]
+    grads = tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    dA = grads[0] if second_order else tf.stop_gradient(grads[0])
+    cam = cam_from_gradients(activations, dA, normalise)
+    if input_gradients:
+        return cam, logits, activations, grads[1]
+    return cam, logits, activations
+
+
+@dataclass
+class Explanation:
+    probabilities: np.ndarray   # (N, C) - binary heads give [1 - p, p]
+    heatmaps: np.ndarray        # (N, H, W) in [0, 1] at input resolution
+    class_index: np.ndarray     # (N,) class each heatmap explains
+    layer: str
+
+
+def explain(model, images, *, layer: str | None = None, class_index=None,
+            batch_size: int = 32) -> Explanation:
+    """Grad-CAM heatmaps and probabilities for any Keras classifier with reachable logits.
+
+    images: what the model takes as input (for gfsr_tf classifiers: `preprocessing.preprocess`d).
+    layer: target layer (default: the last layer with a 4-D output). class_index: None (the
+    predicted class), an int, or one int per image.
+    """
+    cam_model = model if isinstance(model, CamModel) else CamModel(model, layer)
+    images = np.asarray(images, np.float32)
+    n = len(images)
+    if class_index is not None:
+        class_index = np.broadcast_to(np.asarray(class_index, np.int32), (n,))
+        if np.any(class_index < 0) or np.any(class_index >= max(2, cam_model.num_outputs)):
+            raise ValueError(f"class_index out of range: {class_index}")
+
+    @tf.function(reduce_retracing=True)
+    def run(x, cls):
+        cam, logits, _ = gradcam(cam_model, x, None if cls is None else cls, second_order=False)
+        return tf.image.resize(cam[..., None], tf.shape(x)[1:3])[..., 0], logits, \
+            predicted_class(logits) if cls is None else cls
+
+    probs, maps, used = [], [], []
+    for start in range(0, n, batch_size):
+        cls = None if class_index is None else tf.constant(class_index[start:start + batch_size])
+        cam, logits, c = run(tf.constant(images[start:start + batch_size]), cls)
+        logits = logits.numpy()
+        if logits.shape[-1] == 1:
+            p = 1 / (1 + np.exp(-logits[:, 0]))
+            probs.append(np.stack([1 - p, p], 1))
+        else:
+            e = np.exp(logits - logits.max(1, keepdims=True))
+            probs.append(e / e.sum(1, keepdims=True))
+        maps.append(np.clip(cam.numpy(), 0, 1))
+        used.append(c.numpy())
+    return Explanation(np.concatenate(probs), np.concatenate(maps), np.concatenate(used),
+                       cam_model.layer_name)
