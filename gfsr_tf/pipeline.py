@@ -30,13 +30,19 @@ MASK_SOURCES = ("lungs", "lesions")
 MARKER_CROP_FRACTION = 0.25
 
 
-def load_data(config: StudyConfig) -> dict[str, ImageSet]:
+def load_data(config: StudyConfig, warnings: list | None = None) -> dict[str, ImageSet]:
     """Benchmark splits (train, val, test_correlated, test_decorrelated) or the real Kermany
     layout (train, val carved from train, test) when config.data_dir is set."""
     if config.data_dir:
         from .datasets.kermany import load_kermany
-        return load_kermany(config.data_dir, config.benchmark.image_size,
-                            val_fraction=config.val_fraction, seed=config.train.seed)
+        skipped: list[str] = []
+        data = load_kermany(config.data_dir, config.benchmark.image_size,
+                            val_fraction=config.val_fraction, seed=config.train.seed,
+                            skipped=skipped)
+        if skipped and warnings is not None:
+            warnings.append(f"skipped {len(skipped)} unreadable image files: "
+                            + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+        return data
     from .datasets.synthetic import make_benchmark
     return make_benchmark(config.benchmark)
 
@@ -146,7 +152,7 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs",
     warnings: list[str] = []
     variants = variants or default_variants(config)
     t0 = time.perf_counter()
-    data = data or load_data(config)
+    data = data or load_data(config, warnings)
     data_seconds = time.perf_counter() - t0
     masks_cache: dict = {}
     report: dict = {"config": config.to_dict(), "warnings": warnings, "smoke": config.smoke,
@@ -157,6 +163,10 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs",
     for name, relevance in variants.items():
         guided = relevance.weight > 0 or relevance.input_gradient_weight > 0
         masks = None
+        if guided and data["train"].lungs is None:
+            warnings.append(f"{name}: not trained - this dataset has no relevance masks "
+                            "(annotation-propagated masks for real data are not in this version)")
+            continue
         if guided:
             key = (relevance.mask_source, relevance.mask_blur_sigma)
             if key not in masks_cache:

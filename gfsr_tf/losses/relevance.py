@@ -20,7 +20,7 @@ def mask_to_grid(mask: tf.Tensor, grid) -> tf.Tensor:
 def relevance_loss(cam: tf.Tensor, mask: tf.Tensor, alpha: float = 0.5, beta: float = 1.0,
                    gamma: float = 2.0) -> tf.Tensor:
     """Per-image loss (N,) between cam (N, h, w) in [0, 1] and mask (N, H, W) in [0, 1]."""
-    mask = mask_to_grid(mask, tf.shape(cam)[1:3])
+    mask = tf.cast(mask_to_grid(mask, tf.shape(cam)[1:3]), cam.dtype)
     diff = cam - mask
     mae = tf.reduce_mean(tf.abs(diff), axis=[1, 2])
     mse = tf.reduce_mean(tf.square(diff), axis=[1, 2])
@@ -34,6 +34,6 @@ def input_gradient_penalty(input_gradients: tf.Tensor, mask: tf.Tensor) -> tf.Te
     sum((1 - m) * g^2) / (sum(g^2) + eps), in [0, 1]. (The absolute form of Ross et al. varies
     by ~1e9 across a from-scratch ResNet50's training, so no single weight works for it.)"""
     g = tf.reduce_sum(tf.square(input_gradients), axis=-1)             # (N, H, W)
-    outside = 1.0 - tf.cast(mask, tf.float32)
+    outside = 1.0 - tf.cast(mask, g.dtype)
     total = tf.reduce_sum(g, axis=[1, 2])
     return tf.reduce_sum(outside * g, axis=[1, 2]) / (total + 1e-12)

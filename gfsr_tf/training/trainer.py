@@ -143,6 +143,15 @@ class Trainer:
         return {"val_loss": ce, "val_accuracy": float(np.mean(pred == val.labels)),
                 "val_auc": float(auc)}
 
+    def _reseed(self, epoch: int) -> None:
+        """Dropout draws depend only on (seed, epoch), so a resumed run repeats them exactly
+        (Keras keeps each layer's RNG state in a variable the checkpoint does not hold)."""
+        for i, layer in enumerate(self.model.layers):
+            generator = getattr(layer, "seed_generator", None)
+            if generator is not None:
+                generator.state.assign(np.array([self.cfg.seed * 100_003 + epoch * 101 + i, 0],
+                                                generator.state.dtype))
+
     def _save_best(self):
         final = self.run_dir / "best.keras"
         tmp = self.run_dir / "best.tmp.keras"
@@ -172,7 +181,7 @@ class Trainer:
             log_path.write_text("".join(json.dumps(h) + "\n" for h in history))
         steps = self.cfg.steps_per_epoch
         for epoch in range(int(self.epoch.numpy()) + 1, self.cfg.epochs + 1):
-            keras.utils.set_random_seed(self.cfg.seed * 1000 + epoch)  # dropout draws per epoch
+            self._reseed(epoch)
             on = self.rel.weight if epoch > self.rel.warmup_epochs else 0.0
             self.lam.assign(on)
             ds = self._dataset(train, masks, epoch)

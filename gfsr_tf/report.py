@@ -1,0 +1,201 @@
+"""The per-run report: report.json (stable public shape), summary.md and figures.
+
+report.json
+  config    the StudyConfig as a dict
+  warnings  list of strings (e.g. random initialisation because ImageNet weights were unavailable)
+  smoke     bool
+  data      per split: n, positives
+  timing    data_seconds, total_seconds
+  <model>   one section per trained model ("baseline", "gfsr"):
+    metrics       per split (test_correlated, test_decorrelated | test):
+                  auc, accuracy, sensitivity, specificity, confusion_matrix, n, roc
+    robustness    marker_removed (benchmark twins), marker_cropped:
+                  agreement_rate, flip_rate, flip_confusion, mean_probability_change, among_marked
+    localization  lesion_hit_rate, lung_hit_rate, marker_hit_rate_among_marked, layer
+    training      history (per-epoch metrics), seconds, relevance (its config)
+NaN is written as null. Later versions add keys; they never rename these.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+MODEL_ORDER = ("gfsr", "baseline")
+
+
+def _clean(obj):
+    """JSON-safe: NaN/inf -> None, numpy -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def _models(report: dict) -> list[str]:
+    names = [k for k in report if isinstance(report[k], dict) and "metrics" in report[k]]
+    return sorted(names, key=lambda n: (MODEL_ORDER.index(n) if n in MODEL_ORDER else 99, n))
+
+
+def _fmt(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def summary_markdown(report: dict) -> str:
+    names = _models(report)
+    lines = [f"# {report['config']['name']}", ""]
+    if report.get("smoke"):
+        lines += ["**Smoke run** (tiny sizes): numbers are not meaningful.", ""]
+    for w in report.get("warnings", []):
+        lines.append(f"> **Warning:** {w}")
+    splits = list(report[names[0]]["metrics"]) if names else []
+    for split in splits:
+        lines += ["", f"## Classification – {split}", "",
+                  "| model | sensitivity | specificity | accuracy | AUC |", "|---|---|---|---|---|"]
+        for n in names:
+            m = report[n]["metrics"][split]
+            lines.append(f"| {n} | {_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | "
+                         f"{_fmt(m['accuracy'])} | {_fmt(m['auc'])} |")
+    lines += ["", "## Shortcut reliance (decorrelated test split)", "",
+              "| model | perturbation | agreement | flip rate | flip among marked | mean Δp |",
+              "|---|---|---|---|---|---|"]
+    for n in names:
+        for key, r in report[n]["robustness"].items():
+            marked = r.get("among_marked", {}).get("flip_rate")
+            lines.append(f"| {n} | {key} | {_fmt(r['agreement_rate'])} | {_fmt(r['flip_rate'])} | "
+                         f"{_fmt(marked)} | {_fmt(r.get('mean_probability_change'))} |")
+    if names and report[names[0]]["localization"]:
+        layer = report[names[0]]["localization"].get("layer")
+        lines += ["", f"## Grad-CAM localization (pneumonia images, layer `{layer}`)", "",
+                  "| model | lesion hit rate | lung hit rate | marker hit rate (marked) |",
+                  "|---|---|---|---|"]
+        for n in names:
+            loc = report[n]["localization"]
+            lines.append(f"| {n} | {_fmt(loc.get('lesion_hit_rate'))} | "
+                         f"{_fmt(loc.get('lung_hit_rate'))} | "
+                         f"{_fmt(loc.get('marker_hit_rate_among_marked'))} |")
+    lines += ["", "## Training", "", "| model | epochs | seconds | final relevance loss |",
+              "|---|---|---|---|"]
+    for n in names:
+        t = report[n]["training"]
+        last = t["history"][-1] if t["history"] else {}
+        lines.append(f"| {n} | {len(t['history'])} | {t['seconds']:.0f} | "
+                     f"{_fmt(last.get('relevance'))} |")
+    lines += ["", "Figures: `roc.png`, `confusion.png`, `gradcam_grid.png`, `training.png`."]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_roc(report, names, path):
+    import matplotlib.pyplot as plt
+    splits = list(report[names[0]]["metrics"])
+    fig, axes = plt.subplots(1, len(splits), figsize=(4 * len(splits), 4), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        for n in names:
+            m = report[n]["metrics"][split]
+            if "roc" in m:
+                ax.plot(m["roc"]["fpr"], m["roc"]["tpr"], label=f"{n} (AUC {_fmt(m['auc'])})")
+        ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--")
+        ax.set(title=split, xlabel="false positive rate", ylabel="true positive rate")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_confusion(report, names, class_names, path):
+    import matplotlib.pyplot as plt
+    splits = list(report[names[0]]["metrics"])
+    fig, axes = plt.subplots(len(names), len(splits), figsize=(3.2 * len(splits), 3 * len(names)),
+                             squeeze=False)
+    for i, n in enumerate(names):
+        for j, split in enumerate(splits):
+            cm = np.asarray(report[n]["metrics"][split]["confusion_matrix"])
+            ax = axes[i][j]
+            ax.imshow(cm, cmap="Blues")
+            for (a, b), v in np.ndenumerate(cm):
+                ax.text(b, a, str(v), ha="center", va="center",
+                        color="white" if v > cm.max() / 2 else "black")
+            ax.set_xticks(range(len(class_names)), class_names)
+            ax.set_yticks(range(len(class_names)), class_names)
+            ax.set(title=f"{n} – {split}", xlabel="predicted", ylabel="true")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_gradcam_grid(models, data, layer, n_examples, path):
+    """The paper's Fig 9 layout: one row per image, columns GFSR | baseline | input."""
+    import matplotlib.pyplot as plt
+    from .preprocessing import preprocess
+    from .saliency import explain
+    split = data.get("test_decorrelated") or data.get("test")
+    pick = np.flatnonzero(split.labels == 1)
+    if split.has_marker is not None:  # marked pneumonia images show the shortcut best
+        pick = np.concatenate([pick[split.has_marker[pick]], pick[~split.has_marker[pick]]])
+    pick = pick[:n_examples]
+    if len(pick) == 0:
+        return
+    x = preprocess(split.images[pick]).numpy()
+    names = [n for n in MODEL_ORDER if n in models] + [n for n in models if n not in MODEL_ORDER]
+    cams = {n: explain(models[n], x, layer=layer, class_index=1) for n in names}
+    cols = len(names) + 1
+    fig, axes = plt.subplots(len(pick), cols, figsize=(2.2 * cols, 2.2 * len(pick)), squeeze=False)
+    for r, idx in enumerate(pick):
+        image = split.images[idx, ..., 0] if split.images.shape[-1] == 1 else split.images[idx]
+        for c, n in enumerate(names):
+            ax = axes[r][c]
+            ax.imshow(image, cmap="gray")
+            ax.imshow(cams[n].heatmaps[r], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_title(f"{n} p={cams[n].probabilities[r, 1]:.2f}", fontsize=8)
+        axes[r][-1].imshow(image, cmap="gray")
+        if split.lesions is not None:
+            axes[r][-1].contour(split.lesions[idx], levels=[0.5], colors="lime", linewidths=0.8)
+        axes[r][-1].set_title("input (lesion outline)", fontsize=8)
+        for ax in axes[r]:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_training(report, names, path):
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for n in names:
+        h = report[n]["training"]["history"]
+        ep = [r["epoch"] for r in h]
+        axes[0].plot(ep, [r["ce"] for r in h], label=n)
+        axes[1].plot(ep, [r["relevance"] for r in h], label=n)
+        axes[2].plot(ep, [r["val_auc"] for r in h], label=n)
+    for ax, title in zip(axes, ("train cross-entropy", "train relevance loss", "validation AUC")):
+        ax.set(title=title, xlabel="epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(report: dict, run_root, models: dict, data: dict, config) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    run_root = Path(run_root)
+    names = _models(report)
+    (run_root / "report.json").write_text(json.dumps(_clean(report), indent=2))
+    (run_root / "summary.md").write_text(summary_markdown(report))
+    _plot_roc(report, names, run_root / "roc.png")
+    _plot_confusion(report, names, data["train"].class_names, run_root / "confusion.png")
+    _plot_gradcam_grid(models, data, config.model.target_layer, config.gradcam_examples,
+                       run_root / "gradcam_grid.png")
+    _plot_training(report, names, run_root / "training.png")
+    return run_root

@@ -1,0 +1,38 @@
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def tiny_classifier(size=16, units=1, dtype="float32", final="activation"):
+    """A small flat functional classifier shaped like ours: conv -> 'target' -> pool -> logits."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((size, size, 3), dtype=dtype)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="tanh", dtype=dtype)(inputs)
+    x = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="target", dtype=dtype)(x)
+    # a non-linearity after the target, so d logit / d target depends on the weights (as in
+    # ResNet stages 4-5) and the exact Grad-CAM has a second-order term
+    x = keras.layers.Conv2D(3, 1, activation="tanh", dtype=dtype)(x)
+    x = keras.layers.GlobalAveragePooling2D(dtype=dtype)(x)
+    if final == "activation":
+        x = keras.layers.Dense(units, name="logits", dtype=dtype)(x)
+        out = keras.layers.Activation("sigmoid" if units == 1 else "softmax", dtype=dtype)(x)
+    else:
+        out = keras.layers.Dense(units, activation="sigmoid" if units == 1 else "softmax",
+                                 dtype=dtype)(x)
+    return keras.Model(inputs, out)
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not present (developer/CI data only)")
+    return SHARED_DATA

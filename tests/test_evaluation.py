@@ -1,0 +1,60 @@
+import math
+
+import numpy as np
+import pytest
+
+from gfsr_tf.evaluation import binary_metrics, crop_corner, decision_change, hit_rate
+
+
+def test_binary_metrics_hand_worked():
+    labels = [0, 0, 0, 1, 1, 1, 1]
+    probs = [0.1, 0.6, 0.3, 0.8, 0.4, 0.9, 0.7]
+    m = binary_metrics(labels, probs)
+    # predictions: 0 1 0 | 1 0 1 1 -> tn=2 fp=1 fn=1 tp=3
+    assert m["confusion_matrix"] == [[2, 1], [1, 3]]
+    assert m["accuracy"] == pytest.approx(5 / 7)
+    assert m["sensitivity"] == pytest.approx(3 / 4)
+    assert m["specificity"] == pytest.approx(2 / 3)
+    # AUC: pairs (pos > neg) of 12: 0.8>all3, 0.4>0.1,0.3, 0.9>3, 0.7>3 -> 11/12
+    assert m["auc"] == pytest.approx(11 / 12)
+
+
+def test_single_class_auc_is_nan_not_crash():
+    m = binary_metrics([1, 1], [0.2, 0.9])
+    assert math.isnan(m["auc"]) and math.isnan(m["specificity"])
+    with pytest.raises(ValueError, match="shape"):
+        binary_metrics([0, 1], [0.5])
+    with pytest.raises(ValueError, match="NaN"):
+        binary_metrics([0, 1], [0.5, float("nan")])
+
+
+def test_decision_change_flip_confusion():
+    r = decision_change([0, 1, 1, 0, 1], [0, 0, 1, 1, 1], [0.2, 0.8, 0.9, 0.4, 0.7],
+                        [0.1, 0.3, 0.9, 0.6, 0.7])
+    assert r["flip_rate"] == pytest.approx(0.4) and r["agreement_rate"] == pytest.approx(0.6)
+    assert r["flip_confusion"] == [[1, 1], [1, 2]]
+    assert r["mean_probability_change"] == pytest.approx((-0.1 - 0.5 + 0 + 0.2 + 0) / 5)
+
+
+def test_hit_rate_upsamples_and_skips_empty_masks():
+    maps = np.zeros((3, 2, 2), np.float32)
+    maps[0, 0, 0] = 1      # top-left quadrant
+    maps[1, 1, 1] = 1      # bottom-right
+    maps[2, 0, 1] = 1
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0, :2, :2] = True     # hit
+    masks[1, :2, :2] = True     # miss
+    r = hit_rate(maps, masks)   # third mask empty -> NaN, excluded
+    assert r["hit_rate"] == pytest.approx(0.5) and r["n"] == 2 and math.isnan(r["hits"][2])
+    assert math.isnan(hit_rate(maps[2:], masks[2:])["hit_rate"])
+
+
+def test_crop_corner_removes_top_left_band():
+    images = np.zeros((1, 20, 20, 1), np.uint8)
+    images[0, :4, :4] = 255          # a "marker" in the corner
+    images[0, 10:, 10:] = 100        # "anatomy" away from the corner
+    out = crop_corner(images, 0.25)   # pad: bands refilled with the border median (0)
+    assert out.shape == images.shape and out[0, :5].max() == 0 and out[0, :, :5].max() == 0
+    np.testing.assert_array_equal(out[0, 10:, 10:], 100)
+    zoomed = crop_corner(images, 0.25, restore="resize")
+    assert zoomed.shape == images.shape and zoomed[0, :3, :3].max() == 0

@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_classifier
+
+from gfsr_tf import explain
+from gfsr_tf.losses import relevance_loss
+from gfsr_tf.models import CamModel
+from gfsr_tf.saliency import gradcam
+
+
+def _images(n=3, size=16, seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).normal(0, 1, (n, size, size, 3)).astype(dtype)
+
+
+def _reference_cam(model, x, layer, class_index):
+    """Independent Grad-CAM: per image, its own tape, explicit loops (no batching tricks)."""
+    import keras
+    sub = keras.Model(model.inputs, [model.get_layer(layer).output, model.get_layer("logits").output])
+    cams = []
+    for i in range(len(x)):
+        with tf.GradientTape() as tape:
+            a, z = sub(tf.constant(x[i:i + 1]))
+            score = z[0, 0] if class_index[i] == 1 else -z[0, 0]
+        g = tape.gradient(score, a).numpy()[0]
+        a = a.numpy()[0]
+        w = g.mean(axis=(0, 1))
+        cam = np.maximum((a * w).sum(-1), 0)
+        cams.append(cam / (cam.max() + 1e-7))
+    return np.stack(cams)
+
+
+def test_batched_gradcam_equals_per_image_reference():
+    model = tiny_classifier()
+    x = _images()
+    cls = np.array([1, 0, 1])
+    cam, _, _ = gradcam(CamModel(model, "target"), x, cls)
+    np.testing.assert_allclose(cam.numpy(), _reference_cam(model, x, "target", cls), atol=1e-5)
+
+
+def test_matches_tf_keras_vis_gradcam():
+    tkv = pytest.importorskip("tf_keras_vis.gradcam")
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+    model = tiny_classifier(units=3)
+    x = _images()
+    cls = [0, 2, 1]
+    try:
+        theirs = tkv.Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)(
+            CategoricalScore(cls), x, penultimate_layer="target", normalize_cam=False,
+            expand_cam=False)
+    except Exception as exc:  # tf-keras-vis predates Keras 3 in places
+        pytest.skip(f"tf-keras-vis cannot run this Keras model: {exc}")
+    theirs = np.asarray(theirs)
+    ours = gradcam(CamModel(model, "target"), x, np.array(cls), normalise=False)[0].numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+    # and with the same per-image max normalisation
+    norm = theirs / (theirs.max(axis=(1, 2), keepdims=True) + 1e-7)
+    np.testing.assert_allclose(gradcam(CamModel(model, "target"), x, np.array(cls))[0].numpy(),
+                               norm, atol=1e-4)
+
+
+def test_second_order_gradient_matches_finite_differences():
+    model = tiny_classifier(dtype="float64")
+    cam_model = CamModel(model, "target")
+    x = tf.constant(_images(2, dtype=np.float64))
+    cls = tf.constant([1, 0])
+    mask = tf.constant(np.random.default_rng(3).uniform(0, 1, (2, 16, 16)))
+    kernel = model.layers[1].kernel  # the first conv: upstream of the target, so only the
+    # CAM's dependence through activations AND channel weights reaches it
+
+    def loss():
+        cam = gradcam(cam_model, x, cls, second_order=True)[0]
+        return tf.reduce_mean(relevance_loss(cam, mask))
+
+    with tf.GradientTape() as tape:
+        value = loss()
+    analytic = tape.gradient(value, kernel).numpy()
+    with tf.GradientTape() as tape:
+        first = tf.reduce_mean(relevance_loss(gradcam(cam_model, x, cls, second_order=False)[0], mask))
+    first_order = tape.gradient(first, kernel).numpy()
+    rng = np.random.default_rng(0)
+    original = kernel.numpy()
+    eps = 1e-6
+    for _ in range(6):
+        idx = tuple(rng.integers(0, s) for s in original.shape)
+        for sign, store in ((1, "plus"), (-1, "minus")):
+            bumped = original.copy()
+            bumped[idx] += sign * eps
+            kernel.assign(bumped)
+            if store == "plus":
+                plus = float(loss())
+            else:
+                minus = float(loss())
+        kernel.assign(original)
+        numeric = (plus - minus) / (2 * eps)
+        np.testing.assert_allclose(analytic[idx], numeric, rtol=1e-4, atol=1e-8)
+    # the exact mode really differs from treating the channel weights as constants
+    assert np.abs(analytic - first_order).max() > 1e-3 * np.abs(analytic).max()
+
+
+def test_all_zero_cam_has_no_nan():
+    model = tiny_classifier()
+    for w in model.get_layer("target").weights:
+        w.assign(tf.zeros_like(w))
+    cam = gradcam(CamModel(model, "target"), _images(), np.array([1, 0, 1]))[0].numpy()
+    assert np.isfinite(cam).all() and cam.max() == 0
+
+
+def test_explain_any_keras_classifier_softmax_dense_head():
+    model = tiny_classifier(units=3, final="dense")
+    x = _images(4)
+    e = explain(model, x, layer="target")
+    assert e.probabilities.shape == (4, 3) and e.heatmaps.shape == (4, 16, 16)
+    np.testing.assert_allclose(e.probabilities, model(x).numpy(), atol=1e-5)
+    np.testing.assert_array_equal(e.class_index, model(x).numpy().argmax(1))
+    assert e.heatmaps.min() >= 0 and e.heatmaps.max() <= 1
+    assert np.isclose(e.heatmaps.reshape(4, -1).max(1), 1, atol=0.05).any()
+
+
+def test_explain_binary_probabilities_and_class_list():
+    model = tiny_classifier()
+    x = _images(3)
+    e = explain(model, x, layer="target", class_index=[0, 1, 1])
+    p = model(x).numpy()[:, 0]
+    np.testing.assert_allclose(e.probabilities, np.stack([1 - p, p], 1), atol=1e-5)
+    assert list(e.class_index) == [0, 1, 1] and e.layer == "target"
+    with pytest.raises(ValueError, match="class_index"):
+        explain(model, x, class_index=5)

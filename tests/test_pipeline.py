@@ -1,0 +1,110 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO
+
+from gfsr_tf.config import preset
+from gfsr_tf.datasets.kermany import load_kermany, patient_id
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    sys.path.insert(0, str(REPO / "experiments"))
+    import pneumonia_gfsr
+    report = pneumonia_gfsr.main(["--smoke", "--out", str(out), "--quiet"])
+    return report, out / "pneumonia_gfsr_smoke"
+
+
+def test_smoke_main_job_writes_a_complete_report(smoke_report):
+    report, run = smoke_report
+    for name in ("report.json", "summary.md", "roc.png", "confusion.png", "gradcam_grid.png",
+                 "training.png", "baseline/best.keras", "gfsr/best.keras"):
+        assert (run / name).exists(), name
+    on_disk = json.loads((run / "report.json").read_text())
+    assert on_disk["smoke"] is True and isinstance(on_disk["warnings"], list)
+    assert on_disk["config"]["name"] == "pneumonia_gfsr_smoke"
+    for model in ("baseline", "gfsr"):
+        section = on_disk[model]
+        for split in ("test_correlated", "test_decorrelated"):
+            m = section["metrics"][split]
+            assert {"auc", "accuracy", "sensitivity", "specificity"} <= set(m)
+            assert 0 <= m["accuracy"] <= 1
+        for key in ("marker_removed", "marker_cropped"):
+            r = section["robustness"][key]
+            assert r["agreement_rate"] + r["flip_rate"] == pytest.approx(1.0)
+        assert "lesion_hit_rate" in section["localization"]
+    assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0
+    assert report["baseline"]["training"]["history"][-1]["relevance"] == 0
+    text = (run / "summary.md").read_text()
+    assert "| gfsr |" in text and "| baseline |" in text and "sensitivity" in text
+
+
+def test_rerun_resumes_instead_of_retraining(smoke_report, capsys):
+    _, run = smoke_report
+    import pneumonia_gfsr
+    before = (run / "gfsr" / "metrics.jsonl").read_text()
+    pneumonia_gfsr.main(["--smoke", "--out", str(run.parent)])
+    assert "resuming" in capsys.readouterr().out
+    assert (run / "gfsr" / "metrics.jsonl").read_text() == before
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "pneumonia_gfsr.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    r = _cli("--preset", "nope")
+    assert r.returncode != 0 and "unknown preset 'nope'" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("--data-dir", str(tmp_path / "missing"), "--smoke")
+    assert r.returncode != 0 and "data directory not found" in r.stderr
+    assert "Traceback" not in r.stderr
+    (tmp_path / "chest_xray" / "train" / "NORMAL").mkdir(parents=True)
+    (tmp_path / "chest_xray" / "test").mkdir(parents=True)
+    r = _cli("--data-dir", str(tmp_path), "--smoke")
+    assert "class folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_documents_options():
+    r = _cli("--help")
+    assert r.returncode == 0 and "--data-dir" in r.stdout and "--preset" in r.stdout
+
+
+def _write_kermany(root, per_class=6):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("NORMAL", "PNEUMONIA"):
+            folder = root / "chest_xray" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                h, w = rng.integers(40, 90, 2)
+                image = rng.integers(0, 255, (h, w), dtype=np.uint8)
+                if i == 0:  # some Kermany files are stored as RGB
+                    image = np.repeat(image[..., None], 3, -1)
+                name = f"person{i // 2}_bacteria_{i}.jpeg" if cls == "PNEUMONIA" else f"IM-{i:04d}.jpeg"
+                cv2.imwrite(str(folder / name), image)
+    (root / "chest_xray" / "train" / "NORMAL" / "broken.jpeg").write_bytes(b"not an image")
+
+
+def test_kermany_loader_on_a_format_fixture(tmp_path):
+    _write_kermany(tmp_path)
+    skipped = []
+    data = load_kermany(tmp_path, 32, val_fraction=0.34, seed=0, skipped=skipped)
+    assert skipped and skipped[0].endswith("broken.jpeg")
+    assert data["test"].images.shape == (12, 32, 32, 1)
+    assert len(data["train"]) + len(data["val"]) == 12
+    assert set(data["val"].labels) == {0, 1}  # stratified
+    train_patients = {patient_id(n) for n in data["train"].names}
+    assert not train_patients & {patient_id(n) for n in data["val"].names}
+
+
+def test_presets_load_and_unknown_is_clear():
+    assert preset("benchmark").relevance.weight > 0
+    assert preset("paper").benchmark.image_size == 128
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("missing")

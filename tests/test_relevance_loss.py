@@ -1,0 +1,38 @@
+import numpy as np
+import tensorflow as tf
+
+from gfsr_tf.losses import input_gradient_penalty, mask_to_grid, relevance_loss
+
+
+def test_relevance_loss_against_hand_computation():
+    cam = np.array([[[1.0, 0.5], [0.0, 0.25]]], np.float32)        # (1, 2, 2)
+    mask = np.array([[[1.0, 1.0], [0.0, 0.5]]], np.float32)
+    # diff = [0, -0.5, 0, -0.25]: MAE = 0.75/4, MSE = (0.25 + 0.0625)/4
+    # focal(gamma=2) = mean(m (1-cam)^2) = (0 + 0.25 + 0 + 0.5*0.5625)/4
+    mae, mse, focal = 0.1875, 0.078125, (0.25 + 0.28125) / 4
+    got = relevance_loss(cam, mask, alpha=0.3, beta=2.0, gamma=2.0).numpy()
+    np.testing.assert_allclose(got, [0.3 * mae + 0.7 * mse + 2.0 * focal], rtol=1e-6)
+
+
+def test_mask_area_resized_to_cam_grid():
+    mask = np.zeros((1, 4, 4), np.float32)
+    mask[0, :2, :2] = 1.0
+    mask[0, 2, 3] = 1.0
+    grid = mask_to_grid(mask, (2, 2)).numpy()[0]
+    np.testing.assert_allclose(grid, [[1.0, 0.0], [0.0, 0.25]])
+
+
+def test_zero_cam_and_empty_mask_are_finite():
+    cam = tf.zeros((2, 3, 3))
+    mask = tf.zeros((2, 6, 6))
+    assert np.all(np.isfinite(relevance_loss(cam, mask).numpy()))
+    np.testing.assert_allclose(relevance_loss(cam, mask).numpy(), 0.0)
+
+
+def test_input_gradient_penalty_is_outside_energy_fraction():
+    g = np.zeros((1, 2, 2, 3), np.float32)
+    g[0, 0, 0] = [1, 0, 0]      # energy 1, outside
+    g[0, 1, 1] = [0, 2, 0]      # energy 4, inside
+    mask = np.array([[[0, 1], [1, 1]]], np.float32)
+    np.testing.assert_allclose(input_gradient_penalty(g, mask).numpy(), [1 / 5], rtol=1e-5)
+    assert np.isfinite(input_gradient_penalty(np.zeros_like(g), mask).numpy()).all()
