@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from gfsr_tf.ablation import ROWS, goals_met, markdown_table, row_config, run_ablation
+
+
+def test_rows_differ_only_in_what_they_ablate():
+    base, paper = row_config("baseline"), row_config("paper")
+    assert base.relevance.weight == 0 and paper.relevance.weight == 1.0
+    assert base.benchmark == paper.benchmark and base.train == paper.train
+    assert row_config("conv2").model.target_layer == "conv2_block3_out"
+    assert row_config("paper@128px").benchmark.image_size == 128
+    assert all(row_config(name) for name in ROWS)
+
+
+def test_goals_against_hand_made_rows():
+    base = {"decor_accuracy": 0.70, "flip_marker_removed": 0.30, "lesion_hit_rate": 0.05,
+            "corr_accuracy": 0.93}
+    good = {"decor_accuracy": 0.81, "flip_marker_removed": 0.15, "lesion_hit_rate": 0.06,
+            "corr_accuracy": 0.90}
+    assert all(goals_met(good, base).values())
+    broken = {"decor_accuracy": 0.5, "flip_marker_removed": 0.0, "lesion_hit_rate": 0.0,
+              "corr_accuracy": 0.5}
+    g = goals_met(broken, base)
+    assert g["flip_halved"] and not g["accuracy_gain"] and not g["no_accuracy_cost"]
+
+
+def test_smoke_ablation_writes_table_and_resumes(tmp_path):
+    out = run_ablation(["ext-input-grad"], out_dir=tmp_path, smoke=True, name="abl", verbose=0)
+    names = [r["row"] for r in out["results"]]
+    assert names == ["baseline", "ext-input-grad"]  # the setting's baseline always runs
+    root = tmp_path / "abl"
+    for f in ("results.json", "results.md", "results.png"):
+        assert (root / f).exists()
+    assert json.loads((root / "results.json").read_text())[1]["relevance"]["input_gradient_weight"] > 0
+    assert "| ext-input-grad |" in out["markdown"]
+    again = run_ablation(["ext-input-grad"], out_dir=tmp_path, smoke=True, name="abl", verbose=0)
+    assert again["results"] == out["results"]  # finished rows are read back, not retrained
+    with pytest.raises(ValueError, match="unknown ablation rows"):
+        run_ablation(["nope"], out_dir=tmp_path, smoke=True)
+
+
+def test_markdown_table_marks_goals():
+    row = {"row": "x", "setting": "64px", "relevance": {}, "corr_accuracy": 0.9,
+           "decor_accuracy": 0.9, "decor_auc": 0.9, "flip_marker_removed": 0.0,
+           "flip_marker_removed_marked": 0.0, "flip_marker_cropped": 0.0, "lesion_hit_rate": 0.5,
+           "lung_hit_rate": 0.5, "marker_hit_rate": 0.0, "train_seconds": 1.0}
+    base = dict(row, row="baseline", relevance=None, decor_accuracy=0.6, flip_marker_removed=0.3,
+                lesion_hit_rate=0.1)
+    table = markdown_table([base, row])
+    assert "4/4" in table
