@@ -12,12 +12,15 @@ interrupted one resumes from its last checkpoint. Writes runs/ablation/results.{
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of the report
 
 from gfsr_tf.ablation import ROWS, run_ablation  # noqa: E402
 

@@ -10,10 +10,13 @@ resume an interrupted run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of the report
 
 from gfsr_tf.config import PRESETS, preset  # noqa: E402
 from gfsr_tf.pipeline import run_study  # noqa: E402

@@ -85,6 +85,12 @@ def summary_markdown(report: dict) -> str:
             lines.append(f"| {n} | {_fmt(loc.get('lesion_hit_rate'))} | "
                          f"{_fmt(loc.get('lung_hit_rate'))} | "
                          f"{_fmt(loc.get('marker_hit_rate_among_marked'))} |")
+    verdict = shortcut_verdict(report)
+    if verdict:
+        lines += ["", "## Does guided focus remove the shortcut? (gfsr vs baseline)", "",
+                  "| goal | baseline | gfsr | met |", "|---|---|---|---|"]
+        for goal, (b, g, ok) in verdict.items():
+            lines.append(f"| {goal} | {_fmt(b)} | {_fmt(g)} | {'yes' if ok else 'no'} |")
     lines += ["", "## Training", "", "| model | epochs | seconds | final relevance loss |",
               "|---|---|---|---|"]
     for n in names:
@@ -94,6 +100,25 @@ def summary_markdown(report: dict) -> str:
                      f"{_fmt(last.get('relevance'))} |")
     lines += ["", "Figures: `roc.png`, `confusion.png`, `gradcam_grid.png`, `training.png`."]
     return "\n".join(lines) + "\n"
+
+
+def shortcut_verdict(report: dict) -> dict:
+    """The science issue's four goals, on the benchmark's decorrelated split (empty otherwise)."""
+    from .ablation import GOALS, goals_met, summarise
+    if not all(k in report for k in ("baseline", "gfsr")) or \
+            "marker_removed" not in report["baseline"]["robustness"]:
+        return {}
+    b, g = summarise(report["baseline"]), summarise(report["gfsr"])
+    met = goals_met(g, b)
+    return {
+        f"decorrelated accuracy >= baseline + {GOALS['accuracy_gain']:.2f}":
+            (b["decor_accuracy"], g["decor_accuracy"], met["accuracy_gain"]),
+        f"flip rate (marker removed) <= {GOALS['flip_ratio']} x baseline":
+            (b["flip_marker_removed"], g["flip_marker_removed"], met["flip_halved"]),
+        "lesion hit rate > baseline": (b["lesion_hit_rate"], g["lesion_hit_rate"], met["hit_rate_up"]),
+        f"correlated accuracy >= baseline - {GOALS['corr_accuracy_cost']:.2f}":
+            (b["corr_accuracy"], g["corr_accuracy"], met["no_accuracy_cost"]),
+    }
 
 
 def _plot_roc(report, names, path):

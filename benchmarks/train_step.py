@@ -1,0 +1,85 @@
+"""Train-step throughput: baseline vs exact (second-order) vs first-order GFSR, side by side in one
+process (ratios are what count on a noisy machine). The first traced call is reported separately
+and excluded, like the warm-up steps.
+
+    python benchmarks/train_step.py --size 64 --batch 32 --steps 5
+    python benchmarks/train_step.py --size 64 --batch 32 --deterministic   # op determinism cost
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from gfsr_tf.config import BenchmarkConfig, RelevanceConfig, TrainConfig  # noqa: E402
+from gfsr_tf.datasets.synthetic import make_split  # noqa: E402
+from gfsr_tf.models import build_classifier  # noqa: E402
+from gfsr_tf.pipeline import relevance_masks  # noqa: E402
+from gfsr_tf.training import Trainer  # noqa: E402
+
+VARIANTS = {
+    "baseline": RelevanceConfig(weight=0.0),
+    "exact_gfsr": RelevanceConfig(weight=1.0, second_order=True),
+    "first_order_gfsr": RelevanceConfig(weight=1.0, second_order=False),
+    "input_grad_ext": RelevanceConfig(weight=1.0, input_gradient_weight=1.0),
+}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after the traced call")
+    p.add_argument("--deterministic", action="store_true")
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args(argv)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    data = make_split(BenchmarkConfig(image_size=args.size), "train", args.batch)
+    masks = relevance_masks(data)
+    x, y, m = tf.constant(data.images), tf.constant(data.labels.astype(np.int32)), tf.constant(masks)
+    rows = {}
+    for name, relevance in VARIANTS.items():
+        model = build_classifier(2, (args.size, args.size, 3), weights=None, seed=0)
+        trainer = Trainer(model, f"/tmp/gfsr_bench_{name}", relevance=relevance, verbose=0,
+                          train=TrainConfig(batch_size=args.batch))
+        trainer.lam.assign(relevance.weight)
+        t0 = time.perf_counter()
+        trainer._train_step(x, y, m)["loss"].numpy()
+        first = time.perf_counter() - t0
+        for _ in range(args.warmup):
+            trainer._train_step(x, y, m)["loss"].numpy()
+        times = []
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            trainer._train_step(x, y, m)["loss"].numpy()
+            times.append(time.perf_counter() - t0)
+        step = float(np.median(times))
+        rows[name] = {"first_call_s": first, "step_s": step, "images_per_s": args.batch / step}
+        print(f"{name:18s} first call {first:6.1f} s   step {step:6.3f} s   "
+              f"{args.batch / step:6.1f} img/s", flush=True)
+    base = rows["baseline"]["step_s"]
+    ratios = {f"{k}_vs_baseline_step_ratio": v["step_s"] / base for k, v in rows.items()
+              if k != "baseline"}
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"train_step_{args.size}px_b{args.batch}{'_det' if args.deterministic else ''}"
+    (out / f"{tag}.json").write_text(json.dumps({"config": vars(args), "variants": rows,
+                                                 **ratios}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
