@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MASK_SOURCES = ("lungs", "lesions")
 # The benchmark's marker sits within the top-left ~23% of the image; the crop removes that band.
 MARKER_CROP_FRACTION = 0.25
+REFERENCE_LAYERS = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out")
 
 
 def load_data(config: StudyConfig, warnings: list | None = None) -> dict[str, ImageSet]:
@@ -100,19 +101,27 @@ def evaluate_classifier(model: keras.Model, splits: dict[str, ImageSet], layer: 
             result["among_marked"] = decision_change(before[marked], (q[marked] >= 0.5).astype(int),
                                                      p[marked], q[marked])
         out["robustness"][key] = result
-    # Grad-CAM of the pneumonia class on pneumonia images: where does the evidence sit?
+    # Grad-CAM of the pneumonia class on pneumonia images: where does the evidence sit? At the
+    # model's target layer, and at the ResNet stages beside it so rows trained at different layers
+    # can be compared at the same one.
     if data.lesions is not None:
         positive = np.flatnonzero(data.labels == 1)
-        heat = explain(model, preprocess(data.images[positive]).numpy(), layer=layer,
-                       class_index=1, batch_size=batch_size).heatmaps
-        out["localization"]["lesion_hit_rate"] = hit_rate(heat, data.lesions[positive])["hit_rate"]
-        out["localization"]["lung_hit_rate"] = hit_rate(heat, data.lungs[positive] > 0)["hit_rate"]
-        if data.marker_boxes is not None:
-            marked = data.has_marker[positive]
-            boxes = box_masks(data.marker_boxes[positive][marked], heat.shape[1:])
-            out["localization"]["marker_hit_rate_among_marked"] = \
-                hit_rate(heat[marked], boxes)["hit_rate"] if marked.any() else float("nan")
-        out["localization"]["layer"] = layer
+        x = preprocess(data.images[positive]).numpy()
+        marked = data.has_marker[positive] if data.has_marker is not None else None
+        by_layer = {}
+        for name_ in dict.fromkeys([layer, *REFERENCE_LAYERS]):
+            try:
+                model.get_layer(name_)
+            except ValueError:
+                continue
+            heat = explain(model, x, layer=name_, class_index=1, batch_size=batch_size).heatmaps
+            entry = {"lesion_hit_rate": hit_rate(heat, data.lesions[positive])["hit_rate"],
+                     "lung_hit_rate": hit_rate(heat, data.lungs[positive] > 0)["hit_rate"]}
+            if marked is not None and marked.any():
+                boxes = box_masks(data.marker_boxes[positive][marked], heat.shape[1:])
+                entry["marker_hit_rate_among_marked"] = hit_rate(heat[marked], boxes)["hit_rate"]
+            by_layer[name_] = entry
+        out["localization"] = {**by_layer[layer], "layer": layer, "by_layer": by_layer}
     return out
 
 

@@ -104,7 +104,7 @@ def summary_markdown(report: dict) -> str:
 
 def shortcut_verdict(report: dict) -> dict:
     """The science issue's four goals, on the benchmark's decorrelated split (empty otherwise)."""
-    from .ablation import GOALS, goals_met, summarise
+    from .ablation import GOALS, baseline_hit_rate, goals_met, summarise
     if not all(k in report for k in ("baseline", "gfsr")) or \
             "marker_removed" not in report["baseline"]["robustness"]:
         return {}
@@ -115,7 +115,8 @@ def shortcut_verdict(report: dict) -> dict:
             (b["decor_accuracy"], g["decor_accuracy"], met["accuracy_gain"]),
         f"flip rate (marker removed) <= {GOALS['flip_ratio']} x baseline":
             (b["flip_marker_removed"], g["flip_marker_removed"], met["flip_halved"]),
-        "lesion hit rate > baseline": (b["lesion_hit_rate"], g["lesion_hit_rate"], met["hit_rate_up"]),
+        "lesion hit rate > baseline": (baseline_hit_rate(g, b), g["lesion_hit_rate"],
+                                       met["hit_rate_up"]),
         f"correlated accuracy >= baseline - {GOALS['corr_accuracy_cost']:.2f}":
             (b["corr_accuracy"], g["corr_accuracy"], met["no_accuracy_cost"]),
     }

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from gfsr_tf.ablation import ROWS, goals_met, markdown_table, row_config, run_ablation
+from gfsr_tf.ablation import (ROWS, baseline_hit_rate, goals_met, markdown_table, row_config,
+                              run_ablation)
 
 
 def test_rows_differ_only_in_what_they_ablate():
@@ -24,6 +25,11 @@ def test_goals_against_hand_made_rows():
               "corr_accuracy": 0.5}
     g = goals_met(broken, base)
     assert g["flip_halved"] and not g["accuracy_gain"] and not g["no_accuracy_cost"]
+    # hit rates are compared at the row's layer
+    base["localization_by_layer"] = {"conv2_block3_out": {"lesion_hit_rate": 0.5}}
+    conv2 = dict(good, target_layer="conv2_block3_out")
+    assert baseline_hit_rate(conv2, base) == 0.5 and not goals_met(conv2, base)["hit_rate_up"]
+    assert baseline_hit_rate(good, base) == 0.05
 
 
 def test_smoke_ablation_writes_table_and_resumes(tmp_path):
@@ -45,7 +51,8 @@ def test_markdown_table_marks_goals():
     row = {"row": "x", "setting": "64px", "relevance": {}, "corr_accuracy": 0.9,
            "decor_accuracy": 0.9, "decor_auc": 0.9, "flip_marker_removed": 0.0,
            "flip_marker_removed_marked": 0.0, "flip_marker_cropped": 0.0, "lesion_hit_rate": 0.5,
-           "lung_hit_rate": 0.5, "marker_hit_rate": 0.0, "train_seconds": 1.0}
+           "lung_hit_rate": 0.5, "marker_hit_rate": 0.0, "train_seconds": 1.0,
+           "target_layer": "conv3_block4_out"}
     base = dict(row, row="baseline", relevance=None, decor_accuracy=0.6, flip_marker_removed=0.3,
                 lesion_hit_rate=0.1)
     table = markdown_table([base, row])

@@ -37,11 +37,15 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
         for key in ("marker_removed", "marker_cropped"):
             r = section["robustness"][key]
             assert r["agreement_rate"] + r["flip_rate"] == pytest.approx(1.0)
-        assert "lesion_hit_rate" in section["localization"]
+        loc = section["localization"]
+        assert loc["layer"] == "conv3_block4_out" and "lesion_hit_rate" in loc
+        assert set(loc["by_layer"]) == {"conv2_block3_out", "conv3_block4_out", "conv4_block6_out"}
+        assert loc["by_layer"]["conv3_block4_out"]["lesion_hit_rate"] == loc["lesion_hit_rate"]
     assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0
     assert report["baseline"]["training"]["history"][-1]["relevance"] == 0
     text = (run / "summary.md").read_text()
     assert "| gfsr |" in text and "| baseline |" in text and "sensitivity" in text
+    assert "Does guided focus remove the shortcut?" in text
 
 
 def test_rerun_resumes_instead_of_retraining(smoke_report, capsys):
