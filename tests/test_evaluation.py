@@ -47,6 +47,8 @@ def test_hit_rate_upsamples_and_skips_empty_masks():
     r = hit_rate(maps, masks)   # third mask empty -> NaN, excluded
     assert r["hit_rate"] == pytest.approx(0.5) and r["n"] == 2 and math.isnan(r["hits"][2])
     assert math.isnan(hit_rate(maps[2:], masks[2:])["hit_rate"])
+    # an all-zero map points nowhere: a miss even though its argmax (pixel 0) is in the mask
+    assert hit_rate(np.zeros((1, 2, 2)), masks[:1])["hit_rate"] == 0.0
 
 
 def test_crop_corner_removes_top_left_band():

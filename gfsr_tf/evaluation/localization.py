@@ -14,8 +14,9 @@ def _to_size(maps: np.ndarray, shape) -> np.ndarray:
 
 def hit_rate(maps: np.ndarray, masks: np.ndarray) -> dict:
     """Pointing game with CheXlocalize semantics: the saliency map is upsampled bilinearly to the
-    mask's size; a hit when its argmax pixel lies inside the mask. Images with an empty mask are
-    undefined (NaN per image) and excluded from the mean.
+    mask's size; a hit when its argmax pixel lies inside the mask. A constant (e.g. all-zero)
+    map points nowhere and counts as a miss. Images with an empty mask are undefined (NaN per
+    image) and excluded from the mean.
 
     Returns {"hit_rate": mean over defined images (NaN if none), "hits": per-image 1/0/NaN}.
     """
@@ -27,6 +28,8 @@ def hit_rate(maps: np.ndarray, masks: np.ndarray) -> dict:
     maps = _to_size(maps, masks.shape[1:])
     flat = maps.reshape(len(maps), -1).argmax(1)
     hits = masks.reshape(len(masks), -1)[np.arange(len(masks)), flat].astype(np.float64)
+    flat_maps = maps.reshape(len(maps), -1)
+    hits[flat_maps.max(1) == flat_maps.min(1)] = 0.0
     hits[~masks.reshape(len(masks), -1).any(1)] = np.nan
     defined = ~np.isnan(hits)
     return {"hit_rate": float(hits[defined].mean()) if defined.any() else float("nan"),
