@@ -10,12 +10,13 @@ from conftest import REPO
 from gfsr_tf.config import preset
 from gfsr_tf.datasets.kermany import load_kermany, patient_id
 
+sys.path.insert(0, str(REPO / "experiments"))
+import pneumonia_gfsr  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def smoke_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    sys.path.insert(0, str(REPO / "experiments"))
-    import pneumonia_gfsr
     report = pneumonia_gfsr.main(["--smoke", "--out", str(out), "--quiet"])
     return report, out / "pneumonia_gfsr_smoke"
 
@@ -50,7 +51,6 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
 
 def test_rerun_resumes_instead_of_retraining(smoke_report, capsys):
     _, run = smoke_report
-    import pneumonia_gfsr
     before = (run / "gfsr" / "metrics.jsonl").read_text()
     pneumonia_gfsr.main(["--smoke", "--out", str(run.parent)])
     assert "resuming" in capsys.readouterr().out
@@ -112,3 +112,13 @@ def test_presets_load_and_unknown_is_clear():
     assert preset("paper").benchmark.image_size == 128
     with pytest.raises(ValueError, match="unknown preset"):
         preset("missing")
+
+
+def test_main_job_on_kermany_layout_runs_the_baseline_and_reports(tmp_path):
+    _write_kermany(tmp_path / "data")
+    report = pneumonia_gfsr.main(["--smoke", "--data-dir", str(tmp_path / "data"), "--out",
+                                  str(tmp_path / "runs"), "--quiet"])
+    assert set(report["baseline"]["metrics"]) == {"test"}
+    assert "gfsr" not in report and any("no relevance masks" in w for w in report["warnings"])
+    assert any("unreadable" in w for w in report["warnings"])
+    assert (tmp_path / "runs" / "pneumonia_gfsr_smoke" / "summary.md").exists()
