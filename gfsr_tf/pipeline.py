@@ -80,12 +80,13 @@ def predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.
 def evaluate_classifier(model: keras.Model, splits: dict[str, ImageSet], layer: str,
                         batch_size: int = 64) -> dict:
     """Metrics per test split, robustness to marker removal/cropping, Grad-CAM localization."""
-    out: dict = {"metrics": {}, "robustness": {}, "localization": {}}
+    out: dict = {"metrics": {}, "robustness": {}, "localization": {}, "predictions": {}}
     tests = [s for s in ("test_correlated", "test_decorrelated", "test") if s in splits]
     probs = {}
     for name in tests:
         probs[name] = predict(model, splits[name].images, batch_size)
         out["metrics"][name] = binary_metrics(splits[name].labels, probs[name])
+        out["predictions"][name] = probs[name].round(6).tolist()
     # Robustness on the split where the marker carries no label information.
     name = "test_decorrelated" if "test_decorrelated" in splits else tests[-1]
     data, p = splits[name], probs[name]
@@ -122,6 +123,18 @@ def evaluate_classifier(model: keras.Model, splits: dict[str, ImageSet], layer: 
                 entry["marker_hit_rate_among_marked"] = hit_rate(heat[marked], boxes)["hit_rate"]
             by_layer[name_] = entry
         out["localization"] = {**by_layer[layer], "layer": layer, "by_layer": by_layer}
+    return out
+
+
+def compare_models(a: dict, b: dict, data: dict[str, ImageSet], n_resamples: int = 1000) -> dict:
+    """Paired bootstrap (same resampled test images) of model a minus model b per test split."""
+    from .evaluation.classification import paired_bootstrap
+    out = {}
+    for split, pa in a["predictions"].items():
+        labels = data[split].labels
+        out[split] = {metric: paired_bootstrap(labels, np.asarray(pa), np.asarray(b["predictions"][split]),
+                                               metric, n_resamples)
+                      for metric in ("accuracy", "auc")}
     return out
 
 
@@ -191,6 +204,8 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs",
                                "relevance": dataclasses.asdict(relevance)}
         report[name] = section
         models[name] = model
+    if "baseline" in report and "gfsr" in report:
+        report["comparison"] = compare_models(report["gfsr"], report["baseline"], data)
     # One warning per distinct message (each model build may repeat it).
     report["warnings"] = list(dict.fromkeys(warnings))
     report["timing"]["total_seconds"] = time.perf_counter() - t0

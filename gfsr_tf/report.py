@@ -9,10 +9,13 @@ report.json
   <model>   one section per trained model ("baseline", "gfsr"):
     metrics       per split (test_correlated, test_decorrelated | test):
                   auc, accuracy, sensitivity, specificity, confusion_matrix, n, roc
+    predictions   per split: P(pneumonia) per test image, in split order
     robustness    marker_removed (benchmark twins), marker_cropped:
                   agreement_rate, flip_rate, flip_confusion, mean_probability_change, among_marked
     localization  lesion_hit_rate, lung_hit_rate, marker_hit_rate_among_marked, layer
     training      history (per-epoch metrics), seconds, relevance (its config)
+  comparison  per split, accuracy | auc: gfsr minus baseline, paired bootstrap (1000 resamples):
+              estimate, ci_low, ci_high, p_value
 NaN is written as null. Later versions add keys; they never rename these.
 """
 from __future__ import annotations
@@ -85,6 +88,13 @@ def summary_markdown(report: dict) -> str:
             lines.append(f"| {n} | {_fmt(loc.get('lesion_hit_rate'))} | "
                          f"{_fmt(loc.get('lung_hit_rate'))} | "
                          f"{_fmt(loc.get('marker_hit_rate_among_marked'))} |")
+    if "comparison" in report:
+        lines += ["", "## GFSR minus baseline (paired bootstrap, 95% CI)", "",
+                  "| split | metric | difference | 95% CI | p |", "|---|---|---|---|---|"]
+        for split, metrics in report["comparison"].items():
+            for metric, c in metrics.items():
+                lines.append(f"| {split} | {metric} | {c['estimate']:+.3f} | "
+                             f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['p_value']:.3f} |")
     verdict = shortcut_verdict(report)
     if verdict:
         lines += ["", "## Does guided focus remove the shortcut? (gfsr vs baseline)", "",

@@ -60,3 +60,22 @@ def test_crop_corner_removes_top_left_band():
     np.testing.assert_array_equal(out[0, 10:, 10:], 100)
     zoomed = crop_corner(images, 0.25, restore="resize")
     assert zoomed.shape == images.shape and zoomed[0, :3, :3].max() == 0
+
+
+def test_bootstrap_auc_matches_sklearn_and_paired_difference_is_sane():
+    from sklearn.metrics import roc_auc_score
+    from gfsr_tf.evaluation.classification import _auc_rows, paired_bootstrap
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    good = np.clip(labels * 0.6 + rng.normal(0.2, 0.25, 300), 0, 1)
+    noise = rng.uniform(0, 1, 300)
+    assert _auc_rows(labels[None], good[None])[0] == pytest.approx(roc_auc_score(labels, good))
+    tied = np.array([0.5, 0.5, 0.2, 0.9])
+    assert _auc_rows(np.array([[0, 1, 0, 1]]), tied[None])[0] == pytest.approx(
+        roc_auc_score([0, 1, 0, 1], tied))
+    ci = paired_bootstrap(labels, good, metric="auc", n_resamples=500)
+    assert ci["ci_low"] < ci["estimate"] < ci["ci_high"]
+    diff = paired_bootstrap(labels, good, noise, metric="accuracy", n_resamples=500)
+    assert diff["ci_low"] > 0 and diff["p_value"] < 0.01
+    same = paired_bootstrap(labels, good, good, n_resamples=200)
+    assert same["estimate"] == 0 and same["p_value"] == 1.0

@@ -42,6 +42,9 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
         assert loc["layer"] == "conv3_block4_out" and "lesion_hit_rate" in loc
         assert set(loc["by_layer"]) == {"conv2_block3_out", "conv3_block4_out", "conv4_block6_out"}
         assert loc["by_layer"]["conv3_block4_out"]["lesion_hit_rate"] == loc["lesion_hit_rate"]
+    assert len(on_disk["gfsr"]["predictions"]["test_decorrelated"]) == 8
+    c = on_disk["comparison"]["test_decorrelated"]["accuracy"]
+    assert c["ci_low"] <= c["estimate"] <= c["ci_high"] and 0 <= c["p_value"] <= 1
     assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0
     assert report["baseline"]["training"]["history"][-1]["relevance"] == 0
     text = (run / "summary.md").read_text()
