@@ -125,3 +125,22 @@ def test_main_job_on_kermany_layout_runs_the_baseline_and_reports(tmp_path):
     assert "gfsr" not in report and any("no relevance masks" in w for w in report["warnings"])
     assert any("unreadable" in w for w in report["warnings"])
     assert (tmp_path / "runs" / "pneumonia_gfsr_smoke" / "summary.md").exists()
+
+
+def test_best_model_loads_with_plain_keras_in_a_fresh_process(smoke_report, tmp_path):
+    _, run = smoke_report
+    from gfsr_tf.datasets.synthetic import make_split
+    from gfsr_tf.preprocessing import preprocess
+    images = make_split(preset("smoke").benchmark, "test_decorrelated", 4).images
+    np.save(tmp_path / "x.npy", preprocess(images).numpy())
+    code = ("import sys, numpy as np, keras; "
+            f"m = keras.models.load_model(r'{run / 'gfsr' / 'best.keras'}'); "
+            f"np.save(r'{tmp_path / 'p.npy'}', m.predict(np.load(r'{tmp_path / 'x.npy'}'), verbose=0)); "
+            "assert 'gfsr_tf' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "KERAS_BACKEND": "tensorflow"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    import keras
+    here = keras.models.load_model(run / "gfsr" / "best.keras").predict(
+        np.load(tmp_path / "x.npy"), verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), here, atol=1e-5)
