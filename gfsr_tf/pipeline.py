@@ -150,9 +150,9 @@ def train_variant(config: StudyConfig, relevance: RelevanceConfig, data: dict[st
                              warnings=warnings)
     trainer = Trainer(model, run_dir, train=config.train, relevance=relevance,
                       target_layer=config.model.target_layer, verbose=verbose)
-    start = time.perf_counter()
     history = trainer.fit(train, data["val"], masks)
-    seconds = time.perf_counter() - start
+    # Training time from the per-epoch log, so a resumed or re-evaluated run reports it whole.
+    seconds = float(sum(h["seconds"] for h in history))
     best = keras.models.load_model(run_dir / "best.keras")
     return best, history, seconds
 

@@ -1,0 +1,81 @@
+"""TF Serving export: a SavedModel whose signatures take raw pixels (preprocessing in the graph).
+
+Signatures (input `images`: float32 (N, H, W, C), pixel values 0-255, H, W, C as trained):
+  serving_default -> probabilities (N, num_classes)   [binary heads give P(class 0), P(class 1)]
+  explain         -> probabilities, predicted_class (N,) int32,
+                     heatmap (N, H, W) float32 in [0, 1]: Grad-CAM of the predicted class,
+                     computed in-graph and upsampled bilinearly to the input size.
+Shapes and dtypes are fixed by the signature, so a wrong size, channel count or dtype is
+rejected by TensorFlow before the model runs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from .models.classifier import CamModel
+from .preprocessing import preprocess
+from .saliency.gradcam import gradcam
+
+
+def _probabilities(logits: tf.Tensor) -> tf.Tensor:
+    if logits.shape[-1] == 1:
+        p = tf.sigmoid(logits)
+        return tf.concat([1.0 - p, p], axis=-1)
+    return tf.nn.softmax(logits, axis=-1)
+
+
+def export_saved_model(model: keras.Model, path, *, layer: str | None = None,
+                       class_names=None, channels: int | None = None) -> Path:
+    """Write a SavedModel with `serving_default` and `explain` (see the module docstring).
+
+    channels: what clients send (1 for grayscale X-rays, 3 for RGB); default the model's input
+    channels. A `signatures.json` beside it records names, shapes and class names.
+    """
+    path = Path(path)
+    height, width, model_channels = model.input_shape[1:]
+    channels = channels or model_channels
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    cam_model = CamModel(model, layer)
+    spec = tf.TensorSpec((None, height, width, channels), tf.float32, name="images")
+
+    expected = tf.constant([height, width, channels])
+    message = (f"images must be float32 pixels 0-255 shaped (N, {height}, {width}, {channels})")
+
+    def checked(images):
+        # Signatures do not enforce their static shape at call time: check it here, in-graph.
+        tf.debugging.assert_equal(tf.shape(images)[1:], expected, message=message)
+        return preprocess(images)
+
+    def serve(images):
+        _, logits = cam_model(checked(images), training=False)
+        return {"probabilities": _probabilities(logits)}
+
+    def explain(images):
+        cam, logits, _ = gradcam(cam_model, checked(images), None, second_order=False)
+        heatmap = tf.image.resize(cam[..., None], (height, width))[..., 0]
+        probabilities = _probabilities(logits)
+        return {"probabilities": probabilities,
+                "predicted_class": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+                "heatmap": tf.clip_by_value(heatmap, 0.0, 1.0)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    archive.add_endpoint("explain", explain, input_signature=[spec])
+    archive.write_out(str(path), verbose=False)
+    num_classes = max(2, int(model.output.shape[-1]))
+    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} classes")
+    (path / "signatures.json").write_text(json.dumps({
+        "input": {"name": "images", "dtype": "float32", "shape": [None, height, width, channels],
+                  "range": "0-255 pixels"},
+        "class_names": names, "grad_cam_layer": cam_model.layer_name,
+        "signatures": {"serving_default": ["probabilities"],
+                       "explain": ["probabilities", "predicted_class", "heatmap"]}}, indent=2))
+    return path
