@@ -182,6 +182,40 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def replicate_table(results: list[dict]) -> str:
+    """Rows repeated over seeds (`name`, `name@seedN`): per seed, the differences to that seed's
+    baseline, and how many seeds meet each goal."""
+    by_name = {r["row"]: r for r in results}
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        if r["relevance"] is None:
+            continue
+        base_name, _, tag = r["row"].partition("@")
+        if tag and not tag.startswith("seed"):
+            continue
+        groups.setdefault(base_name, []).append(r)
+    lines = ["| config | seeds | Δ decor acc per seed | flip / baseline flip per seed | "
+             "Δ lesion hit (same layer) per seed | Δ corr acc per seed | seeds meeting all 4 goals |",
+             "|---|---|---|---|---|---|---|"]
+    for name, rows in groups.items():
+        if len(rows) < 2:
+            continue
+        cells = {"acc": [], "flip": [], "hit": [], "corr": []}
+        all_met = 0
+        for r in rows:
+            base = by_name.get(_baseline_of(r["setting"]) or "")
+            if base is None:
+                continue
+            cells["acc"].append(f"{r['decor_accuracy'] - base['decor_accuracy']:+.3f}")
+            cells["flip"].append(f"{r['flip_marker_removed'] / max(base['flip_marker_removed'], 1e-9):.2f}")
+            cells["hit"].append(f"{r['lesion_hit_rate'] - baseline_hit_rate(r, base):+.3f}")
+            cells["corr"].append(f"{r['corr_accuracy'] - base['corr_accuracy']:+.3f}")
+            all_met += all(goals_met(r, base).values())
+        lines.append(f"| {name} | {len(cells['acc'])} | " + " | ".join(
+            ", ".join(cells[k]) for k in ("acc", "flip", "hit", "corr")) + f" | {all_met}/{len(cells['acc'])} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -225,6 +259,9 @@ def run_ablation(rows: list[str] | None = None, out_dir="runs", smoke: bool = Fa
             print(f"[ablation {i + 1}/{len(needed)}] {row}")
         results.append(run_row(row, root, smoke, verbose))
     table = markdown_table(results)
+    replicates = replicate_table(results)
+    if replicates:
+        table += "\n\nReplicates over seeds (data and initialisation both change with the seed):\n\n" + replicates
     (root / "results.json").write_text(json.dumps(results, indent=2))
     (root / "results.md").write_text(table + "\n")
     plot(results, root / "results.png")

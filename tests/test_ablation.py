@@ -57,3 +57,17 @@ def test_markdown_table_marks_goals():
                 lesion_hit_rate=0.1)
     table = markdown_table([base, row])
     assert "4/4" in table
+
+
+def test_replicate_table_pairs_each_seed_with_its_own_baseline():
+    from gfsr_tf.ablation import replicate_table
+    def row(name, setting, decor, flip, relevance=True):
+        return {"row": name, "setting": setting, "relevance": {} if relevance else None,
+                "decor_accuracy": decor, "flip_marker_removed": flip, "lesion_hit_rate": 0.1,
+                "corr_accuracy": 0.9, "target_layer": "conv3_block4_out"}
+    results = [row("baseline", "64px", 0.70, 0.30, False), row("conv2", "64px", 0.85, 0.10),
+               row("baseline@seed1", "64px-seed1", 0.75, 0.20, False),
+               row("conv2@seed1", "64px-seed1", 0.80, 0.15)]
+    table = replicate_table(results)
+    assert "| conv2 | 2 | +0.150, +0.050 | 0.33, 0.75 |" in table
+    assert table.strip().endswith("| 0/2 |")  # lesion hit not above the baseline's on either seed
