@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import dataclasses
-import json
 import sys
 from pathlib import Path
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from .preprocessing import preprocess
 from .saliency import explain
 from .training import Trainer
 
-log = logging.getLogger(__name__)
 
 MASK_SOURCES = ("lungs", "lesions")
 # The benchmark's marker sits within the top-left ~23% of the image; the crop removes that band.

@@ -122,7 +122,6 @@ def propagate_masks(images: np.ndarray, annotations: dict, config: ConceptConfig
     timings["embeddings_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stacked = _normalise(np.concatenate(embeddings), config.normalise)
-    owner = np.repeat(np.arange(len(embeddings)), [len(e) for e in embeddings])
     n_total = len(stacked)
     if config.k > n_total:
         raise ValueError(f"k={config.k} concepts but only {n_total} segments in the image set")

@@ -9,7 +9,6 @@ rerunning the same command resumes where it stopped.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
@@ -26,7 +25,6 @@ from ..models.classifier import CamModel
 from ..preprocessing import preprocess
 from ..saliency.gradcam import gradcam, predicted_class
 
-log = logging.getLogger(__name__)
 
 
 def resolve_jit(jit_compile) -> bool:
