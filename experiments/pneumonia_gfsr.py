@@ -38,7 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--image-size", type=int, help="square input size in pixels")
     p.add_argument("--lambda", dest="lam", type=float, help="relevance loss weight for GFSR")
-    p.add_argument("--layer", help="Grad-CAM target layer (default conv3_block4_out)")
+    p.add_argument("--layer", help="Grad-CAM target layer (default conv2_block3_out; the paper's "
+                   "conv3_block4_out with --preset paper)")
     p.add_argument("--weights", help="'auto' (ImageNet if obtainable, else random init with a "
                    "warning), 'imagenet', 'none', or a path to ResNet50 no-top weights")
     p.add_argument("--seed", type=int)

@@ -81,6 +81,7 @@ ROWS: dict[str, Row] = {
 def row_config(name: str, smoke: bool = False) -> StudyConfig:
     row = ROWS[name]
     config = preset("benchmark")
+    config.model.target_layer = "conv3_block4_out"  # rows start from the paper's layer
     for section, values in SETTINGS[row.setting].items():
         for key, value in values.items():
             setattr(getattr(config, section), key, value)
