@@ -199,12 +199,14 @@ def replicate_table(results: list[dict]) -> str:
             continue
         groups.setdefault(base_name, []).append(r)
     lines = ["| config | seeds | Δ decor acc per seed | flip / baseline flip per seed | "
-             "Δ lesion hit (same layer) per seed | Δ corr acc per seed | seeds meeting all 4 goals |",
-             "|---|---|---|---|---|---|---|"]
+             "Δ lesion hit (same layer) per seed | Δ corr acc per seed | seeds meeting all 4 goals | "
+             "mean Δ decor acc | mean flip / mean baseline flip |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, rows in groups.items():
         if len(rows) < 2:
             continue
         cells = {"acc": [], "flip": [], "hit": [], "corr": []}
+        sums = {"acc": 0.0, "flip": 0.0, "base_flip": 0.0}
         all_met = 0
         for r in rows:
             base = by_name.get(_baseline_of(r["setting"]) or "")
@@ -215,8 +217,13 @@ def replicate_table(results: list[dict]) -> str:
             cells["hit"].append(f"{r['lesion_hit_rate'] - baseline_hit_rate(r, base):+.3f}")
             cells["corr"].append(f"{r['corr_accuracy'] - base['corr_accuracy']:+.3f}")
             all_met += all(goals_met(r, base).values())
-        lines.append(f"| {name} | {len(cells['acc'])} | " + " | ".join(
-            ", ".join(cells[k]) for k in ("acc", "flip", "hit", "corr")) + f" | {all_met}/{len(cells['acc'])} |")
+            sums["acc"] += r["decor_accuracy"] - base["decor_accuracy"]
+            sums["flip"] += r["flip_marker_removed"]
+            sums["base_flip"] += base["flip_marker_removed"]
+        n = len(cells["acc"])
+        lines.append(f"| {name} | {n} | " + " | ".join(
+            ", ".join(cells[k]) for k in ("acc", "flip", "hit", "corr")) + f" | {all_met}/{n} | "
+            f"{sums['acc'] / max(n, 1):+.3f} | {sums['flip'] / max(sums['base_flip'], 1e-9):.2f} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
