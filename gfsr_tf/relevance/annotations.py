@@ -7,7 +7,8 @@ stem; (b) a JSON object {image stem: [segment ids]} of hand-picked SLIC segments
 Rule for masks: a segment is annotated when the marked fraction of its area reaches
 `min_fraction` (default 0.5) - a rough region drawn over it - or, for scribbles, when it holds at
 least one marked pixel. An annotation counts as a scribble when it is thin: fewer than half of its
-marked pixels survive an erosion by a 5x5 square (strokes up to ~4 px wide).
+marked pixels survive an erosion by a square of side ~1/16 of the image (odd, at least 3 px), i.e.
+strokes narrower than ~1/16 of the image are scribbles.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def is_scribble(marks: np.ndarray) -> bool:
     marks = (np.asarray(marks) > 0).astype(np.uint8)
     if not marks.any():
         return False
-    eroded = cv2.erode(marks, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT,
+    side = max(3, min(marks.shape) // 16) | 1
+    eroded = cv2.erode(marks, np.ones((side, side), np.uint8), borderType=cv2.BORDER_CONSTANT,
                        borderValue=0)
     return eroded.sum() < 0.5 * marks.sum()
 
