@@ -76,16 +76,13 @@ def test_baseline_lambda_zero_needs_no_masks(data, tmp_path):
     assert history[0]["relevance"] == 0 and np.isfinite(history[0]["loss"])
 
 
-def test_resume_after_interrupt_equals_uninterrupted_run(data, tmp_path):
+def _interrupted_and_full(data, tmp_path, relevance):
     train, val = data
     masks = relevance_masks(train)
     cfg = dict(batch_size=4, steps_per_epoch=1)
-    relevance = RelevanceConfig(weight=1.0)
-
     full = _model()
     Trainer(full, tmp_path / "full", train=TrainConfig(epochs=2, **cfg), relevance=relevance,
             verbose=0).fit(train, val, masks)
-
     Trainer(_model(), tmp_path / "cut", train=TrainConfig(epochs=1, **cfg), relevance=relevance,
             verbose=0).fit(train, val, masks)  # "interrupted" after epoch 1
     resumed = _model()  # a fresh process: new model, same command
@@ -94,8 +91,30 @@ def test_resume_after_interrupt_equals_uninterrupted_run(data, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    return full, resumed, preprocess(val.images)
+
+
+def test_resume_after_interrupt_equals_uninterrupted_run_exactly(data, tmp_path):
+    # baseline step: bit-deterministic, so checkpoint, optimizer state, data order and dropout
+    # draws must all be restored exactly
+    full, resumed, _ = _interrupted_and_full(data, tmp_path, RelevanceConfig(weight=0.0))
     for a, b in zip(full.weights, resumed.weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_resumed_gfsr_run_stays_within_round_off_of_the_uninterrupted_one(data, tmp_path):
+    # The exact GFSR step is deterministic only up to float round-off on CPU (measured: identical
+    # loss, weight differences ~1e-8 after one step), and Adam turns round-off on mathematically-
+    # zero gradients (conv biases feeding BatchNorm) into +-lr steps; so after two steps the runs
+    # agree to a few learning-rate steps, not bit for bit (the baseline test above is exact).
+    full, resumed, _ = _interrupted_and_full(data, tmp_path, RelevanceConfig(weight=1.0))
+    fresh = _model()
+    lr = TrainConfig().learning_rate
+    moved = 0
+    for a, b, c in zip(full.trainable_weights, resumed.trainable_weights, fresh.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=4 * lr, err_msg=a.path)  # 2 steps, +-lr each
+        moved += not np.array_equal(b.numpy(), c.numpy())
+    assert moved > 50  # it trained (exact resume logic is covered by the baseline test)
 
 
 def test_guided_training_without_masks_is_a_clear_error(data, tmp_path):
