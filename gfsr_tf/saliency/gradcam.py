@@ -6,6 +6,7 @@ ReLU(sum_c w_c A_c), normalised per image by its max + eps (an all-zero CAM stay
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,9 @@ def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bo
         activations, logits = cam_model(x, training=training)
         if class_index is None:
             class_index = predicted_class(logits)
+        else:  # a negative index means "the predicted class" for that image
+            class_index = tf.cast(class_index, tf.int32)
+            class_index = tf.where(class_index < 0, predicted_class(logits), class_index)
         score = tf.reduce_sum(class_scores(logits, class_index))
     sources = [activations, x] if input_gradients else [activations]
     grads = tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -79,6 +83,27 @@ class Explanation:
     layer: str
 
 
+_EXPLAINERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _explainer(model, layer):
+    """One traced Grad-CAM function per (model, layer), reused across `explain` calls."""
+    if isinstance(model, CamModel):
+        model, layer = model.model, model.layer_name
+    per_model = _EXPLAINERS.setdefault(model, {})
+    if layer not in per_model:
+        cam_model = CamModel(model, layer)
+
+        @tf.function(reduce_retracing=True)
+        def run(x, cls):
+            cam, logits, _ = gradcam(cam_model, x, cls, second_order=False)
+            heat = tf.image.resize(cam[..., None], tf.shape(x)[1:3])[..., 0]
+            return heat, logits, tf.where(cls < 0, predicted_class(logits), cls)
+
+        per_model[layer] = (cam_model, run)
+    return per_model[layer]
+
+
 def explain(model, images, *, layer: str | None = None, class_index=None,
             batch_size: int = 32) -> Explanation:
     """Grad-CAM heatmaps and probabilities for any Keras classifier with reachable logits.
@@ -87,24 +112,20 @@ def explain(model, images, *, layer: str | None = None, class_index=None,
     layer: target layer (default: the last layer with a 4-D output). class_index: None (the
     predicted class), an int, or one int per image.
     """
-    cam_model = model if isinstance(model, CamModel) else CamModel(model, layer)
+    cam_model, run = _explainer(model, layer)
     images = np.asarray(images, np.float32)
     n = len(images)
-    if class_index is not None:
+    if class_index is None:
+        class_index = np.full(n, -1, np.int32)  # -1: the predicted class
+    else:
         class_index = np.broadcast_to(np.asarray(class_index, np.int32), (n,))
         if np.any(class_index < 0) or np.any(class_index >= max(2, cam_model.num_outputs)):
             raise ValueError(f"class_index out of range: {class_index}")
 
-    @tf.function(reduce_retracing=True)
-    def run(x, cls):
-        cam, logits, _ = gradcam(cam_model, x, None if cls is None else cls, second_order=False)
-        return tf.image.resize(cam[..., None], tf.shape(x)[1:3])[..., 0], logits, \
-            predicted_class(logits) if cls is None else cls
-
     probs, maps, used = [], [], []
     for start in range(0, n, batch_size):
-        cls = None if class_index is None else tf.constant(class_index[start:start + batch_size])
-        cam, logits, c = run(tf.constant(images[start:start + batch_size]), cls)
+        cam, logits, c = run(tf.constant(images[start:start + batch_size]),
+                             tf.constant(class_index[start:start + batch_size]))
         logits = logits.numpy()
         if logits.shape[-1] == 1:
             p = 1 / (1 + np.exp(-logits[:, 0]))
