@@ -48,8 +48,11 @@ def export_saved_model(model: keras.Model, path, *, layer: str | None = None,
 
     def checked(images):
         # Signatures do not enforce their static shape at call time: check it here, in-graph.
-        tf.debugging.assert_equal(tf.shape(images)[1:], expected, message=message)
-        return preprocess(images)
+        # The check must run before preprocessing, or a wrong channel count fails first inside
+        # the mean subtraction with a cryptic broadcast error.
+        check = tf.debugging.assert_equal(tf.shape(images)[1:], expected, message=message)
+        with tf.control_dependencies([check]):
+            return preprocess(tf.identity(images))
 
     def serve(images):
         _, logits = cam_model(checked(images), training=False)

@@ -32,6 +32,14 @@ def predicted_class(logits: tf.Tensor) -> tf.Tensor:
     return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
 
+def probabilities_from_logits(logits: np.ndarray) -> np.ndarray:
+    """(N, 1) -> P(class 1) as (N,); (N, C) -> softmax (N, C)."""
+    if logits.shape[-1] == 1:
+        return 1.0 / (1.0 + np.exp(-logits[:, 0]))
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
 def cam_from_gradients(activations: tf.Tensor, gradients: tf.Tensor,
                        normalise: bool = True) -> tf.Tensor:
     """(N, h, w, C) activations and gradients -> (N, h, w) CAM."""
@@ -126,13 +134,8 @@ def explain(model, images, *, layer: str | None = None, class_index=None,
     for start in range(0, n, batch_size):
         cam, logits, c = run(tf.constant(images[start:start + batch_size]),
                              tf.constant(class_index[start:start + batch_size]))
-        logits = logits.numpy()
-        if logits.shape[-1] == 1:
-            p = 1 / (1 + np.exp(-logits[:, 0]))
-            probs.append(np.stack([1 - p, p], 1))
-        else:
-            e = np.exp(logits - logits.max(1, keepdims=True))
-            probs.append(e / e.sum(1, keepdims=True))
+        p = probabilities_from_logits(logits.numpy())
+        probs.append(np.stack([1 - p, p], 1) if p.ndim == 1 else p)
         maps.append(np.clip(cam.numpy(), 0, 1))
         used.append(c.numpy())
     return Explanation(np.concatenate(probs), np.concatenate(maps), np.concatenate(used),

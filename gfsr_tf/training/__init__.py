@@ -1,3 +1,3 @@
-from .trainer import Trainer, classification_loss, probabilities_from_logits, resolve_jit
+from .trainer import Trainer, classification_loss, resolve_jit
 
-__all__ = ["Trainer", "classification_loss", "probabilities_from_logits", "resolve_jit"]
+__all__ = ["Trainer", "classification_loss", "resolve_jit"]

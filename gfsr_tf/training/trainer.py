@@ -23,7 +23,7 @@ from ..datasets.base import ImageSet
 from ..losses import input_gradient_penalty, relevance_loss
 from ..models.classifier import CamModel
 from ..preprocessing import preprocess
-from ..saliency.gradcam import gradcam, predicted_class
+from ..saliency.gradcam import gradcam, predicted_class, probabilities_from_logits
 
 
 
@@ -39,14 +39,6 @@ def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     if logits.shape[-1] == 1:
         return tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(labels, tf.float32), logits[:, 0])
     return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
-
-
-def probabilities_from_logits(logits: np.ndarray) -> np.ndarray:
-    """(N, 1) -> P(class 1) as (N,); (N, C) -> softmax (N, C)."""
-    if logits.shape[-1] == 1:
-        return 1.0 / (1.0 + np.exp(-logits[:, 0]))
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 class Trainer:
