@@ -42,6 +42,14 @@ def parse_args(argv=None):
                    "conv3_block4_out with --preset paper)")
     p.add_argument("--weights", help="'auto' (ImageNet if obtainable, else random init with a "
                    "warning), 'imagenet', 'none', or a path to ResNet50 no-top weights")
+    p.add_argument("--masks", choices=("lungs", "lesions", "annotations"),
+                   help="GFSR relevance masks: the benchmark's true lung fields (default), its "
+                   "lesions, or concept masks propagated from a few annotations (SLIC -> ResNet50 "
+                   "segment embeddings -> k-means; needed for real data)")
+    p.add_argument("--annotations", help="with --masks annotations: a folder of annotation "
+                   "images (any non-zero pixel = marked, matched to training images by file "
+                   "stem) or a JSON {image stem: [SLIC segment ids]}; default on the benchmark: "
+                   "simulated scribbles on 5 images per class")
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -60,12 +68,16 @@ def main(argv=None) -> dict:
                  (args.learning_rate, config.train, "learning_rate"),
                  (args.image_size, config.benchmark, "image_size"),
                  (args.lam, config.relevance, "weight"), (args.layer, config.model, "target_layer"),
-                 (args.seed, config.train, "seed"), (args.seed, config.benchmark, "seed")]
+                 (args.seed, config.train, "seed"), (args.seed, config.benchmark, "seed"),
+                 (args.masks, config.relevance, "mask_source"),
+                 (args.annotations, config, "annotations")]
     for value, section, key in overrides:
         if value is not None:
             setattr(section, key, value)
     if args.weights is not None:
         config.model.weights = None if args.weights.lower() == "none" else args.weights
+    if args.annotations and config.relevance.mask_source != "annotations":
+        sys.exit("error: --annotations needs --masks annotations")
     try:
         report = run_study(config, args.out, verbose=0 if args.quiet else 1)
     except (FileNotFoundError, ValueError) as exc:

@@ -16,14 +16,14 @@ import numpy as np
 
 from .config import RelevanceConfig, StudyConfig
 from .datasets.base import ImageSet
-from .evaluation import binary_metrics, box_masks, crop_corner, decision_change, hit_rate
+from .evaluation import binary_metrics, box_masks, crop_corner, decision_change, hit_rate, pixel_auc
 from .models import build_classifier
 from .preprocessing import preprocess
 from .saliency import explain
 from .training import Trainer
 
 
-MASK_SOURCES = ("lungs", "lesions")
+MASK_SOURCES = ("lungs", "lesions", "annotations")
 # The benchmark's marker sits within the top-left ~23% of the image; the crop removes that band.
 MARKER_CROP_FRACTION = 0.25
 REFERENCE_LAYERS = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out")
@@ -47,16 +47,17 @@ def load_data(config: StudyConfig, warnings: list | None = None) -> dict[str, Im
 
 
 def relevance_masks(data: ImageSet, source: str = "lungs", blur_sigma: float = 1.0) -> np.ndarray:
-    """Soft relevance masks (N, H, W) in [0, 1] for the training images.
+    """Soft relevance masks (N, H, W) in [0, 1] from the benchmark's ground truth.
 
     "lungs": the true lung fields; "lesions": lesion masks on pneumonia images and lung fields on
     normal ones (what an annotator marking the opacity would give). Both blurred by blur_sigma px.
+    Masks propagated from a few annotations come from `propagated_masks`.
     """
-    if source not in MASK_SOURCES:
-        raise ValueError(f"unknown mask source {source!r}; choose one of {MASK_SOURCES}")
+    if source not in ("lungs", "lesions"):
+        raise ValueError(f"unknown ground-truth mask source {source!r}; choose 'lungs' or 'lesions'")
     if data.lungs is None:
-        raise ValueError("this dataset has no lung-field masks; relevance masks for real data "
-                         "come from annotations (not available in this version)")
+        raise ValueError("this dataset has no lung-field masks: use mask_source='annotations' "
+                         "with an annotation folder or JSON (--masks annotations --annotations PATH)")
     masks = data.lungs.astype(np.float32).copy()
     if source == "lesions":
         positive = data.labels == 1
@@ -66,6 +67,59 @@ def relevance_masks(data: ImageSet, source: str = "lungs", blur_sigma: float = 1
         peak = masks.reshape(len(masks), -1).max(1)
         masks /= np.maximum(peak, 1e-6)[:, None, None]
     return np.clip(masks, 0, 1)
+
+
+def load_annotations(config: StudyConfig, train: ImageSet) -> dict:
+    """{training-image index: marks (H, W) bool | [segment ids]}: from config.annotations (a folder
+    of annotation images or a JSON of segment ids, matched to the images by file stem), or, on the
+    benchmark, simulated coarse scribbles over the lungs of the first `annotations_per_class`
+    training images of each class."""
+    from .relevance import load_mask_folder, load_segment_json
+    if config.annotations:
+        path = Path(config.annotations)
+        if not path.exists():
+            raise FileNotFoundError(f"annotations not found: {path}")
+        if not train.names:
+            raise ValueError("annotations are matched by file name, but these images have none")
+        if path.is_dir():
+            return load_mask_folder(path, train.names, train.images.shape[1:3])
+        return load_segment_json(path, train.names)
+    if train.lungs is None:
+        raise ValueError("mask_source='annotations' on real data needs annotations: a folder of "
+                         "annotation masks or a JSON of segment ids (--annotations PATH)")
+    from .datasets.synthetic import simulate_scribbles
+    index = [i for c in range(train.num_classes)
+             for i in np.flatnonzero(train.labels == c)[:config.annotations_per_class]]
+    scribbles = simulate_scribbles(train.lungs[index] > 0.5, seed=config.train.seed)
+    return {int(i): s > 0 for i, s in zip(index, scribbles)}
+
+
+def propagated_masks(config: StudyConfig, train: ImageSet, cache_dir: Path | None,
+                     warnings: list, verbose: int = 1):
+    """Concept masks for every training image from a few annotations (`gfsr_tf.relevance`), and
+    the report's `masks` section: what was annotated, concept scores, timings and - where the
+    ground truth is known (benchmark) - how well the masks separate the lungs from the rest."""
+    from .relevance import propagate_masks
+    annotations = load_annotations(config, train)
+    concepts = propagate_masks(train.images, annotations, config.concepts, cache_dir=cache_dir,
+                               progress=verbose > 0, warnings=warnings)
+    section = {"source": config.annotations or
+               f"simulated scribbles on {config.annotations_per_class} training images per class",
+               "annotated_images": sorted(annotations),
+               "n_annotated_images": concepts.n_annotated_images,
+               "n_annotated_segments": concepts.n_annotated_segments,
+               "concept_scores": concepts.scores.tolist(), "timings": concepts.timings,
+               "cached": concepts.cached, "config": dataclasses.asdict(config.concepts)}
+    if train.lungs is not None:
+        lungs = train.lungs > 0.5
+        section["lung_pixel_auc"] = pixel_auc(concepts.masks, lungs)
+        section["mean_relevance"] = {"lungs": float(concepts.masks[lungs].mean()),
+                                     "outside_lungs": float(concepts.masks[~lungs].mean())}
+        if train.has_marker is not None and train.has_marker.any():
+            marked = train.has_marker
+            boxes = box_masks(train.marker_boxes[marked], lungs.shape[1:])
+            section["mean_relevance"]["marker"] = float(concepts.masks[marked][boxes].mean())
+    return concepts, section
 
 
 def predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -175,6 +229,7 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs",
     data = data or load_data(config, warnings)
     data_seconds = time.perf_counter() - t0
     masks_cache: dict = {}
+    concepts = None
     report: dict = {"config": config.to_dict(), "warnings": warnings, "smoke": config.smoke,
                     "data": {k: {"n": len(v), "positives": int(v.labels.sum())}
                              for k, v in data.items()},
@@ -183,11 +238,16 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs",
     for name, relevance in variants.items():
         guided = relevance.weight > 0 or relevance.input_gradient_weight > 0
         masks = None
-        if guided and data["train"].lungs is None:
-            warnings.append(f"{name}: not trained - this dataset has no relevance masks "
-                            "(annotation-propagated masks for real data are not in this version)")
+        if guided and relevance.mask_source == "annotations":
+            if concepts is None:
+                concepts, report["masks"] = propagated_masks(
+                    config, data["train"], Path(out_dir) / ".cache" / "masks", warnings, verbose)
+            masks = concepts.masks
+        elif guided and data["train"].lungs is None:
+            warnings.append(f"{name}: not trained - this dataset has no lung-field masks; use "
+                            "mask_source='annotations' with an annotation folder or JSON")
             continue
-        if guided:
+        elif guided:
             key = (relevance.mask_source, relevance.mask_blur_sigma)
             if key not in masks_cache:
                 masks_cache[key] = relevance_masks(data["train"], *key)
@@ -209,5 +269,5 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs",
     report["timing"]["total_seconds"] = time.perf_counter() - t0
     if write_report:
         from .report import write_report as _write
-        _write(report, run_root, models, data, config)
+        _write(report, run_root, models, data, config, concepts)
     return report

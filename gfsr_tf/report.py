@@ -16,6 +16,10 @@ report.json
     training      history (per-epoch metrics), seconds, relevance (its config)
   comparison  per split, accuracy | auc: gfsr minus baseline, paired bootstrap (1000 resamples):
               estimate, ci_low, ci_high, p_value
+  masks     (mask_source "annotations" only) source, annotated_images, n_annotated_images,
+            n_annotated_segments, concept_scores, timings (slic_s, embeddings_s, kmeans_s,
+            total_s, images_per_s), cached, config; on the benchmark also lung_pixel_auc and
+            mean_relevance (lungs, outside_lungs, marker)
 NaN is written as null. Later versions add keys; they never rename these.
 """
 from __future__ import annotations
@@ -101,6 +105,19 @@ def summary_markdown(report: dict) -> str:
                   "| goal | baseline | gfsr | met |", "|---|---|---|---|"]
         for goal, (b, g, ok) in verdict.items():
             lines.append(f"| {goal} | {_fmt(b)} | {_fmt(g)} | {'yes' if ok else 'no'} |")
+    if "masks" in report:
+        m = report["masks"]
+        lines += ["", "## Relevance masks propagated from annotations", "",
+                  f"{m['n_annotated_segments']} annotated segments in {m['n_annotated_images']} "
+                  f"images ({m['source']}); concept scores "
+                  + ", ".join(f"{v:.2f}" for v in m["concept_scores"])
+                  + f"; {m['timings']['images_per_s']:.0f} images/s"
+                  + (" (cached)" if m["cached"] else "") + "."]
+        if "lung_pixel_auc" in m:
+            rel = m["mean_relevance"]
+            lines += ["", f"Lung-field pixel ROC-AUC {_fmt(m['lung_pixel_auc'])}; mean relevance "
+                      + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in rel.items())
+                      + ". Figure: `concepts.png`."]
     lines += ["", "## Training", "", "| model | epochs | seconds | final relevance loss |",
               "|---|---|---|---|"]
     for n in names:
@@ -222,7 +239,60 @@ def _plot_training(report, names, path):
     plt.close(fig)
 
 
-def write_report(report: dict, run_root, models: dict, data: dict, config) -> Path:
+def plot_concepts(images: np.ndarray, concepts, path, index=None, cams: dict | None = None,
+                  class_names=None, labels=None) -> None:
+    """The paper's Fig 8: per image, the input, its SLIC segments coloured by concept, the
+    propagated relevance mask and (optional) Grad-CAM heatmaps {model name: (N, H, W)} of the
+    same images. `concepts` is a `relevance.ConceptMasks`; `index` picks the images."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skimage.color import label2rgb
+    from skimage.segmentation import find_boundaries
+    index = np.arange(min(4, len(images))) if index is None else np.asarray(index)
+    cams = cams or {}
+    cols = 3 + len(cams)
+    fig, axes = plt.subplots(len(index), cols, figsize=(2.3 * cols, 2.3 * len(index)),
+                             squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    for r, i in enumerate(index):
+        image = images[i, ..., 0] if images.shape[-1] == 1 else images[i]
+        gray = image if image.ndim == 2 else image.mean(-1)
+        painted = label2rgb(concepts.concept_map[i], gray / 255.0, colors=colours, alpha=0.45,
+                            bg_label=-1)
+        edges = find_boundaries(concepts.segments[i], mode="inner")
+        painted[edges] = 0.6 * painted[edges] + 0.4  # light, translucent segment outlines
+        title = f"#{i}" + (f" {class_names[labels[i]]}" if labels is not None else "")
+        panels = [(image, "gray", title), (painted, None, "segments by concept"),
+                  (concepts.masks[i], "magma", "relevance mask")]
+        panels += [(cam[r], "jet", f"{name} Grad-CAM") for name, cam in cams.items()]
+        for c, (img, cmap, t) in enumerate(panels):
+            axes[r][c].imshow(img, cmap=cmap, vmin=0 if cmap == "magma" else None,
+                              vmax=1 if cmap == "magma" else None)
+            axes[r][c].set_title(t, fontsize=8)
+            axes[r][c].axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_run_concepts(report, models, data, config, concepts, path):
+    """Fig 8 for the run: training images that were not annotated, with the GFSR model's CAM."""
+    from .preprocessing import preprocess
+    from .saliency import explain
+    train = data["train"]
+    annotated = set(report["masks"]["annotated_images"])
+    pick = [i for i in range(len(train)) if i not in annotated][:config.gradcam_examples]
+    cams = {}
+    if "gfsr" in models:
+        exp = explain(models["gfsr"], preprocess(train.images[pick]).numpy(),
+                      layer=config.model.target_layer, class_index=train.labels[pick])
+        cams["gfsr"] = exp.heatmaps
+    plot_concepts(train.images, concepts, path, pick, cams, train.class_names, train.labels)
+
+
+def write_report(report: dict, run_root, models: dict, data: dict, config,
+                 concepts=None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     run_root = Path(run_root)
@@ -234,4 +304,6 @@ def write_report(report: dict, run_root, models: dict, data: dict, config) -> Pa
     _plot_gradcam_grid(models, data, config.model.target_layer, config.gradcam_examples,
                        run_root / "gradcam_grid.png")
     _plot_training(report, names, run_root / "training.png")
+    if concepts is not None:
+        _plot_run_concepts(report, models, data, config, concepts, run_root / "concepts.png")
     return run_root

@@ -79,3 +79,13 @@ def test_bootstrap_auc_matches_sklearn_and_paired_difference_is_sane():
     assert diff["ci_low"] > 0 and diff["p_value"] < 0.01
     same = paired_bootstrap(labels, good, good, n_resamples=200)
     assert same["estimate"] == 0 and same["p_value"] == 1.0
+
+
+def test_pixel_auc_hand_worked():
+    from gfsr_tf.evaluation import pixel_auc
+    region = np.array([[[1, 1], [0, 0]]], bool)
+    # inside scores 0.9, 0.4; outside 0.5, 0.1: of the 4 (inside, outside) pairs 3 are ordered
+    assert pixel_auc(np.array([[[0.9, 0.4], [0.5, 0.1]]]), region) == pytest.approx(0.75)
+    # a coarser map is upsampled to the region's size first; constant map -> chance
+    assert pixel_auc(np.zeros((1, 1, 1)), region) == pytest.approx(0.5)
+    assert np.isnan(pixel_auc(np.ones((1, 2, 2)), np.ones((1, 2, 2), bool)))

@@ -1,13 +1,15 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from conftest import REPO
 
-from gfsr_tf.config import preset
+from gfsr_tf.config import BenchmarkConfig, preset
+from gfsr_tf.datasets.synthetic import make_split
 from gfsr_tf.datasets.kermany import load_kermany, patient_id
 
 sys.path.insert(0, str(REPO / "experiments"))
@@ -120,19 +122,42 @@ def test_presets_load_and_unknown_is_clear():
         preset("missing")
 
 
-def test_main_job_on_kermany_layout_runs_the_baseline_and_reports(tmp_path):
+def test_main_job_on_kermany_layout_trains_gfsr_from_annotation_masks(tmp_path):
     _write_kermany(tmp_path / "data")
-    report = pneumonia_gfsr.main(["--smoke", "--data-dir", str(tmp_path / "data"), "--out",
-                                  str(tmp_path / "runs"), "--quiet"])
-    assert set(report["baseline"]["metrics"]) == {"test"}
-    assert "gfsr" not in report and any("no relevance masks" in w for w in report["warnings"])
+    # Annotate 2 training images per class (the split the run will carve, same seed).
+    train = load_kermany(tmp_path / "data", 32, val_fraction=0.1, seed=0)["train"]
+    folder = tmp_path / "annotations"
+    folder.mkdir()
+    chosen = [train.names[i] for c in (0, 1) for i in np.flatnonzero(train.labels == c)[:2]]
+    for name in chosen:
+        marks = np.zeros((32, 32), np.uint8)
+        marks[8:24, 4:14] = 255  # a rough region over the "left lung"
+        cv2.imwrite(str(folder / (Path(name).stem + ".png")), marks)
+    args = ["--smoke", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "runs"),
+            "--quiet", "--masks", "annotations", "--annotations", str(folder)]
+    report = pneumonia_gfsr.main(args)
+    assert set(report["baseline"]["metrics"]) == {"test"} == set(report["gfsr"]["metrics"])
+    assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0
+    masks = report["masks"]
+    assert masks["n_annotated_images"] == 4 and max(masks["concept_scores"]) == 1.0
+    assert "lung_pixel_auc" not in masks  # no ground truth on real data
     assert any("unreadable" in w for w in report["warnings"])
-    assert (tmp_path / "runs" / "pneumonia_gfsr_smoke" / "summary.md").exists()
+    run = tmp_path / "runs" / "pneumonia_gfsr_smoke"
+    assert (run / "concepts.png").exists() and "propagated" in (run / "summary.md").read_text()
+    with pytest.raises(SystemExit, match="needs --masks annotations"):
+        pneumonia_gfsr.main(args[:-4] + ["--annotations", str(folder)])
+
+
+def test_gfsr_without_masks_on_real_data_is_skipped_with_a_clear_reason():
+    from gfsr_tf.pipeline import relevance_masks
+    data = make_split(BenchmarkConfig(image_size=32), "train", 4)
+    data.lungs = None
+    with pytest.raises(ValueError, match="--masks annotations"):
+        relevance_masks(data)
 
 
 def test_best_model_loads_with_plain_keras_in_a_fresh_process(smoke_report, tmp_path):
     _, run = smoke_report
-    from gfsr_tf.datasets.synthetic import make_split
     from gfsr_tf.preprocessing import preprocess
     images = make_split(preset("smoke").benchmark, "test_decorrelated", 4).images
     np.save(tmp_path / "x.npy", preprocess(images).numpy())

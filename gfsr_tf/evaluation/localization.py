@@ -42,3 +42,15 @@ def box_masks(boxes: np.ndarray, shape) -> np.ndarray:
     for i, (y0, x0, y1, x1) in enumerate(boxes):
         out[i, y0:y1, x0:x1] = True
     return out
+
+
+def pixel_auc(maps: np.ndarray, regions: np.ndarray) -> float:
+    """ROC-AUC of per-pixel scores `maps` (N, H, W) for separating the pixels inside `regions`
+    (N, H, W, boolean) from all others, pooled over the images (maps resized to the regions'
+    size first). NaN when every pixel is inside, or none is."""
+    from sklearn.metrics import roc_auc_score
+    regions = np.asarray(regions).astype(bool)
+    maps = _to_size(np.asarray(maps, np.float32), regions.shape[1:])
+    if regions.all() or not regions.any():
+        return float("nan")
+    return float(roc_auc_score(regions.ravel(), maps.ravel()))

@@ -17,25 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .annotations import annotated_segments
-from .embeddings import DEFAULT_LAYER, feature_extractor, segment_embeddings
+from ..config import ConceptConfig
+from .embeddings import feature_extractor, segment_embeddings
 from .segments import slic_segments
-
-
-@dataclass
-class ConceptConfig:
-    n_segments: int = 50
-    compactness: float = 0.2          # the paper's chest X-ray value (see segments.COMPACTNESS)
-    layer: str = DEFAULT_LAYER
-    k: int = 7
-    seed: int = 0
-    max_fit_segments: int = 20_000    # k-means is fitted on a seeded subsample, then assigns all
-    # "zscore": standardise each embedding dimension before k-means (raw ReLU features are
-    # dominated by a few high-variance channels); "l2": unit-length rows; "none".
-    normalise: str = "zscore"
-    min_fraction: float = 0.5         # see annotations.annotated_segments
-    smooth_sigma: float = 0.0         # optional Gaussian smoothing of the masks (px)
-    weights: str | None = "auto"
-    batch_size: int = 32
 
 
 @dataclass

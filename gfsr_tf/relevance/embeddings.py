@@ -6,10 +6,9 @@ import numpy as np
 
 from ..preprocessing import preprocess
 
-# conv2_block3_out (stride 4) is the default: a SLIC segment of a 50-segment image covers
-# ~2% of the image, i.e. several stride-4 cells but often less than one stride-8 (conv3) cell,
-# so deeper maps would give many segments the same embedding.
-DEFAULT_LAYER = "conv2_block3_out"
+from ..config import ConceptConfig
+
+DEFAULT_LAYER = ConceptConfig.layer  # why this layer: see ConceptConfig
 
 
 def feature_extractor(input_shape, layer: str = DEFAULT_LAYER, weights="auto",
