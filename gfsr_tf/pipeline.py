@@ -16,7 +16,8 @@ import numpy as np
 
 from .config import RelevanceConfig, StudyConfig
 from .datasets.base import ImageSet
-from .evaluation import binary_metrics, box_masks, crop_corner, decision_change, hit_rate, pixel_auc
+from .evaluation import (auitc, binary_metrics, box_masks, crop_corner, decision_change, hit_rate,
+                         iou_top_k, miou, pixel_auc)
 from .models import build_classifier
 from .preprocessing import preprocess
 from .saliency import explain
@@ -168,8 +169,12 @@ def evaluate_classifier(model: keras.Model, splits: dict[str, ImageSet], layer: 
             except ValueError:
                 continue
             heat = explain(model, x, layer=name_, class_index=1, batch_size=batch_size).heatmaps
-            entry = {"lesion_hit_rate": hit_rate(heat, data.lesions[positive])["hit_rate"],
-                     "lung_hit_rate": hit_rate(heat, data.lungs[positive] > 0)["hit_rate"]}
+            lesions = data.lesions[positive]
+            entry = {"lesion_hit_rate": hit_rate(heat, lesions)["hit_rate"],
+                     "lung_hit_rate": hit_rate(heat, data.lungs[positive] > 0)["hit_rate"],
+                     "lesion_miou_otsu": miou(heat, lesions)["miou"],
+                     "lesion_iou_top5": iou_top_k(heat, lesions, 5)["iou"],
+                     "lesion_auitc": auitc(heat, lesions)["auitc"]}
             if marked is not None and marked.any():
                 boxes = box_masks(data.marker_boxes[positive][marked], heat.shape[1:])
                 entry["marker_hit_rate_among_marked"] = hit_rate(heat[marked], boxes)["hit_rate"]

@@ -12,7 +12,8 @@ report.json
     predictions   per split: P(pneumonia) per test image, in split order
     robustness    marker_removed (benchmark twins), marker_cropped:
                   agreement_rate, flip_rate, flip_confusion, mean_probability_change, among_marked
-    localization  lesion_hit_rate, lung_hit_rate, marker_hit_rate_among_marked, layer
+    localization  lesion_hit_rate, lung_hit_rate, marker_hit_rate_among_marked, lesion_miou_otsu,
+                  lesion_iou_top5, lesion_auitc (evaluation.localization), layer, by_layer
     training      history (per-epoch metrics), seconds, relevance (its config)
   comparison  per split, accuracy | auc: gfsr minus baseline, paired bootstrap (1000 resamples):
               estimate, ci_low, ci_high, p_value
@@ -85,13 +86,14 @@ def summary_markdown(report: dict) -> str:
     if names and report[names[0]]["localization"]:
         layer = report[names[0]]["localization"].get("layer")
         lines += ["", f"## Grad-CAM localization (pneumonia images, layer `{layer}`)", "",
-                  "| model | lesion hit rate | lung hit rate | marker hit rate (marked) |",
-                  "|---|---|---|---|"]
+                  "| model | lesion hit rate | lesion mIoU (Otsu) | lesion IoU@top5% | lesion AUITC "
+                  "| lung hit rate | marker hit rate (marked) |",
+                  "|---|---|---|---|---|---|---|"]
         for n in names:
             loc = report[n]["localization"]
-            lines.append(f"| {n} | {_fmt(loc.get('lesion_hit_rate'))} | "
-                         f"{_fmt(loc.get('lung_hit_rate'))} | "
-                         f"{_fmt(loc.get('marker_hit_rate_among_marked'))} |")
+            keys = ("lesion_hit_rate", "lesion_miou_otsu", "lesion_iou_top5", "lesion_auitc",
+                    "lung_hit_rate", "marker_hit_rate_among_marked")
+            lines.append(f"| {n} | " + " | ".join(_fmt(loc.get(k)) for k in keys) + " |")
     if "comparison" in report:
         lines += ["", "## GFSR minus baseline (paired bootstrap, 95% CI)", "",
                   "| split | metric | difference | 95% CI | p |", "|---|---|---|---|---|"]

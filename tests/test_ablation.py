@@ -69,6 +69,6 @@ def test_replicate_table_pairs_each_seed_with_its_own_baseline():
                row("baseline@seed1", "64px-seed1", 0.75, 0.20, False),
                row("conv2@seed1", "64px-seed1", 0.80, 0.15)]
     table = replicate_table(results)
-    assert "| conv2 | 2 | +0.150, +0.050 | 0.33, 0.75 |" in table
+    assert "| conv2 (64px) | 2 | +0.150, +0.050 | 0.33, 0.75 |" in table
     # lesion hit not above the baseline's on either seed; means: (0.15 + 0.05) / 2, 0.25 / 0.5
     assert table.strip().endswith("| 0/2 | +0.100 | 0.50 |")

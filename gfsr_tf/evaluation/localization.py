@@ -54,3 +54,131 @@ def pixel_auc(maps: np.ndarray, regions: np.ndarray) -> float:
     if regions.all() or not regions.any():
         return float("nan")
     return float(roc_auc_score(regions.ravel(), maps.ravel()))
+
+
+# --- segmentation-style localization: binarised saliency vs ground-truth masks -----------------
+
+def normalise_maps(maps: np.ndarray) -> np.ndarray:
+    """Per-map min-max normalisation to [0, 1]; a constant map becomes all zeros."""
+    maps = np.asarray(maps, np.float32)
+    flat = maps.reshape(len(maps), -1)
+    low, high = flat.min(1), flat.max(1)
+    span = np.where(high > low, high - low, 1.0)
+    return ((flat - low[:, None]) / span[:, None]).reshape(maps.shape)
+
+
+def _check(maps, masks):
+    maps, masks = np.asarray(maps, np.float32), np.asarray(masks).astype(bool)
+    if len(maps) != len(masks):
+        raise ValueError(f"{len(maps)} maps but {len(masks)} masks")
+    if np.isnan(maps).any():
+        raise ValueError("saliency maps contain NaN")
+    return _to_size(maps, masks.shape[1:]), masks
+
+
+def binarise(maps: np.ndarray, threshold="otsu") -> np.ndarray:
+    """Min-max normalise each map, then keep pixels >= threshold: "otsu" (scikit-image's Otsu
+    threshold per map; a constant map keeps nothing) or a number in [0, 1] (e.g. a per-class
+    threshold tuned on validation with `tune_threshold`)."""
+    from skimage.filters import threshold_otsu
+    norm = normalise_maps(maps)
+    if threshold != "otsu":
+        return norm >= float(threshold)
+    out = np.zeros(norm.shape, bool)
+    for i, m in enumerate(norm):
+        if m.max() > m.min():
+            out[i] = m > threshold_otsu(m)
+    return out
+
+
+def iou(pred: np.ndarray, masks: np.ndarray, true_pos_only: bool = True) -> np.ndarray:
+    """Per-image IoU of binary predictions and ground-truth masks (N, H, W), CheXlocalize
+    semantics (eval_miou.py): with true_pos_only, an image whose mask or prediction is empty is
+    undefined (NaN) - only true-positive cases count; otherwise (MedicalPatchNet's TP/FP/FN
+    variant) a false positive or false negative scores 0 and only an image with both empty is
+    NaN."""
+    pred, masks = np.asarray(pred).astype(bool), np.asarray(masks).astype(bool)
+    if pred.shape != masks.shape:
+        raise ValueError(f"predictions {pred.shape} and masks {masks.shape} differ in shape")
+    inter = (pred & masks).reshape(len(pred), -1).sum(1).astype(np.float64)
+    union = (pred | masks).reshape(len(pred), -1).sum(1).astype(np.float64)
+    out = np.divide(inter, union, out=np.full(len(pred), np.nan), where=union > 0)
+    if true_pos_only:
+        empty = ~pred.reshape(len(pred), -1).any(1) | ~masks.reshape(len(masks), -1).any(1)
+        out[empty] = np.nan
+    return out
+
+
+def _nanmean(values: np.ndarray) -> float:
+    defined = ~np.isnan(values)
+    return float(values[defined].mean()) if defined.any() else float("nan")
+
+
+def miou(maps: np.ndarray, masks: np.ndarray, threshold="otsu", true_pos_only: bool = True) -> dict:
+    """Mean IoU of binarised saliency maps (`binarise`) against masks; maps are upsampled
+    bilinearly to the masks' size first. Returns {"miou", "ious" (per image, NaN = undefined,
+    see `iou`), "n" (defined images)}."""
+    maps, masks = _check(maps, masks)
+    ious = iou(binarise(maps, threshold), masks, true_pos_only)
+    return {"miou": _nanmean(ious), "ious": ious, "n": int((~np.isnan(ious)).sum())}
+
+
+def _threshold_counts(maps, masks, n_thresholds):
+    """For thresholds tau_j = j / (n_thresholds - 1): per image, |map >= tau_j| and
+    |map >= tau_j and mask| (vectorised with one bincount over quantised pixel values)."""
+    norm = normalise_maps(maps).reshape(len(maps), -1)
+    steps = n_thresholds - 1
+    # bin b holds values in [b/steps, (b+1)/steps); value 1 gets the last bin
+    bins = np.minimum(np.floor(norm * steps + 1e-6).astype(np.int64), steps)
+    offset = np.arange(len(maps))[:, None] * (steps + 1)
+    flat_masks = masks.reshape(len(masks), -1)
+    hist = np.bincount((bins + offset).ravel(), minlength=len(maps) * (steps + 1))
+    hist_in = np.bincount((bins + offset).ravel(), weights=flat_masks.ravel(),
+                          minlength=len(maps) * (steps + 1))
+    # pixels >= tau_j = pixels in bins j..steps
+    above = np.cumsum(hist.reshape(len(maps), -1)[:, ::-1], 1)[:, ::-1]
+    above_in = np.cumsum(hist_in.reshape(len(maps), -1)[:, ::-1], 1)[:, ::-1]
+    return above.astype(np.float64), above_in, flat_masks.sum(1).astype(np.float64)
+
+
+def iou_curve(maps: np.ndarray, masks: np.ndarray, n_thresholds: int = 101) -> np.ndarray:
+    """IoU of (normalised map >= tau) vs the mask for tau on an even grid of n_thresholds points
+    in [0, 1]: (N, n_thresholds); NaN rows for empty masks."""
+    maps, masks = _check(maps, masks)
+    above, above_in, area = _threshold_counts(maps, masks, n_thresholds)
+    union = area[:, None] + above - above_in
+    curve = np.divide(above_in, union, out=np.zeros_like(above), where=union > 0)
+    curve[area == 0] = np.nan
+    return curve
+
+
+def tune_threshold(maps: np.ndarray, masks: np.ndarray, n_thresholds: int = 101) -> float:
+    """The threshold on the normalised maps that maximises the mean IoU over images with a
+    non-empty mask (tune on validation, apply to test)."""
+    curve = iou_curve(maps, masks, n_thresholds)
+    defined = ~np.isnan(curve[:, 0])
+    if not defined.any():
+        raise ValueError("every mask is empty: no threshold can be tuned")
+    return float(np.argmax(curve[defined].mean(0)) / (n_thresholds - 1))
+
+
+def auitc(maps: np.ndarray, masks: np.ndarray, n_thresholds: int = 101) -> dict:
+    """Area under the IoU-vs-threshold curve (SegX): IoU of (normalised map >= tau) for tau on
+    an even grid of `n_thresholds` points over [0, 1], integrated with the trapezoidal rule
+    (so the area is in [0, 1]). Per image; NaN for empty masks; mean over the rest."""
+    curve = iou_curve(maps, masks, n_thresholds)
+    x = np.linspace(0.0, 1.0, n_thresholds)
+    areas = np.trapezoid(curve, x, axis=1) if hasattr(np, "trapezoid") else np.trapz(curve, x, axis=1)
+    return {"auitc": _nanmean(areas), "per_image": areas, "n": int((~np.isnan(areas)).sum())}
+
+
+def iou_top_k(maps: np.ndarray, masks: np.ndarray, k: float = 5.0) -> dict:
+    """IoU@top-k% (SegX): per image, the pixels strictly above the map's (100 - k)th percentile
+    (numpy's linear interpolation) form the prediction. NaN for empty masks (and for constant
+    maps, whose prediction is empty)."""
+    maps, masks = _check(maps, masks)
+    flat = maps.reshape(len(maps), -1)
+    cut = np.percentile(flat, 100.0 - k, axis=1)
+    pred = (flat > cut[:, None]).reshape(maps.shape)
+    ious = iou(pred, masks, true_pos_only=True)
+    return {"iou": _nanmean(ious), "ious": ious, "n": int((~np.isnan(ious)).sum())}
