@@ -16,8 +16,9 @@ import numpy as np
 
 from .config import RelevanceConfig, StudyConfig
 from .datasets.base import ImageSet
-from .evaluation import (auitc, binary_metrics, box_masks, crop_corner, decision_change, hit_rate,
-                         iou_top_k, miou, pixel_auc)
+from .evaluation import (auitc, binary_metrics, box_masks, choose_threshold,
+                         classification_metrics, crop_corner, decision_change, hit_rate, iou_top_k,
+                         miou, pixel_auc)
 from .models import build_classifier
 from .preprocessing import preprocess
 from .saliency import explain
@@ -136,9 +137,20 @@ def evaluate_classifier(model: keras.Model, splits: dict[str, ImageSet], layer: 
     out: dict = {"metrics": {}, "robustness": {}, "localization": {}, "predictions": {}}
     tests = [s for s in ("test_correlated", "test_decorrelated", "test") if s in splits]
     probs = {}
+    # Operating thresholds chosen on validation (Youden's J, max F1), applied to every test split.
+    val = splits.get("val")
+    if val is not None and len(np.unique(val.labels)) == 2:
+        val_probs = predict(model, val.images, batch_size)
+        out["thresholds"] = {m: choose_threshold(val.labels, val_probs, m) for m in ("youden", "f1")}
     for name in tests:
+        labels = splits[name].labels
         probs[name] = predict(model, splits[name].images, batch_size)
-        out["metrics"][name] = binary_metrics(splits[name].labels, probs[name])
+        out["metrics"][name] = binary_metrics(labels, probs[name])
+        out["metrics"][name]["ci"] = classification_metrics(labels, probs[name], 0.5,
+                                                            splits[name].class_names)
+        for method, t in out.get("thresholds", {}).items():
+            out["metrics"][name][f"at_{method}_threshold"] = classification_metrics(
+                labels, probs[name], t, splits[name].class_names)
         out["predictions"][name] = probs[name].round(6).tolist()
     # Robustness on the split where the marker carries no label information.
     name = "test_decorrelated" if "test_decorrelated" in splits else tests[-1]

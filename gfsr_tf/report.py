@@ -8,7 +8,10 @@ report.json
   timing    data_seconds, total_seconds
   <model>   one section per trained model ("baseline", "gfsr"):
     metrics       per split (test_correlated, test_decorrelated | test):
-                  auc, accuracy, sensitivity, specificity, confusion_matrix, n, roc
+                  auc, accuracy, sensitivity, specificity, confusion_matrix, n, roc (at 0.5);
+                  ci: every figure (+ precision, f1, per_class) with a 95% bootstrap CI at 0.5;
+                  at_youden_threshold | at_f1_threshold: the same at the validation-chosen threshold
+    thresholds    youden, f1: operating thresholds on P(class 1) chosen on the validation split
     predictions   per split: P(pneumonia) per test image, in split order
     robustness    marker_removed (benchmark twins), marker_cropped:
                   agreement_rate, flip_rate, flip_confusion, mean_probability_change, among_marked
@@ -60,6 +63,10 @@ def _fmt(v) -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
+def _ci(c: dict) -> str:
+    return f"{_fmt(c['estimate'])} [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+
+
 def summary_markdown(report: dict) -> str:
     names = _models(report)
     lines = [f"# {report['config']['name']}", ""]
@@ -69,12 +76,19 @@ def summary_markdown(report: dict) -> str:
         lines.append(f"> **Warning:** {w}")
     splits = list(report[names[0]]["metrics"]) if names else []
     for split in splits:
-        lines += ["", f"## Classification – {split}", "",
-                  "| model | sensitivity | specificity | accuracy | AUC |", "|---|---|---|---|---|"]
+        lines += ["", f"## Classification – {split} (95% bootstrap CI)", "",
+                  "| model | threshold | sensitivity | specificity | accuracy | AUC | F1 |",
+                  "|---|---|---|---|---|---|---|"]
         for n in names:
             m = report[n]["metrics"][split]
-            lines.append(f"| {n} | {_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | "
-                         f"{_fmt(m['accuracy'])} | {_fmt(m['auc'])} |")
+            for label, key in (("0.5", "ci"), ("Youden (val)", "at_youden_threshold")):
+                if key not in m:
+                    continue
+                c = m[key]
+                t = label if key == "ci" else f"{label} {c['threshold']:.2f}"
+                lines.append(f"| {n} | {t} | " + " | ".join(
+                    _ci(c[k]) for k in ("sensitivity", "specificity", "accuracy", "auc", "f1"))
+                    + " |")
     lines += ["", "## Shortcut reliance (decorrelated test split)", "",
               "| model | perturbation | agreement | flip rate | flip among marked | mean Δp |",
               "|---|---|---|---|---|---|"]

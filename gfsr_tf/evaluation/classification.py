@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
@@ -72,3 +73,113 @@ def paired_bootstrap(labels, probs_a, probs_b=None, metric: str = "accuracy",
     if probs_b is not None:
         out["p_value"] = float(min(1.0, 2 * min(np.mean(a <= 0), np.mean(a >= 0))))
     return out
+
+
+# --- every Table-1 figure with a bootstrap CI, binary or multi-class, vectorised ---------------
+
+def _as_probs(probs: np.ndarray) -> np.ndarray:
+    """(N,) P(class 1) or (N, K) class probabilities -> (N, K)."""
+    probs = np.asarray(probs, np.float64)
+    if probs.ndim == 1:
+        probs = np.stack([1 - probs, probs], -1)
+    if probs.ndim != 2:
+        raise ValueError(f"probabilities must be (N,) or (N, K), got {probs.shape}")
+    if not np.all(np.isfinite(probs)):
+        raise ValueError("probabilities contain NaN or inf")
+    return probs
+
+
+def _metric_rows(labels: np.ndarray, probs: np.ndarray, threshold: float | None) -> dict:
+    """Metrics for R resampled sets at once: labels (R, N) int, probs (R, N, K).
+
+    Binary (K = 2): sensitivity = recall of class 1, specificity = recall of class 0,
+    precision/F1 of class 1, predictions P(1) >= threshold. Multi-class: argmax predictions;
+    sensitivity, specificity, precision and F1 are macro averages over classes (one-vs-rest),
+    AUC the one-vs-rest macro AUC (classes absent from a resample are skipped)."""
+    r, n, k = probs.shape
+    pred = (probs[..., 1] >= threshold).astype(int) if k == 2 and threshold is not None \
+        else probs.argmax(-1)
+    cm = np.bincount((np.arange(r)[:, None] * k * k + labels * k + pred).ravel(),
+                     minlength=r * k * k).reshape(r, k, k).astype(np.float64)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    fn = cm.sum(2) - tp
+    fp = cm.sum(1) - tp
+    tn = n - tp - fn - fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall, spec = tp / (tp + fn), tn / (tn + fp)
+        precision = tp / (tp + fp)
+        f1 = 2 * tp / (2 * tp + fp + fn)
+        aucs = np.stack([_auc_rows((labels == c).astype(int), probs[..., c]) for c in range(k)], -1)
+    out = {"accuracy": tp.sum(1) / n}
+    if k == 2:
+        out.update(auc=aucs[:, 1], sensitivity=recall[:, 1], specificity=recall[:, 0],
+                   precision=precision[:, 1], f1=f1[:, 1])
+    else:
+        with warnings.catch_warnings():  # all-NaN columns (absent classes) are expected
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out.update(auc=np.nanmean(aucs, 1), sensitivity=np.nanmean(recall, 1),
+                       specificity=np.nanmean(spec, 1), precision=np.nanmean(precision, 1),
+                       f1=np.nanmean(f1, 1))
+    out["_per_class"] = {"recall": recall, "specificity": spec, "precision": precision, "f1": f1,
+                         "auc": aucs}
+    out["_confusion"] = cm
+    return out
+
+
+def classification_metrics(labels, probs, threshold: float | None = 0.5, class_names=None,
+                           n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Accuracy, AUC, sensitivity, specificity, precision, F1 (see `_metric_rows` for the
+    binary vs multi-class definitions), each as {estimate, ci_low, ci_high} with a seeded
+    percentile-bootstrap CI over `n_resamples` resamples of the test images (NaN resamples, e.g.
+    single-class ones for AUC, are dropped); per-class values and the confusion matrix.
+
+    labels: (N,) ints; probs: (N,) P(class 1) or (N, K). threshold: binary decision threshold
+    on P(class 1) (e.g. from `choose_threshold` on validation); ignored for K > 2.
+    """
+    labels = np.asarray(labels).astype(int)
+    probs = _as_probs(probs)
+    if len(labels) != len(probs):
+        raise ValueError(f"{len(labels)} labels but {len(probs)} probability rows")
+    k = probs.shape[1]
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= k:
+        raise ValueError(f"labels must be in 0..{k - 1}")
+    names = list(class_names) if class_names is not None else [str(c) for c in range(k)]
+    point = _metric_rows(labels[None], probs[None], threshold)
+    rng = np.random.default_rng(seed)
+    out: dict = {"n": int(len(labels)), "threshold": threshold if k == 2 else None}
+    rows = {key: [] for key in point if not key.startswith("_")}
+    for start in range(0, n_resamples, 250):  # chunks bound the (R, N, K) memory
+        idx = rng.integers(0, len(labels), (min(250, n_resamples - start), len(labels)))
+        boot = _metric_rows(labels[idx], probs[idx], threshold)
+        for key in rows:
+            rows[key].append(boot[key])
+    for key in rows:
+        values = np.concatenate(rows[key])
+        values = values[np.isfinite(values)]
+        lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2]) if len(values) \
+            else (math.nan, math.nan)
+        out[key] = {"estimate": float(point[key][0]), "ci_low": float(lo), "ci_high": float(hi)}
+    out["per_class"] = {name: {m: float(v[0, c]) for m, v in point["_per_class"].items()}
+                        for c, name in enumerate(names)}
+    out["confusion_matrix"] = point["_confusion"][0].astype(int).tolist()
+    return out
+
+
+def choose_threshold(labels, probs, method: str = "youden") -> float:
+    """A binary operating threshold on P(class 1), chosen on validation: "youden" maximises
+    sensitivity + specificity - 1 over the ROC curve's thresholds, "f1" maximises F1 over the
+    precision-recall curve's thresholds."""
+    from sklearn.metrics import precision_recall_curve
+    labels, probs = np.asarray(labels).astype(int), np.asarray(probs, np.float64)
+    if len(np.unique(labels)) < 2:
+        raise ValueError("choosing a threshold needs both classes in the validation labels")
+    if method == "youden":
+        fpr, tpr, thresholds = roc_curve(labels, probs)
+        best = np.argmax(tpr - fpr)
+        return float(min(thresholds[best], 1.0))
+    if method == "f1":
+        precision, recall, thresholds = precision_recall_curve(labels, probs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]
+        return float(thresholds[np.argmax(f1)])
+    raise ValueError(f"method must be 'youden' or 'f1', got {method!r}")
