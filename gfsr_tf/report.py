@@ -90,13 +90,16 @@ def summary_markdown(report: dict) -> str:
                     _ci(c[k]) for k in ("sensitivity", "specificity", "accuracy", "auc", "f1"))
                     + " |")
     lines += ["", "## Shortcut reliance (decorrelated test split)", "",
-              "| model | perturbation | agreement | flip rate | flip among marked | mean Δp |",
-              "|---|---|---|---|---|---|"]
+              "| model | perturbation | agreement | flip rate | flip among marked | mean Δp | "
+              "flips normal→pneumonia | flips pneumonia→normal |",
+              "|---|---|---|---|---|---|---|---|"]
     for n in names:
         for key, r in report[n]["robustness"].items():
             marked = r.get("among_marked", {}).get("flip_rate")
+            flips = r["flip_confusion"]
             lines.append(f"| {n} | {key} | {_fmt(r['agreement_rate'])} | {_fmt(r['flip_rate'])} | "
-                         f"{_fmt(marked)} | {_fmt(r.get('mean_probability_change'))} |")
+                         f"{_fmt(marked)} | {_fmt(r.get('mean_probability_change'))} | "
+                         f"{flips[0][1]} | {flips[1][0]} |")
     if names and report[names[0]]["localization"]:
         layer = report[names[0]]["localization"].get("layer")
         lines += ["", f"## Grad-CAM localization (pneumonia images, layer `{layer}`)", "",
@@ -141,7 +144,8 @@ def summary_markdown(report: dict) -> str:
         last = t["history"][-1] if t["history"] else {}
         lines.append(f"| {n} | {len(t['history'])} | {t['seconds']:.0f} | "
                      f"{_fmt(last.get('relevance'))} |")
-    lines += ["", "Figures: `roc.png`, `confusion.png`, `gradcam_grid.png`, `training.png`."]
+    lines += ["", "Figures: `roc.png`, `confusion.png`, `gradcam_grid.png`, `training.png`; "
+              "everything in one page: `report.html`."]
     return "\n".join(lines) + "\n"
 
 
@@ -307,6 +311,77 @@ def _plot_run_concepts(report, models, data, config, concepts, path):
     plot_concepts(train.images, concepts, path, pick, cams, train.class_names, train.labels)
 
 
+FIGURES = (("roc.png", "ROC curves"), ("confusion.png", "Confusion matrices"),
+           ("gradcam_grid.png", "Grad-CAM: GFSR | baseline | input (lesion outline)"),
+           ("concepts.png", "Relevance masks propagated from annotations (paper Fig 8)"),
+           ("training.png", "Training curves"))
+
+
+def _markdown_to_html(text: str) -> str:
+    """The subset of Markdown that summary_markdown writes: headings, tables, quotes, paragraphs,
+    `code` and **bold**."""
+    import html
+    import re
+
+    def inline(s):
+        s = html.escape(s)
+        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+    out, table = [], []
+
+    def flush():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
+            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+            out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells[0])
+                       + "</tr>" + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r)
+                                           + "</tr>" for r in cells[1:]) + "</table>")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("> "):
+            out.append(f"<p class='warning'>{inline(line[2:])}</p>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def write_html(report: dict, run_root) -> Path:
+    """runs/<name>/report.html: the summary tables, every figure (embedded, so the one file reads
+    offline) and the run's configuration."""
+    import base64
+    import html
+    run_root = Path(run_root)
+    parts = [_markdown_to_html(summary_markdown(report))]
+    for name, caption in FIGURES:
+        path = run_root / name
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{name}'>"
+                         f"<figcaption>{html.escape(caption)} ({name})</figcaption></figure>")
+    parts.append("<h2>Configuration</h2><pre>"
+                 + html.escape(json.dumps(_clean(report["config"]), indent=2)) + "</pre>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+             "padding:3px 8px;text-align:right}th{background:#f3f3f3}img{max-width:100%}"
+             ".warning{background:#fff3cd;padding:6px 10px;border-left:4px solid #e0a800}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>"
+            f"{html.escape(report['config']['name'])}</title><style>{style}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+    path = run_root / "report.html"
+    path.write_text(page)
+    return path
+
+
 def write_report(report: dict, run_root, models: dict, data: dict, config,
                  concepts=None) -> Path:
     import matplotlib
@@ -322,4 +397,5 @@ def write_report(report: dict, run_root, models: dict, data: dict, config,
     _plot_training(report, names, run_root / "training.png")
     if concepts is not None:
         _plot_run_concepts(report, models, data, config, concepts, run_root / "concepts.png")
+    write_html(report, run_root)
     return run_root

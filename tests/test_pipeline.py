@@ -26,8 +26,10 @@ def smoke_report(tmp_path_factory):
 def test_smoke_main_job_writes_a_complete_report(smoke_report):
     report, run = smoke_report
     for name in ("report.json", "summary.md", "roc.png", "confusion.png", "gradcam_grid.png",
-                 "training.png", "baseline/best.keras", "gfsr/best.keras"):
+                 "training.png", "report.html", "baseline/best.keras", "gfsr/best.keras"):
         assert (run / name).exists(), name
+    page = (run / "report.html").read_text()
+    assert page.count("data:image/png;base64") == 4 and "<table>" in page
     on_disk = json.loads((run / "report.json").read_text())
     assert on_disk["smoke"] is True and isinstance(on_disk["warnings"], list)
     assert on_disk["config"]["name"] == "pneumonia_gfsr_smoke"
@@ -37,11 +39,14 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
             m = section["metrics"][split]
             assert {"auc", "accuracy", "sensitivity", "specificity"} <= set(m)
             assert 0 <= m["accuracy"] <= 1
+            assert m["ci"]["accuracy"]["estimate"] == pytest.approx(m["accuracy"])
+            assert m["at_youden_threshold"]["threshold"] == section["thresholds"]["youden"]
         for key in ("marker_removed", "marker_cropped"):
             r = section["robustness"][key]
             assert r["agreement_rate"] + r["flip_rate"] == pytest.approx(1.0)
         loc = section["localization"]
         assert loc["layer"] == "conv2_block3_out" and "lesion_hit_rate" in loc
+        assert {"lesion_miou_otsu", "lesion_iou_top5", "lesion_auitc"} <= set(loc)
         assert set(loc["by_layer"]) == {"conv2_block3_out", "conv3_block4_out", "conv4_block6_out"}
         assert loc["by_layer"]["conv2_block3_out"]["lesion_hit_rate"] == loc["lesion_hit_rate"]
     assert len(on_disk["gfsr"]["predictions"]["test_decorrelated"]) == 8
