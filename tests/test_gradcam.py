@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -127,3 +128,25 @@ def test_explain_binary_probabilities_and_class_list():
     assert list(e.class_index) == [0, 1, 1] and e.layer == "target"
     with pytest.raises(ValueError, match="class_index"):
         explain(model, x, class_index=5)
+
+
+def test_explain_opens_a_nested_backbone_like_transfer_learning_code_builds_it():
+    from gfsr_tf.saliency import explain
+    # the usual transfer-learning shape: base = keras.applications.X(include_top=False);
+    # x = base(inputs); head...  The flat twin calls the same layers (shared weights) in one graph.
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    pool = keras.layers.GlobalAveragePooling2D()
+    head = keras.layers.Dense(3, activation="softmax")
+    inputs = keras.Input((32, 32, 3))
+    nested = keras.Model(inputs, head(pool(base(inputs))))
+    flat = keras.Model(base.input, head(pool(base.output)))
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+    layer = "block_13_expand_relu"  # inside the nested base
+    ours = explain(nested, x, layer=layer, class_index=[0, 1, 2])
+    reference = explain(flat, x, layer=layer, class_index=[0, 1, 2])
+    np.testing.assert_allclose(ours.heatmaps, reference.heatmaps, atol=1e-5)
+    np.testing.assert_allclose(ours.probabilities, nested.predict(x, verbose=0), rtol=1e-5)
+    assert explain(nested, x).heatmaps.shape == (3, 32, 32)  # default: the base's 4-D output
+    with pytest.raises(ValueError, match="not in model"):
+        explain(nested, x, layer="no_such_layer")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,59 @@ def last_conv_layer(model: keras.Model) -> str:
     raise ValueError(f"model {model.name!r} has no layer with a 4-D output to explain")
 
 
+def _unnest(model: keras.Model, layer_name: str) -> keras.Model:
+    """(target activations, input of the final layer) for a model whose target layer sits inside
+    a nested sub-model - the usual transfer-learning shape `x = base(inputs); ...`, on which
+    tf-keras-vis and the keras-io recipe fail with "Graph disconnected". The outer model must be
+    a chain of single-input layers; it is re-traced layer by layer with the sub-model split open
+    at the target, and the rebuilt forward pass is checked against the original."""
+    owners = [l for l in model.layers if isinstance(l, keras.Model) and
+              any(inner.name == layer_name for inner in l._flatten_layers(include_self=False))]
+    if not owners:
+        raise ValueError(f"layer {layer_name!r} not in model {model.name!r} or its sub-models")
+    sub = owners[0]
+    split = keras.Model(sub.inputs, [_find_layer(sub, layer_name).output, sub.output])
+    inputs = keras.Input(model.input_shape[1:])
+    x, target = inputs, None
+    for layer in model.layers[:-1]:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer is sub:
+            target, x = split(x)
+        else:
+            x = layer(x)
+    flat = keras.Model(inputs, [target, x])
+    probe = np.random.default_rng(0).uniform(0, 255, (1,) + tuple(model.input_shape[1:]))
+    expected = model(probe, training=False)
+    got = model.layers[-1](flat(probe, training=False)[1])
+    if not np.allclose(np.asarray(expected), np.asarray(got), atol=1e-4):
+        raise ValueError(f"cannot open sub-model {sub.name!r}: {model.name!r} is not a chain of "
+                         "single-input layers; pass a layer of the outer model instead")
+    return flat
+
+
+def _node_in(model: keras.Model, layer):
+    """The call of `layer` that belongs to this model's graph (`layer.output`/`layer.input` give
+    its first call, which is another graph's when the layer is shared - e.g. a sub-model's own
+    output instead of its output inside the outer model)."""
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is layer:
+                return node
+    raise ValueError(f"layer {layer.name!r} is not called in model {model.name!r}")
+
+
+def _final_layer_input(model: keras.Model):
+    return _node_in(model, model.layers[-1]).input_tensors[0]
+
+
+def _find_layer(model: keras.Model, name: str):
+    for layer in model._flatten_layers(include_self=False):
+        if layer.name == name:
+            return layer
+    raise ValueError(f"layer {name!r} not in {model.name!r}")
+
+
 class CamModel:
     """(target activations, logits) for any classifier whose logits are reachable: the input of a
     final Activation layer, or a final Dense layer with a sigmoid/softmax activation (its logits
@@ -83,23 +137,32 @@ class CamModel:
         self.model = model
         self.layer_name = layer or last_conv_layer(model)
         try:
-            target = model.get_layer(self.layer_name).output
+            target = _node_in(model, model.get_layer(self.layer_name)).outputs[0]
         except ValueError:
-            raise ValueError(f"layer {self.layer_name!r} not in model {model.name!r}") from None
+            target = None
         last = model.layers[-1]
-        self._dense = None
+        if target is None:  # the layer sits inside a nested sub-model (transfer learning)
+            self._dense = last if isinstance(last, keras.layers.Dense) else None
+            self._inner = _unnest(model, self.layer_name)
+            self.num_outputs = int(model.output.shape[-1])
+            self._check_head(last)
+            return
+        self._check_head(last)
+        self._dense = last if isinstance(last, keras.layers.Dense) else None
+        self._inner = keras.Model(model.inputs, [target, _final_layer_input(model)])
+        self.num_outputs = int(model.output.shape[-1])
+
+    @staticmethod
+    def _check_head(last):
         if isinstance(last, keras.layers.Activation):
-            head = last.input
-        elif isinstance(last, keras.layers.Dense):
+            return
+        if isinstance(last, keras.layers.Dense):
             name = getattr(last.activation, "__name__", "")
             if name not in ("sigmoid", "softmax", "linear"):
                 raise ValueError(f"final Dense layer has activation {name!r}; cannot find logits")
-            self._dense, head = last, last.input
-        else:
-            raise ValueError("cannot find the logits: the model must end in an Activation layer or a "
-                             f"Dense layer with sigmoid/softmax, not {type(last).__name__}")
-        self._inner = keras.Model(model.inputs, [target, head])
-        self.num_outputs = int(model.output.shape[-1])
+            return
+        raise ValueError("cannot find the logits: the model must end in an Activation layer or a "
+                         f"Dense layer with sigmoid/softmax, not {type(last).__name__}")
 
     def __call__(self, x, training=False):
         activations, head = self._inner(x, training=training)
