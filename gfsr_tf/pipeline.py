@@ -222,8 +222,35 @@ def train_variant(config: StudyConfig, relevance: RelevanceConfig, data: dict[st
     history = trainer.fit(train, data["val"], masks)
     # Training time from the per-epoch log, so a resumed or re-evaluated run reports it whole.
     seconds = float(sum(h["seconds"] for h in history))
+    write_model_card(run_dir / "best.keras", config, train, relevance)
     best = keras.models.load_model(run_dir / "best.keras")
     return best, history, seconds
+
+
+def model_card_path(model_path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def write_model_card(model_path, config: StudyConfig, train: ImageSet,
+                     relevance: RelevanceConfig) -> Path:
+    """The sidecar `<model>.json` that tells explain/evaluate/export what the model expects
+    (input size, channels clients send, preprocessing, class names, Grad-CAM layer) and how it
+    was trained, so nobody has to repeat it."""
+    card = {"format": "gfsr_tf model card v1", "class_names": list(train.class_names),
+            "image_size": int(train.images.shape[1]), "channels": int(train.images.shape[-1]),
+            "preprocessing": "gfsr_tf.preprocessing.preprocess (ResNet50 caffe: gray->3 ch, "
+                             "RGB->BGR, ImageNet mean subtracted; input pixels 0-255)",
+            "target_layer": config.model.target_layer,
+            "relevance": dataclasses.asdict(relevance), "config": config.to_dict()}
+    path = model_card_path(model_path)
+    path.write_text(json.dumps(card, indent=2))
+    return path
+
+
+def read_model_card(model_path) -> dict:
+    """The model's sidecar card, or {} for a model trained elsewhere."""
+    path = model_card_path(model_path)
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def default_variants(config: StudyConfig) -> dict[str, RelevanceConfig]:

@@ -177,3 +177,73 @@ def test_best_model_loads_with_plain_keras_in_a_fresh_process(smoke_report, tmp_
     here = keras.models.load_model(run / "gfsr" / "best.keras").predict(
         np.load(tmp_path / "x.npy"), verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), here, atol=1e-5)
+
+
+# --- the gfsr command line, on the smoke run's models -------------------------------------------
+
+def test_model_card_travels_with_the_model(smoke_report):
+    from gfsr_tf.pipeline import read_model_card
+    _, run = smoke_report
+    card = read_model_card(run / "gfsr" / "best.keras")
+    assert card["class_names"] == ["normal", "pneumonia"]
+    assert card["image_size"] == 32 and card["channels"] == 1
+    assert card["target_layer"] == "conv2_block3_out" and card["relevance"]["weight"] == 1.0
+    assert card["config"]["name"] == "pneumonia_gfsr_smoke"
+
+
+def test_cli_explain_any_image_format_matches_model_predictions(smoke_report, tmp_path):
+    import keras
+    from gfsr_tf.cli import main
+    from gfsr_tf.datasets.images import image_files, load_images
+    from gfsr_tf.preprocessing import preprocess
+    _, run = smoke_report
+    folder = tmp_path / "images"
+    folder.mkdir()
+    images = make_split(preset("smoke").benchmark, "test_decorrelated", 3).images[..., 0]
+    cv2.imwrite(str(folder / "a.png"), images[0].astype(np.uint16) * 257)        # 16-bit gray
+    rgba = np.dstack([np.repeat(images[1][..., None], 3, -1), np.full((32, 32), 255, np.uint8)])
+    cv2.imwrite(str(folder / "b.png"), rgba)                                       # RGBA
+    cv2.imwrite(str(folder / "c.jpg"), np.repeat(images[2][..., None], 3, -1))    # RGB JPEG
+    out = tmp_path / "explained"
+    model_path = run / "gfsr" / "best.keras"
+    rows = main(["explain", "--model", str(model_path), str(folder), "--out", str(out), "--quiet"])
+    assert [Path(r["file"]).name for r in rows] == ["a.png", "b.png", "c.jpg"]
+    for r in rows:
+        overlay = cv2.imread(r["overlay"])
+        assert overlay.shape == (32, 32, 3)
+    x = load_images(image_files([folder]), 32, 1)
+    np.testing.assert_array_equal(x[0, ..., 0], images[0])  # 16-bit scaled back exactly
+    np.testing.assert_array_equal(x[1, ..., 0], images[1])  # opaque RGBA -> the same gray
+    expected = keras.models.load_model(model_path).predict(preprocess(x).numpy(), verbose=0)[:, 0]
+    np.testing.assert_allclose([r["p_pneumonia"] for r in rows], expected, rtol=1e-4, atol=1e-6)
+    assert (out / "predictions.csv").read_text().startswith("file,overlay,explained_class")
+    with pytest.raises(SystemExit, match="no such image"):
+        main(["explain", "--model", str(model_path), str(tmp_path / "missing.png")])
+    with pytest.raises(SystemExit, match="model not found"):
+        main(["explain", "--model", str(tmp_path / "none.keras"), str(folder)])
+
+
+def test_cli_evaluate_and_export(smoke_report, tmp_path):
+    from gfsr_tf.cli import main
+    report, run = smoke_report
+    evaluated = main(["evaluate", "--model", str(run / "gfsr" / "best.keras"), "--out",
+                      str(tmp_path), "--name", "ev"])
+    # the model card's config rebuilds the same test data: the same accuracy as the run's report
+    assert evaluated["model"]["metrics"]["test_decorrelated"]["accuracy"] == \
+        report["gfsr"]["metrics"]["test_decorrelated"]["accuracy"]
+    assert (tmp_path / "ev" / "report.html").exists()
+    path = main(["export", "--model", str(run / "gfsr" / "best.keras"), "--out",
+                 str(tmp_path / "serving" / "1")])
+    assert (Path(path) / "saved_model.pb").exists()
+    assert json.loads((Path(path) / "signatures.json").read_text())
+
+
+def test_cli_masks_on_the_benchmark(tmp_path):
+    from gfsr_tf.cli import main
+    section = main(["masks", "--size", "32", "--n-images", "24", "--k", "4", "--n-segments", "20",
+                    "--weights", "none", "--out", str(tmp_path), "--quiet"])
+    assert len(list((tmp_path / "masks").glob("*.png"))) == 24
+    assert (tmp_path / "concepts.png").exists() and section["lung_pixel_auc"] > 0.5
+    assert json.loads((tmp_path / "masks.json").read_text())["n_annotated_images"] == 10
+    with pytest.raises(SystemExit, match="needs --annotations"):
+        main(["masks", "--images", str(tmp_path / "masks"), "--out", str(tmp_path / "m2")])
