@@ -65,3 +65,28 @@ def test_saved_model_cli_lists_both_signatures(exported):
     for text in ("signature_def['serving_default']", "signature_def['explain']", "heatmap",
                  "predicted_class", "DT_FLOAT"):
         assert text in cli.stdout
+
+
+def test_grpc_predict_request_matches_the_exported_contract(exported):
+    """TF Serving's gRPC contract, built with the tensorflow-serving-api protos (the model server
+    binary is not available here): the request's signature name, input key and dtype are the
+    exported ones, and the tensors it carries produce the documented outputs."""
+    predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+    model, path = exported
+    loaded = tf.saved_model.load(str(path))
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 1)).astype(np.float32)
+    for name, outputs in (("serving_default", {"probabilities"}),
+                          ("explain", {"probabilities", "predicted_class", "heatmap"})):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "gfsr"
+        request.model_spec.signature_name = name
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(pixels))
+        request = predict_pb2.PredictRequest.FromString(request.SerializeToString())  # the wire
+        signature = loaded.signatures[request.model_spec.signature_name]
+        (key, spec), = signature.structured_input_signature[1].items()
+        assert key in request.inputs and tf.as_dtype(request.inputs[key].dtype) == spec.dtype
+        result = signature(**{k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+        assert set(result) == outputs
+    probs = model.predict(preprocess(pixels).numpy(), verbose=0)[:, 0]
+    np.testing.assert_allclose(result["probabilities"].numpy()[:, 1], probs, rtol=1e-4, atol=1e-6)
+    assert result["heatmap"].shape == (2, 16, 16)
