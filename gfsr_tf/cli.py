@@ -29,8 +29,9 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"named configuration: {', '.join(sorted(PRESETS))} (default: benchmark; "
                         "'paper' = 128 px, ImageNet weights, the paper's hyper-parameters)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, about a minute (for tests)")
-    p.add_argument("--data-dir", help="real data in the Kermany layout "
-                   "chest_xray/{train,test}/{NORMAL,PNEUMONIA}/*.jpeg (default: embedded benchmark)")
+    p.add_argument("--data-dir", help="real data: the Kermany layout "
+                   "chest_xray/{train,test}/{NORMAL,PNEUMONIA}/*.jpeg, or a MedMNIST npz such as "
+                   "pneumoniamnist.npz (default: the embedded benchmark)")
     p.add_argument("--out", default="runs", help="output root (default: runs)")
     p.add_argument("--name", help="run folder name (default: the preset's)")
     p.add_argument("--epochs", type=int, help="training epochs")

@@ -32,8 +32,17 @@ REFERENCE_LAYERS = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out")
 
 
 def load_data(config: StudyConfig, warnings: list | None = None) -> dict[str, ImageSet]:
-    """Benchmark splits (train, val, test_correlated, test_decorrelated) or the real Kermany
-    layout (train, val carved from train, test) when config.data_dir is set."""
+    """Benchmark splits (train, val, test_correlated, test_decorrelated); with config.data_dir
+    the real Kermany layout (train, val carved from train, test) or a MedMNIST npz (official
+    train/val/test splits), resized to config.benchmark.image_size."""
+    if config.data_dir and str(config.data_dir).endswith(".npz"):
+        from .datasets.medmnist import load_medmnist
+        data = load_medmnist(config.data_dir, config.benchmark.image_size)
+        if data["train"].num_classes != 2:
+            raise ValueError(f"{config.data_dir}: {data['train'].num_classes} classes - the study "
+                             "pipeline handles binary tasks for now (the loader and "
+                             "evaluation.classification_metrics handle multi-class)")
+        return data
     if config.data_dir:
         from .datasets.kermany import load_kermany
         skipped: list[str] = []
