@@ -53,15 +53,17 @@ def explain_posthoc(model, images, method: str = "gradcam", *, layer: str | None
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     modifier = ReplaceToLinear()  # the final sigmoid/softmax becomes linear: scores are logits
     score = _score(model, cls)
+    # Without seek_penultimate_conv_layer=False tf-keras-vis silently replaces a named layer that
+    # is not a conv layer (e.g. ResNet's conv3_block4_out, an Activation) by the conv before it.
+    seek = {"penultimate_layer": layer, "seek_penultimate_conv_layer": layer is None}
     if method == "gradcam++":
-        heat = GradcamPlusPlus(model, model_modifier=modifier, clone=True)(
-            score, images, penultimate_layer=layer)
+        heat = GradcamPlusPlus(model, model_modifier=modifier, clone=True)(score, images, **seek)
     elif method == "scorecam":
         max_n = options.get("max_N", 16)
         if layer is not None:  # tf-keras-vis refuses max_N above the layer's channel count
             max_n = min(max_n, int(model.get_layer(layer).output.shape[-1]))
         heat = Scorecam(model, model_modifier=modifier, clone=True)(
-            score, images, penultimate_layer=layer, max_N=max_n, batch_size=batch_size)
+            score, images, max_N=max_n, batch_size=batch_size, **seek)
     else:
         heat = Saliency(model, model_modifier=modifier, clone=True)(
             score, images, smooth_samples=options.get("smooth_samples", 20),
