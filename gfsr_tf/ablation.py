@@ -28,13 +28,16 @@ class Row:
 
 SETTINGS: dict[str, dict] = {
     # section -> field -> value, applied to preset("benchmark")
-    "64px": {},
-    "64px-seed1": {"train": {"seed": 1}, "benchmark": {"seed": 1}},
-    "64px-seed2": {"train": {"seed": 2}, "benchmark": {"seed": 2}},
-    "64px-16ep": {"train": {"epochs": 16}},
-    "64px-lr3e-4": {"train": {"learning_rate": 3e-4}},
-    "128px": {"benchmark": {"image_size": 128}, "train": {"epochs": 6}},
-    "no-shortcut": {"benchmark": {"marker_rate_pneumonia": 0.5, "marker_rate_normal": 0.5}},
+    # The first study used lesion opacity 0.5, on which the baseline took the shortcut on some
+    # runs only; those settings keep it, so their rows stay reproducible.
+    "64px": {"benchmark": {"lesion_opacity": 0.5}},
+    "64px-seed1": {"train": {"seed": 1}, "benchmark": {"seed": 1, "lesion_opacity": 0.5}},
+    "64px-seed2": {"train": {"seed": 2}, "benchmark": {"seed": 2, "lesion_opacity": 0.5}},
+    "64px-16ep": {"train": {"epochs": 16}, "benchmark": {"lesion_opacity": 0.5}},
+    "64px-lr3e-4": {"train": {"learning_rate": 3e-4}, "benchmark": {"lesion_opacity": 0.5}},
+    "128px": {"benchmark": {"image_size": 128, "lesion_opacity": 0.5}, "train": {"epochs": 6}},
+    "no-shortcut": {"benchmark": {"marker_rate_pneumonia": 0.5, "marker_rate_normal": 0.5,
+                                  "lesion_opacity": 0.5}},
     # Subtler lesions: the true signal is harder, so the baseline leans on the marker more.
     **{f"subtle{tag}": {"benchmark": {"lesion_opacity": 0.3, "seed": seed}, "train": {"seed": seed}}
        for seed, tag in ((0, ""), (1, "-seed1"), (2, "-seed2"))},

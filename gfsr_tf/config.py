@@ -21,7 +21,9 @@ class BenchmarkConfig:
     # P(marker | class) in train/val/test_correlated; test_decorrelated uses 0.5 for both classes.
     marker_rate_pneumonia: float = 0.9
     marker_rate_normal: float = 0.1
-    lesion_opacity: float = 0.5
+    # 0.3: subtle enough that the baseline takes the marker shortcut on every seed measured
+    # (decorrelated accuracy 0.67-0.70); at 0.5 it did so on some runs only (README, ablation).
+    lesion_opacity: float = 0.3
     # A second shortcut: a text overlay in the top-right corner that favours "normal".
     text_overlay: bool = False
     seed: int = 0
