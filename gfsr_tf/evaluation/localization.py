@@ -123,22 +123,27 @@ def miou(maps: np.ndarray, masks: np.ndarray, threshold="otsu", true_pos_only: b
     return {"miou": _nanmean(ious), "ious": ious, "n": int((~np.isnan(ious)).sum())}
 
 
-def _threshold_counts(maps, masks, n_thresholds):
+def _threshold_counts(maps, masks, n_thresholds, chunk: int = 256):
     """For thresholds tau_j = j / (n_thresholds - 1): per image, |map >= tau_j| and
-    |map >= tau_j and mask| (vectorised with one bincount over quantised pixel values)."""
-    norm = normalise_maps(maps).reshape(len(maps), -1)
+    |map >= tau_j and mask| - one bincount over (image, quantised value, in-mask) per chunk of
+    images (chunks keep the working set in cache)."""
     steps = n_thresholds - 1
-    # bin b holds values in [b/steps, (b+1)/steps); value 1 gets the last bin
-    bins = np.minimum(np.floor(norm * steps + 1e-6).astype(np.int64), steps)
-    offset = np.arange(len(maps))[:, None] * (steps + 1)
-    flat_masks = masks.reshape(len(masks), -1)
-    hist = np.bincount((bins + offset).ravel(), minlength=len(maps) * (steps + 1))
-    hist_in = np.bincount((bins + offset).ravel(), weights=flat_masks.ravel(),
-                          minlength=len(maps) * (steps + 1))
+    n = len(maps)
+    counts = np.empty((n, steps + 1, 2), np.int64)
+    for start in range(0, n, chunk):
+        norm = normalise_maps(maps[start:start + chunk]).reshape(-1, maps[0].size)
+        m = len(norm)
+        # bin b holds values in [b/steps, (b+1)/steps); the value 1 gets the last bin
+        bins = np.minimum((norm * steps + 1e-6).astype(np.int32), steps)
+        keys = (bins + (np.arange(m, dtype=np.int32) * (steps + 1))[:, None]) * 2
+        keys += masks[start:start + chunk].reshape(m, -1)
+        counts[start:start + m] = np.bincount(keys.ravel(), minlength=m * (steps + 1) * 2
+                                              ).reshape(m, steps + 1, 2)
     # pixels >= tau_j = pixels in bins j..steps
-    above = np.cumsum(hist.reshape(len(maps), -1)[:, ::-1], 1)[:, ::-1]
-    above_in = np.cumsum(hist_in.reshape(len(maps), -1)[:, ::-1], 1)[:, ::-1]
-    return above.astype(np.float64), above_in, flat_masks.sum(1).astype(np.float64)
+    above_split = np.cumsum(counts[:, ::-1], 1)[:, ::-1]
+    above_in = above_split[..., 1].astype(np.float64)
+    above = above_split.sum(-1).astype(np.float64)
+    return above, above_in, masks.reshape(n, -1).sum(1).astype(np.float64)
 
 
 def iou_curve(maps: np.ndarray, masks: np.ndarray, n_thresholds: int = 101) -> np.ndarray:
