@@ -48,6 +48,9 @@ class RelevanceConfig:
     beta: float = 1.0
     focal_gamma: float = 2.0
     second_order: bool = True           # exact: differentiate through the Grad-CAM weights
+    # With second_order=False: take the Grad-CAM from the classification loss's own backward pass
+    # (one forward + one backward per step; binary heads, true class; training/fused.py).
+    fused: bool = False
     cam_class: str = "true"             # "true" (ground-truth class) | "predicted"
     warmup_epochs: int = 0              # GAIN-style: relevance loss off for the first epochs
     # Where the masks come from: "lungs" (true lung fields, blurred), "lesions" (lesion mask on

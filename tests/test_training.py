@@ -121,3 +121,54 @@ def test_guided_training_without_masks_is_a_clear_error(data, tmp_path):
     train, val = data
     with pytest.raises(ValueError, match="needs relevance masks"):
         Trainer(_model(), tmp_path, relevance=RelevanceConfig(weight=1.0), verbose=0).fit(train, val)
+
+
+def test_fused_first_order_gradients_match_the_unfused_step():
+    """The fused step (CAM from the CE backward) = the plain first-order GFSR gradient, with
+    BatchNorm-free / inference-mode layers where the per-image identity is exact."""
+    from conftest import tiny_classifier
+    from gfsr_tf.losses import relevance_loss
+    from gfsr_tf.models import CamModel
+    from gfsr_tf.saliency import gradcam
+    from gfsr_tf.training.fused import fused_gradients, split_at
+    model = tiny_classifier(size=16)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(0, 50, (4, 16, 16, 3)).astype(np.float32))
+    labels = tf.constant([1, 0, 1, 0])
+    masks = tf.constant(rng.uniform(0, 1, (4, 16, 16)).astype(np.float32))
+    cfg = RelevanceConfig(weight=2.0, second_order=False)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        cam, logits, _ = gradcam(CamModel(model, "target"), x, labels, second_order=False)
+        ce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+            tf.cast(labels, tf.float32), logits[:, 0]))
+        loss = ce + 2.0 * tf.reduce_mean(relevance_loss(cam, masks))
+    expected = tape.gradient(loss, variables)
+    fused, _, fused_ce, _, _ = fused_gradients(*split_at(model, "target"), variables, x,
+                                                       labels, masks, 2.0, cfg, training=False)
+    np.testing.assert_allclose(fused_ce.numpy(), ce.numpy(), rtol=1e-6)
+    for e, f in zip(expected, fused):
+        np.testing.assert_allclose(f.numpy(), e.numpy(), rtol=2e-3, atol=1e-6)
+    # a saturated image (p == y in float32) keeps finite gradients
+    big = tf.constant(np.full((2, 16, 16, 3), 1e4, np.float32))
+    grads, *_ = fused_gradients(*split_at(model, "target"), variables, big, tf.constant([1, 1]),
+                                masks[:2], 2.0, cfg, training=False)
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+
+
+def test_fused_step_trains_and_refuses_what_it_cannot_do(tmp_path):
+    from conftest import tiny_classifier
+    data = make_split(BenchmarkConfig(image_size=16), "train", 8)
+    masks = relevance_masks(data)
+    trainer = Trainer(tiny_classifier(size=16), tmp_path / "fused", verbose=0,
+                      train=TrainConfig(epochs=1, batch_size=4),
+                      relevance=RelevanceConfig(second_order=False, fused=True),
+                      target_layer="target")
+    history = trainer.fit(data, data, masks)
+    assert history[-1]["relevance"] > 0 and np.isfinite(history[-1]["loss"])
+    with pytest.raises(ValueError, match="second_order=False"):
+        Trainer(tiny_classifier(size=16), tmp_path / "x", verbose=0, target_layer="target",
+                relevance=RelevanceConfig(second_order=True, fused=True))
+    with pytest.raises(ValueError, match="single-logit"):
+        Trainer(tiny_classifier(size=16, units=3), tmp_path / "y", verbose=0,
+                target_layer="target", relevance=RelevanceConfig(second_order=False, fused=True))

@@ -69,6 +69,14 @@ class Trainer:
                                               epoch=self.epoch, best=self.best)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.run_dir / "checkpoints",
                                                   max_to_keep=2)
+        self._fused = None
+        if self.guided and relevance.fused:
+            if relevance.second_order or relevance.cam_class != "true" or \
+                    relevance.input_gradient_weight > 0:
+                raise ValueError("relevance.fused needs second_order=False, cam_class='true' and "
+                                 "no input-gradient term")
+            from .fused import split_at
+            self._fused = split_at(model, target_layer)
         jit = resolve_jit(train.jit_compile)
         self._train_step = tf.function(self._step, jit_compile=jit, reduce_retracing=True)
         self._logits = tf.function(lambda x: self.cam_model(x, training=False)[1],
@@ -78,6 +86,13 @@ class Trainer:
     def _step(self, images, labels, masks):
         x = preprocess(images)
         rel, igp = tf.zeros(()), tf.zeros(())
+        if self._fused is not None:
+            from .fused import fused_gradients
+            variables = self.model.trainable_variables
+            grads, logits, ce, rel, _ = fused_gradients(*self._fused, variables, x, labels, masks,
+                                                     self.lam, self.rel)
+            self.optimizer.apply_gradients(zip(grads, variables))
+            return self._step_metrics(ce + self.lam * rel, ce, rel, igp, logits, labels)
         with tf.GradientTape() as tape:
             if self.guided:
                 use_x_grad = self.rel.input_gradient_weight > 0
@@ -97,6 +112,10 @@ class Trainer:
         variables = self.model.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
+        return self._step_metrics(loss, ce, rel, igp, logits, labels)
+
+    @staticmethod
+    def _step_metrics(loss, ce, rel, igp, logits, labels):
         correct = tf.reduce_mean(tf.cast(predicted_class(logits) == tf.cast(labels, tf.int32),
                                          tf.float32))
         return {"loss": loss, "ce": ce, "relevance": rel, "input_grad": igp, "acc": correct}
