@@ -36,3 +36,15 @@ def test_input_gradient_penalty_is_outside_energy_fraction():
     mask = np.array([[[0, 1], [1, 1]]], np.float32)
     np.testing.assert_allclose(input_gradient_penalty(g, mask).numpy(), [1 / 5], rtol=1e-5)
     assert np.isfinite(input_gradient_penalty(np.zeros_like(g), mask).numpy()).all()
+
+
+def test_mask_to_grid_pools_like_area_resize():
+    import tensorflow as tf
+    from gfsr_tf.losses.relevance import mask_to_grid
+    mask = np.random.default_rng(0).random((2, 64, 48)).astype(np.float32)
+    for grid in ((8, 6), (16, 12), (10, 10)):  # integer factors pool; 10x10 falls back
+        expected = tf.image.resize(mask[..., None], grid, method="area")[..., 0].numpy()
+        np.testing.assert_allclose(mask_to_grid(tf.constant(mask), grid).numpy(), expected,
+                                   atol=1e-6)
+    # hand-worked 2x2 block mean
+    np.testing.assert_allclose(mask_to_grid(tf.constant([[[1., 0.], [0., 0.]]]), (1, 1)), [[[0.25]]])

@@ -172,3 +172,19 @@ def test_fused_step_trains_and_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ValueError, match="single-logit"):
         Trainer(tiny_classifier(size=16, units=3), tmp_path / "y", verbose=0,
                 target_layer="target", relevance=RelevanceConfig(second_order=False, fused=True))
+
+
+@pytest.mark.parametrize("relevance", [RelevanceConfig(second_order=True),
+                                       RelevanceConfig(second_order=False, fused=True)],
+                         ids=["exact", "fused"])
+def test_gfsr_step_compiles_with_xla_on_cpu(tmp_path, relevance):
+    from conftest import tiny_classifier
+    data = make_split(BenchmarkConfig(image_size=16), "train", 4)
+    masks = relevance_masks(data)
+    trainer = Trainer(tiny_classifier(size=16), tmp_path / "xla", verbose=0, relevance=relevance,
+                      train=TrainConfig(batch_size=4, jit_compile=True), target_layer="target")
+    trainer.lam.assign(1.0)
+    out = trainer._train_step(tf.constant(data.images), tf.constant(data.labels.astype(np.int32)),
+                              tf.constant(masks))
+    assert np.isfinite(out["loss"].numpy()) and out["relevance"].numpy() > 0
+    assert all(np.isfinite(v.numpy()).all() for v in trainer.model.trainable_variables)

@@ -12,15 +12,24 @@ import tensorflow as tf
 
 
 def mask_to_grid(mask: tf.Tensor, grid) -> tf.Tensor:
-    """(N, H, W) soft mask -> (N, h, w) by area averaging (keeps the mask's mean)."""
+    """(N, H, W) soft mask -> (N, h, w) by area averaging (keeps the mask's mean). For integer
+    factors - the usual case, e.g. 64 px -> a stride-4 or stride-8 grid - this is average pooling,
+    which XLA compiles (ResizeArea has no XLA kernel)."""
     mask = tf.cast(mask, tf.float32)[..., None]
+    size, grid_static = mask.shape[1:3], tf.get_static_value(grid)
+    if None not in size and grid_static is not None:
+        (h, w), (gh, gw) = size, [int(g) for g in grid_static]
+        if h % gh == 0 and w % gw == 0:
+            factor = (h // gh, w // gw)
+            return tf.nn.avg_pool2d(mask, factor, factor, "VALID")[..., 0]
     return tf.image.resize(mask, grid, method="area")[..., 0]
 
 
 def relevance_loss(cam: tf.Tensor, mask: tf.Tensor, alpha: float = 0.5, beta: float = 1.0,
                    gamma: float = 2.0) -> tf.Tensor:
     """Per-image loss (N,) between cam (N, h, w) in [0, 1] and mask (N, H, W) in [0, 1]."""
-    mask = tf.cast(mask_to_grid(mask, tf.shape(cam)[1:3]), cam.dtype)
+    grid = cam.shape[1:3] if None not in cam.shape[1:3] else tf.shape(cam)[1:3]
+    mask = tf.cast(mask_to_grid(mask, grid), cam.dtype)
     diff = cam - mask
     mae = tf.reduce_mean(tf.abs(diff), axis=[1, 2])
     mse = tf.reduce_mean(tf.square(diff), axis=[1, 2])
