@@ -96,6 +96,8 @@ ROWS: dict[str, Row] = {
            ("conv2-propagated-masks", {**PAPER, "mask_source": "annotations"},
             {"target_layer": "conv2_block3_out"}),
            ("ext-conv2+input-grad10", {**PAPER, "input_gradient_weight": 10.0},
+            {"target_layer": "conv2_block3_out"}),
+           ("conv2-fused", {**PAPER, "second_order": False, "fused": True},
             {"target_layer": "conv2_block3_out"}))},
     "baseline@128px": Row("128px"),
     "paper@128px": Row("128px", PAPER),

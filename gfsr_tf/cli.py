@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # --- the study options, shared with experiments/pneumonia_gfsr.py ------------------------------
 
 def add_study_arguments(p: argparse.ArgumentParser) -> None:
-    from .config import PRESETS
+    from .config import MASK_SOURCES, PRESETS
     p.add_argument("--preset", default="benchmark",
                    help=f"named configuration: {', '.join(sorted(PRESETS))} (default: benchmark; "
                         "'paper' = 128 px, ImageNet weights, the paper's hyper-parameters)")
@@ -43,7 +43,7 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
                    "conv3_block4_out with --preset paper)")
     p.add_argument("--weights", help="'auto' (ImageNet if obtainable, else random init with a "
                    "warning), 'imagenet', 'none', or a path to ResNet50 no-top weights")
-    p.add_argument("--masks", choices=("lungs", "lesions", "annotations"),
+    p.add_argument("--masks", choices=MASK_SOURCES,
                    help="GFSR relevance masks: the benchmark's true lung fields (default), its "
                    "lesions, or concept masks propagated from a few annotations (SLIC -> ResNet50 "
                    "segment embeddings -> k-means; needed for real data)")

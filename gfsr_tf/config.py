@@ -40,6 +40,9 @@ class ModelConfig:
     bn_momentum: float | None = 0.9
 
 
+MASK_SOURCES = ("lungs", "lesions", "annotations")
+
+
 @dataclass
 class RelevanceConfig:
     """Guided focus: total = CE + weight * (alpha*MAE + (1-alpha)*MSE + beta*Focal)."""

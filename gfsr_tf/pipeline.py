@@ -25,7 +25,6 @@ from .saliency import explain
 from .training import Trainer
 
 
-MASK_SOURCES = ("lungs", "lesions", "annotations")
 # The benchmark's marker sits within the top-left ~23% of the image; the crop removes that band.
 MARKER_CROP_FRACTION = 0.25
 REFERENCE_LAYERS = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out")
