@@ -82,8 +82,9 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"train_step_{args.size}px_b{args.batch}{'_det' if args.deterministic else ''}"
-    (out / f"{tag}.json").write_text(json.dumps({"config": vars(args), "variants": rows,
-                                                 **ratios, "fused_cam": departure}, indent=2))
+    result = {"config": vars(args), "variants": rows, **ratios, "fused_cam": departure}
+    (out / f"{tag}.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 def fused_cam_departure(size, x, y, m) -> dict:

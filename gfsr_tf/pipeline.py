@@ -18,7 +18,7 @@ from .config import RelevanceConfig, StudyConfig
 from .datasets.base import ImageSet
 from .evaluation import (auitc, binary_metrics, box_masks, choose_threshold,
                          classification_metrics, crop_corner, decision_change, hit_rate, iou_top_k,
-                         miou, pixel_auc)
+                         mean_ci, miou, pixel_auc)
 from .models import build_classifier
 from .preprocessing import preprocess
 from .saliency import explain
@@ -169,7 +169,9 @@ def evaluate_classifier(model: keras.Model, splits: dict[str, ImageSet], layer: 
         perturbed["marker_removed"] = data.twins
     for key, images in perturbed.items():
         q = predict(model, images, batch_size)
-        result = decision_change(before, (q >= 0.5).astype(int), p, q)
+        after = (q >= 0.5).astype(int)
+        result = decision_change(before, after, p, q)
+        result["flip_rate_ci"] = mean_ci(before != after)
         if data.has_marker is not None and data.has_marker.any():
             marked = data.has_marker
             result["among_marked"] = decision_change(before[marked], (q[marked] >= 0.5).astype(int),
@@ -190,7 +192,9 @@ def evaluate_classifier(model: keras.Model, splits: dict[str, ImageSet], layer: 
                 continue
             heat = explain(model, x, layer=name_, class_index=1, batch_size=batch_size).heatmaps
             lesions = data.lesions[positive]
-            entry = {"lesion_hit_rate": hit_rate(heat, lesions)["hit_rate"],
+            hits = hit_rate(heat, lesions)
+            entry = {"lesion_hit_rate": hits["hit_rate"],
+                     "lesion_hit_rate_ci": mean_ci(hits["hits"]),
                      "lung_hit_rate": hit_rate(heat, data.lungs[positive] > 0)["hit_rate"],
                      "lesion_miou_otsu": miou(heat, lesions)["miou"],
                      "lesion_iou_top5": iou_top_k(heat, lesions, 5)["iou"],

@@ -14,8 +14,9 @@ report.json
     thresholds    youden, f1: operating thresholds on P(class 1) chosen on the validation split
     predictions   per split: P(pneumonia) per test image, in split order
     robustness    marker_removed (benchmark twins), marker_cropped:
-                  agreement_rate, flip_rate, flip_confusion, mean_probability_change, among_marked
-    localization  lesion_hit_rate, lung_hit_rate, marker_hit_rate_among_marked, lesion_miou_otsu,
+                  agreement_rate, flip_rate, flip_rate_ci, flip_confusion,
+                  mean_probability_change, among_marked
+    localization  lesion_hit_rate (+ _ci), lung_hit_rate, marker_hit_rate_among_marked, lesion_miou_otsu,
                   lesion_iou_top5, lesion_auitc (evaluation.localization), layer, by_layer
     training      history (per-epoch metrics), seconds, relevance (its config)
   comparison  per split, accuracy | auc: gfsr minus baseline, paired bootstrap (1000 resamples):
@@ -97,7 +98,8 @@ def summary_markdown(report: dict) -> str:
         for key, r in report[n]["robustness"].items():
             marked = r.get("among_marked", {}).get("flip_rate")
             flips = r["flip_confusion"]
-            lines.append(f"| {n} | {key} | {_fmt(r['agreement_rate'])} | {_fmt(r['flip_rate'])} | "
+            flip = _ci(r["flip_rate_ci"]) if "flip_rate_ci" in r else _fmt(r["flip_rate"])
+            lines.append(f"| {n} | {key} | {_fmt(r['agreement_rate'])} | {flip} | "
                          f"{_fmt(marked)} | {_fmt(r.get('mean_probability_change'))} | "
                          f"{flips[0][1]} | {flips[1][0]} |")
     if names and report[names[0]]["localization"]:
@@ -110,7 +112,8 @@ def summary_markdown(report: dict) -> str:
             loc = report[n]["localization"]
             keys = ("lesion_hit_rate", "lesion_miou_otsu", "lesion_iou_top5", "lesion_auitc",
                     "lung_hit_rate", "marker_hit_rate_among_marked")
-            lines.append(f"| {n} | " + " | ".join(_fmt(loc.get(k)) for k in keys) + " |")
+            cells = [_ci(loc[k + "_ci"]) if k + "_ci" in loc else _fmt(loc.get(k)) for k in keys]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
     if "comparison" in report:
         lines += ["", "## GFSR minus baseline (paired bootstrap, 95% CI)", "",
                   "| split | metric | difference | 95% CI | p |", "|---|---|---|---|---|"]

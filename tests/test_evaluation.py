@@ -173,3 +173,12 @@ def test_perturbations_change_only_what_they_claim():
     replaced = replace_periphery(images, background, keep=0.5, feather=1)
     np.testing.assert_array_equal(replaced[:, 18:22, 18:22], images[:, 18:22, 18:22])
     assert (replaced[:, 0, 0] == 99).all() and (replaced[:, -1, -1] == 99).all()
+
+
+def test_mean_ci_excludes_undefined_and_brackets_the_mean():
+    from gfsr_tf.evaluation import mean_ci
+    out = mean_ci([1, 0, 1, 1, np.nan, 0, 1, 1])
+    assert out["estimate"] == pytest.approx(5 / 7)
+    assert 0 <= out["ci_low"] <= 5 / 7 <= out["ci_high"] <= 1
+    assert mean_ci([1, 1, 1])["ci_low"] == 1.0
+    assert math.isnan(mean_ci([np.nan])["estimate"])

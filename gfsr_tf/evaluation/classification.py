@@ -183,3 +183,15 @@ def choose_threshold(labels, probs, method: str = "youden") -> float:
             f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]
         return float(thresholds[np.argmax(f1)])
     raise ValueError(f"method must be 'youden' or 'f1', got {method!r}")
+
+
+def mean_ci(values, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean of per-image values (e.g. flip indicators, pointing-game hits; NaN = undefined,
+    excluded) with a seeded percentile-bootstrap CI over the images."""
+    values = np.asarray(values, np.float64)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    idx = np.random.default_rng(seed).integers(0, len(values), (n_resamples, len(values)))
+    lo, hi = np.quantile(values[idx].mean(1), [(1 - level) / 2, (1 + level) / 2])
+    return {"estimate": float(values.mean()), "ci_low": float(lo), "ci_high": float(hi)}
