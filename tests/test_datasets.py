@@ -55,3 +55,39 @@ def test_real_pneumoniamnist_and_retinamnist_official_splits(shared_data):
     retina = load_medmnist(shared_data / "retinamnist" / "retinamnist.npz")
     assert [len(retina[s]) for s in ("train", "val", "test")] == [1080, 120, 400]
     assert retina["train"].images.shape[1:] == (28, 28, 3) and retina["train"].num_classes == 5
+
+
+def test_tfds_builders_prepare_from_manual_dir_fixtures(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from gfsr_tf.datasets import tfds_builders
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    arrays = _write_npz(manual / "pneumoniamnist.npz")
+    builder = tfds_builders.GfsrPneumoniamnist(data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    test = list(tfds.as_numpy(builder.as_dataset(split="test")))
+    assert len(test) == 4 and test[0]["image"].shape == (28, 28, 1)
+    by_name = {t["name"].decode(): t for t in test}
+    np.testing.assert_array_equal(by_name["test_00002"]["image"][..., 0], arrays["test_images"][2])
+    assert builder.info.features["label"].names == ["normal", "pneumonia"]
+    assert "gfsr_pneumoniamnist" in tfds.list_builders()
+
+
+def test_tfds_kermany_builder_matches_the_loader(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from test_pipeline import _write_kermany
+    from gfsr_tf.datasets import tfds_builders
+    from gfsr_tf.datasets.kermany import load_kermany
+    _write_kermany(tmp_path / "manual")
+
+    class Small(tfds_builders.GfsrPneumonia, skip_registration=True):  # tiny fixture images
+        IMAGE_SIZE = 32
+
+    builder = Small(data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual")))
+    expected = load_kermany(tmp_path / "manual", 32)
+    for split in ("train", "val", "test"):
+        got = list(tfds.as_numpy(builder.as_dataset(split=split)))
+        assert sorted(g["name"].decode() for g in got) == sorted(expected[split].names)
