@@ -318,6 +318,9 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs",
                                "relevance": dataclasses.asdict(relevance)}
         report[name] = section
         models[name] = model
+    if "gfsr" in report:
+        from .report import gfsr_configuration
+        report["gfsr_configuration"] = gfsr_configuration(report["config"])
     if "baseline" in report and "gfsr" in report:
         report["comparison"] = compare_models(report["gfsr"], report["baseline"], data)
     # One warning per distinct message (each model build may repeat it).

@@ -19,6 +19,8 @@ report.json
     localization  lesion_hit_rate (+ _ci), lung_hit_rate, marker_hit_rate_among_marked, lesion_miou_otsu,
                   lesion_iou_top5, lesion_auitc (evaluation.localization), layer, by_layer
     training      history (per-epoch metrics), seconds, relevance (its config)
+  gfsr_configuration  paper-faithful, the paper's method with changed settings (listed), or an
+              extension beyond the paper
   comparison  per split, accuracy | auc: gfsr minus baseline, paired bootstrap (1000 resamples):
               estimate, ci_low, ci_high, p_value
   masks     (mask_source "annotations" only) source, annotated_images, n_annotated_images,
@@ -64,6 +66,30 @@ def _fmt(v) -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
+# The paper's GFSR configuration (Contreras & Bocklitz, chest X-ray): what "paper-faithful" means.
+PAPER_GFSR = {"target_layer": "conv3_block4_out", "weight": 1.0, "alpha": 0.5, "beta": 1.0,
+              "focal_gamma": 2.0, "second_order": True, "cam_class": "true", "warmup_epochs": 0,
+              "input_gradient_weight": 0.0}
+
+
+def gfsr_configuration(config: dict) -> str:
+    """One line saying whether a run's GFSR model is paper-faithful, the paper's method with
+    changed settings, or uses an extension beyond the paper."""
+    rel = config["relevance"]
+    current = {**rel, "target_layer": config["model"]["target_layer"]}
+    changed = [f"{k} {current[k]!r} (paper: {v!r})" for k, v in PAPER_GFSR.items()
+               if current.get(k) != v and k != "input_gradient_weight"]
+    if rel.get("input_gradient_weight", 0) > 0:
+        return ("extension beyond the paper: input-gradient penalty outside the mask (weight "
+                f"{rel['input_gradient_weight']})" + (f"; also {', '.join(changed)}" if changed
+                                                       else ""))
+    if rel.get("fused"):
+        changed.append("fused first-order step")
+    if not changed:
+        return "paper-faithful (the paper's relevance loss, weights, Grad-CAM layer and exact step)"
+    return "the paper's method with changed settings: " + ", ".join(changed)
+
+
 def _ci(c: dict) -> str:
     return f"{_fmt(c['estimate'])} [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
 
@@ -75,6 +101,9 @@ def summary_markdown(report: dict) -> str:
         lines += ["**Smoke run** (tiny sizes): numbers are not meaningful.", ""]
     for w in report.get("warnings", []):
         lines.append(f"> **Warning:** {w}")
+    if "gfsr" in report:
+        lines += ["", f"**GFSR configuration:** {gfsr_configuration(report['config'])}; masks: "
+                  f"{report['config']['relevance']['mask_source']}."]
     splits = list(report[names[0]]["metrics"]) if names else []
     for split in splits:
         lines += ["", f"## Classification – {split} (95% bootstrap CI)", "",

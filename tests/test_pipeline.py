@@ -247,3 +247,13 @@ def test_cli_masks_on_the_benchmark(tmp_path):
     assert json.loads((tmp_path / "masks.json").read_text())["n_annotated_images"] == 10
     with pytest.raises(SystemExit, match="needs --annotations"):
         main(["masks", "--images", str(tmp_path / "masks"), "--out", str(tmp_path / "m2")])
+
+
+def test_report_says_which_gfsr_configuration_it_is():
+    from gfsr_tf.report import gfsr_configuration
+    assert gfsr_configuration(preset("paper").to_dict()).startswith("paper-faithful")
+    default = gfsr_configuration(preset("benchmark").to_dict())
+    assert "conv2_block3_out" in default and "paper: 'conv3_block4_out'" in default
+    extension = preset("benchmark")
+    extension.relevance.input_gradient_weight = 1.0
+    assert gfsr_configuration(extension.to_dict()).startswith("extension beyond the paper")
