@@ -43,6 +43,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after the traced call")
     p.add_argument("--deterministic", action="store_true")
+    p.add_argument("--memory", action="store_true", help="also peak RSS per variant, each in a "
+                   "fresh process (ru_maxrss only grows within one)")
+    p.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, for --memory's processes
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     if args.deterministic:
@@ -51,7 +54,8 @@ def main(argv=None):
     masks = relevance_masks(data)
     x, y, m = tf.constant(data.images), tf.constant(data.labels.astype(np.int32)), tf.constant(masks)
     rows = {}
-    for name, relevance in VARIANTS.items():
+    variants = {args.variant: VARIANTS[args.variant]} if args.variant else VARIANTS
+    for name, relevance in variants.items():
         model = build_classifier(2, (args.size, args.size, 3), weights=None, seed=0)
         trainer = Trainer(model, f"/tmp/gfsr_bench_{name}", relevance=relevance, verbose=0,
                           train=TrainConfig(batch_size=args.batch))
@@ -70,6 +74,13 @@ def main(argv=None):
         rows[name] = {"first_call_s": first, "step_s": step, "images_per_s": args.batch / step}
         print(f"{name:18s} first call {first:6.1f} s   step {step:6.3f} s   "
               f"{args.batch / step:6.1f} img/s", flush=True)
+        if name == "baseline" and not args.variant:
+            rows[name]["input_pipeline_vs_in_memory_step_ratio"] = input_pipeline_ratio(
+                trainer, args.size, args.batch, step)
+    if args.variant:
+        import resource
+        print(f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+        return rows
     base = rows["baseline"]["step_s"]
     departure = fused_cam_departure(args.size, x, y, m)
     print(f"fused vs per-image first-order CAM (BatchNorm in training mode): mean |diff| "
@@ -82,9 +93,47 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"train_step_{args.size}px_b{args.batch}{'_det' if args.deterministic else ''}"
+    if args.memory:
+        for name in VARIANTS:
+            rows[name]["peak_rss_mib"] = peak_rss(name, args)
+        ratios.update({f"{k}_vs_baseline_peak_memory_ratio":
+                       rows[k]["peak_rss_mib"] / rows["baseline"]["peak_rss_mib"]
+                       for k in VARIANTS if k != "baseline"})
+        for k in VARIANTS:
+            print(f"{k:24s} peak RSS {rows[k]['peak_rss_mib']:8.0f} MiB")
+    ratios["input_pipeline_vs_in_memory_step_ratio"] = \
+        rows["baseline"]["input_pipeline_vs_in_memory_step_ratio"]
+    print(f"in-memory step / step fed by the trainer's tf.data pipeline: "
+          f"{ratios['input_pipeline_vs_in_memory_step_ratio']:.3f}")
     result = {"config": vars(args), "variants": rows, **ratios, "fused_cam": departure}
     (out / f"{tag}.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def input_pipeline_ratio(trainer, size, batch, in_memory_step) -> float:
+    """The baseline step fed by the trainer's own tf.data pipeline (uint8 batches from memory,
+    prefetched; preprocessing runs inside the step) vs. the same step on constant tensors:
+    in-memory step time / pipeline step time (1.0 = the input never makes the step wait)."""
+    data = make_split(BenchmarkConfig(image_size=size), "train", 6 * batch)
+    dataset = trainer._dataset(data, np.zeros(data.images.shape[:3], np.float32), epoch=0)
+    times = []
+    iterator = iter(dataset)
+    next_batch = next(iterator)
+    for batch_tensors in iterator:
+        t0 = time.perf_counter()
+        trainer._train_step(*next_batch)["loss"].numpy()
+        times.append(time.perf_counter() - t0)
+        next_batch = batch_tensors
+    return in_memory_step / float(np.median(times))
+
+
+def peak_rss(name, args) -> float:
+    """Peak resident memory (MiB) of a fresh process that builds the model and runs the step."""
+    import subprocess
+    cmd = [sys.executable, __file__, "--variant", name, "--size", str(args.size), "--batch",
+           str(args.batch), "--steps", "2", "--warmup", "0"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.split("peak_rss_mib=")[1].split()[0])
 
 
 def fused_cam_departure(size, x, y, m) -> dict:
