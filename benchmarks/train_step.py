@@ -44,7 +44,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after the traced call")
     p.add_argument("--deterministic", action="store_true")
     p.add_argument("--memory", action="store_true", help="also peak RSS per variant, each in a "
-                   "fresh process (ru_maxrss only grows within one)")
+                   "fresh process (a high-water mark only grows within one)")
     p.add_argument("--variant", help=argparse.SUPPRESS)  # one variant, for --memory's processes
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
@@ -78,8 +78,11 @@ def main(argv=None):
             rows[name]["input_pipeline_vs_in_memory_step_ratio"] = input_pipeline_ratio(
                 trainer, args.size, args.batch, step)
     if args.variant:
-        import resource
-        print(f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+        # VmHWM (this address space's high-water mark), not ru_maxrss: the latter is inherited
+        # across fork+exec from the (large) parent that launched this process
+        hwm = next(line for line in Path("/proc/self/status").read_text().splitlines()
+                   if line.startswith("VmHWM:"))
+        print(f"peak_rss_mib={int(hwm.split()[1]) / 1024:.1f}")
         return rows
     base = rows["baseline"]["step_s"]
     departure = fused_cam_departure(args.size, x, y, m)

@@ -95,6 +95,9 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     jit_compile: str | bool = "auto"   # "auto": on with a GPU, off on CPU (measured slower here)
+    # GPU option: float16 compute with float32 variables, loss scaling in the custom loop; the
+    # Grad-CAM, the losses and the head stay float32. Runs (slowly) on CPU too.
+    mixed_precision: bool = False
     deterministic: bool = True          # tf.config.experimental.enable_op_determinism
     monitor: str = "val_auc"            # best-model criterion (maximised)
     steps_per_epoch: int | None = None  # None: one pass over the training set

@@ -228,7 +228,7 @@ def train_variant(config: StudyConfig, relevance: RelevanceConfig, data: dict[st
     model = build_classifier(train.num_classes, (size, size, 3), config.model.weights,
                              dense_units=config.model.dense_units, dropout=config.model.dropout,
                              bn_momentum=config.model.bn_momentum, seed=config.train.seed,
-                             warnings=warnings)
+                             warnings=warnings, mixed_precision=config.train.mixed_precision)
     trainer = Trainer(model, run_dir, train=config.train, relevance=relevance,
                       target_layer=config.model.target_layer, verbose=verbose)
     history = trainer.fit(train, data["val"], masks)

@@ -188,3 +188,31 @@ def test_gfsr_step_compiles_with_xla_on_cpu(tmp_path, relevance):
                               tf.constant(masks))
     assert np.isfinite(out["loss"].numpy()) and out["relevance"].numpy() > 0
     assert all(np.isfinite(v.numpy()).all() for v in trainer.model.trainable_variables)
+
+
+def test_mixed_precision_gfsr_step_runs_with_finite_gradients(tmp_path):
+    """The GPU option, run on CPU: float16 compute, float32 variables, head, Grad-CAM and losses,
+    loss scaling in the custom loop."""
+    import keras
+    data = make_split(BenchmarkConfig(image_size=32), "train", 2)
+    model = build_classifier(2, (32, 32, 3), weights=None, seed=0, mixed_precision=True)
+    assert model.get_layer("conv1_conv").compute_dtype == "float16"
+    assert model.get_layer("logits").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    trainer = Trainer(model, tmp_path / "mp", verbose=0, target_layer="conv2_block3_out",
+                      train=TrainConfig(batch_size=2, mixed_precision=True),
+                      relevance=RelevanceConfig(second_order=True))
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    trainer.lam.assign(1.0)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    batch = (tf.constant(data.images), tf.constant(data.labels.astype(np.int32)),
+             tf.constant(relevance_masks(data)))
+    for _ in range(4):  # dynamic loss scaling may skip overflowing first steps
+        out = trainer._train_step(*batch)
+        assert np.isfinite(out["loss"].numpy()) and out["relevance"].numpy() > 0
+        after = [v.numpy() for v in model.trainable_variables]
+        if any(not np.array_equal(a, b) for a, b in zip(after, before)):
+            break
+    else:
+        pytest.fail("no update applied in 4 steps")
+    assert all(np.isfinite(a).all() for a in after)

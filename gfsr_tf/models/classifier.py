@@ -38,16 +38,30 @@ def _backbone(input_shape, weights, warnings: list | None):
 def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="auto", *,
                      dense_units: int = 128, dropout: float = 0.3,
                      bn_momentum: float | None = None, seed: int | None = None,
-                     warnings: list | None = None) -> keras.Model:
+                     warnings: list | None = None, mixed_precision: bool = False) -> keras.Model:
     """Build the classifier. Two classes use one sigmoid unit; more use softmax.
 
     weights: "auto" (ImageNet if obtainable, else random init with a warning appended to
     `warnings`), "imagenet", None, or a path to ResNet50 (no-top) weights.
+    mixed_precision: build under Keras' "mixed_float16" policy (a GPU option: float16 compute,
+    float32 variables); the logits and probabilities stay float32.
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    if mixed_precision:
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_float16")
+        try:
+            return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum,
+                          warnings)
+        finally:
+            keras.config.set_dtype_policy(previous)
+    return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings)
+
+
+def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings):
     backbone = _backbone(tuple(input_shape), weights, warnings)
     if bn_momentum is not None:
         for layer in backbone.layers:
@@ -57,9 +71,10 @@ def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="a
     x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     units = 1 if num_classes == 2 else num_classes
-    logits = keras.layers.Dense(units, name=LOGITS_LAYER)(x)
+    # float32 head: logits and probabilities keep full precision under mixed precision
+    logits = keras.layers.Dense(units, name=LOGITS_LAYER, dtype="float32")(x)
     activation = "sigmoid" if units == 1 else "softmax"
-    outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER)(logits)
+    outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER, dtype="float32")(logits)
     return keras.Model(backbone.input, outputs, name="gfsr_classifier")
 
 

@@ -68,6 +68,7 @@ def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bo
         if input_gradients:
             tape.watch(x)
         activations, logits = cam_model(x, training=training)
+        logits = tf.cast(logits, tf.float32)  # mixed precision: the score in float32
         if class_index is None:
             class_index = predicted_class(logits)
         else:  # a negative index means "the predicted class" for that image
@@ -77,7 +78,8 @@ def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bo
     sources = [activations, x] if input_gradients else [activations]
     grads = tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     dA = grads[0] if second_order else tf.stop_gradient(grads[0])
-    cam = cam_from_gradients(activations, dA, normalise)
+    # mixed precision: the CAM (and so the relevance loss) in float32
+    cam = cam_from_gradients(tf.cast(activations, tf.float32), tf.cast(dA, tf.float32), normalise)
     if input_gradients:
         return cam, logits, activations, grads[1]
     return cam, logits, activations

@@ -61,6 +61,8 @@ class Trainer:
             raise ValueError(f"relevance.cam_class must be 'true' or 'predicted', "
                              f"got {relevance.cam_class!r}")
         self.optimizer = keras.optimizers.Adam(train.learning_rate)
+        if train.mixed_precision:  # dynamic loss scaling keeps float16 gradients from underflowing
+            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(model.trainable_variables)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
@@ -75,6 +77,8 @@ class Trainer:
                     relevance.input_gradient_weight > 0:
                 raise ValueError("relevance.fused needs second_order=False, cam_class='true' and "
                                  "no input-gradient term")
+            if train.mixed_precision:
+                raise ValueError("the fused step is not combined with mixed precision")
             from .fused import split_at
             self._fused = split_at(model, target_layer)
         jit = resolve_jit(train.jit_compile)
@@ -107,11 +111,13 @@ class Trainer:
                     igp = tf.reduce_mean(input_gradient_penalty(out[3], masks))
             else:
                 _, logits = self.cam_model(x, training=True)
+            logits = tf.cast(logits, tf.float32)
             ce = tf.reduce_mean(classification_loss(logits, labels))
             loss = ce + self.lam * rel + self.rel.input_gradient_weight * igp
+            scaled = self.optimizer.scale_loss(loss) if self.cfg.mixed_precision else loss
         variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))  # unscales under mixed precision
         return self._step_metrics(loss, ce, rel, igp, logits, labels)
 
     @staticmethod
