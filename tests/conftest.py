@@ -15,7 +15,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def tiny_classifier(size=16, units=1, dtype="float32", final="activation"):
     """A small flat functional classifier shaped like ours: conv -> 'target' -> pool -> logits."""
     keras.utils.set_random_seed(1)
-    inputs = keras.Input((size, size, 3), dtype=dtype)
+    # dtype may be a policy ("mixed_float16"): layers compute in float16, inputs stay float32
+    inputs = keras.Input((size, size, 3), dtype="float32" if dtype == "mixed_float16" else dtype)
     x = keras.layers.Conv2D(4, 3, padding="same", activation="tanh", dtype=dtype)(inputs)
     x = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="target", dtype=dtype)(x)
     # a non-linearity after the target, so d logit / d target depends on the weights (as in

@@ -40,6 +40,11 @@ def probabilities_from_logits(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+def full_precision(t: tf.Tensor) -> tf.Tensor:
+    """float16/bfloat16 (mixed precision) -> float32; other dtypes (float32, float64) unchanged."""
+    return tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16) else t
+
+
 def cam_from_gradients(activations: tf.Tensor, gradients: tf.Tensor,
                        normalise: bool = True) -> tf.Tensor:
     """(N, h, w, C) activations and gradients -> (N, h, w) CAM."""
@@ -68,7 +73,7 @@ def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bo
         if input_gradients:
             tape.watch(x)
         activations, logits = cam_model(x, training=training)
-        logits = tf.cast(logits, tf.float32)  # mixed precision: the score in float32
+        logits = full_precision(logits)  # mixed precision: the score in float32
         if class_index is None:
             class_index = predicted_class(logits)
         else:  # a negative index means "the predicted class" for that image
@@ -79,7 +84,7 @@ def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bo
     grads = tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     dA = grads[0] if second_order else tf.stop_gradient(grads[0])
     # mixed precision: the CAM (and so the relevance loss) in float32
-    cam = cam_from_gradients(tf.cast(activations, tf.float32), tf.cast(dA, tf.float32), normalise)
+    cam = cam_from_gradients(full_precision(activations), full_precision(dA), normalise)
     if input_gradients:
         return cam, logits, activations, grads[1]
     return cam, logits, activations

@@ -23,7 +23,8 @@ from ..datasets.base import ImageSet
 from ..losses import input_gradient_penalty, relevance_loss
 from ..models.classifier import CamModel
 from ..preprocessing import preprocess
-from ..saliency.gradcam import gradcam, predicted_class, probabilities_from_logits
+from ..saliency.gradcam import (full_precision, gradcam, predicted_class,
+                               probabilities_from_logits)
 
 
 
@@ -111,7 +112,7 @@ class Trainer:
                     igp = tf.reduce_mean(input_gradient_penalty(out[3], masks))
             else:
                 _, logits = self.cam_model(x, training=True)
-            logits = tf.cast(logits, tf.float32)
+            logits = full_precision(logits)
             ce = tf.reduce_mean(classification_loss(logits, labels))
             loss = ce + self.lam * rel + self.rel.input_gradient_weight * igp
             scaled = self.optimizer.scale_loss(loss) if self.cfg.mixed_precision else loss
