@@ -1,7 +1,8 @@
 """The GradientTape trainer for baseline and guided-focus (GFSR) classifiers.
 
 One tape per step: forward through the classifier (with an inner tape for the Grad-CAM when the
-relevance loss is on), CE + lambda * relevance, one optimizer update. The artifact is always the
+relevance loss is on), CE + lambda * relevance, one optimizer update - or, with
+`RelevanceConfig.fused`, the fused first-order step of `fused.py` (one forward, one backward). The artifact is always the
 plain functional classifier (`best.keras`). Each epoch writes a checkpoint (model, optimizer,
 epoch, best score), a JSON line of metrics and, on improvement, `best.keras` (atomically), so
 rerunning the same command resumes where it stopped.
