@@ -20,12 +20,7 @@ def hit_rate(maps: np.ndarray, masks: np.ndarray) -> dict:
 
     Returns {"hit_rate": mean over defined images (NaN if none), "hits": per-image 1/0/NaN}.
     """
-    maps, masks = np.asarray(maps, np.float32), np.asarray(masks).astype(bool)
-    if len(maps) != len(masks):
-        raise ValueError(f"{len(maps)} maps but {len(masks)} masks")
-    if np.isnan(maps).any():
-        raise ValueError("saliency maps contain NaN")
-    maps = _to_size(maps, masks.shape[1:])
+    maps, masks = _check(maps, masks)
     flat = maps.reshape(len(maps), -1).argmax(1)
     hits = masks.reshape(len(masks), -1)[np.arange(len(masks)), flat].astype(np.float64)
     flat_maps = maps.reshape(len(maps), -1)

@@ -156,16 +156,13 @@ class CamModel:
         except ValueError:
             target = None
         last = model.layers[-1]
-        if target is None:  # the layer sits inside a nested sub-model (transfer learning)
-            self._dense = last if isinstance(last, keras.layers.Dense) else None
-            self._inner = _unnest(model, self.layer_name)
-            self.num_outputs = int(model.output.shape[-1])
-            self._check_head(last)
-            return
         self._check_head(last)
         self._dense = last if isinstance(last, keras.layers.Dense) else None
-        self._inner = keras.Model(model.inputs, [target, _final_layer_input(model)])
         self.num_outputs = int(model.output.shape[-1])
+        if target is None:  # the layer sits inside a nested sub-model (transfer learning)
+            self._inner = _unnest(model, self.layer_name)
+        else:
+            self._inner = keras.Model(model.inputs, [target, _final_layer_input(model)])
 
     @staticmethod
     def _check_head(last):
