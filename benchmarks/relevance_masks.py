@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gfsr_tf.config import BenchmarkConfig, preset  # noqa: E402
+from gfsr_tf.config import BenchmarkConfig, ConceptConfig  # noqa: E402
 from gfsr_tf.datasets.synthetic import make_split  # noqa: E402
-from gfsr_tf.pipeline import propagated_masks  # noqa: E402
+from gfsr_tf.guidance.masks import propagated_masks  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -32,19 +32,18 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
-    config = preset("benchmark")
-    config.train.seed = config.concepts.seed = args.seed
-    config.concepts.weights = None if args.weights == "none" else args.weights
+    concepts = ConceptConfig(seed=args.seed,
+                             weights=None if args.weights == "none" else args.weights)
     if args.layer:
-        config.concepts.layer = args.layer
+        concepts.layer = args.layer
     if args.k:
-        config.concepts.k = args.k
+        concepts.k = args.k
     train = make_split(BenchmarkConfig(image_size=args.size, seed=args.seed), "train", args.images)
     warnings: list[str] = []
-    _, section = propagated_masks(config, train, None, warnings, verbose=1)
+    _, section = propagated_masks(train, concepts, seed=args.seed, warnings=warnings, verbose=1)
     t = section["timings"]
-    result = {"image_size": args.size, "images": args.images, "layer": config.concepts.layer,
-              "k": config.concepts.k, "weights": args.weights, "warnings": warnings,
+    result = {"image_size": args.size, "images": args.images, "layer": concepts.layer,
+              "k": concepts.k, "weights": args.weights, "warnings": warnings,
               "images_per_s": t["images_per_s"],
               "seconds": {k: t[k] for k in ("slic_s", "embeddings_s", "kmeans_s", "total_s")},
               "lung_pixel_auc": section["lung_pixel_auc"],

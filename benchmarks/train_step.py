@@ -10,6 +10,7 @@ and excluded, like the warm-up steps.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -22,10 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from gfsr_tf.config import BenchmarkConfig, RelevanceConfig, TrainConfig  # noqa: E402
+from gfsr_tf.config import BenchmarkConfig, TrainConfig  # noqa: E402
 from gfsr_tf.datasets.synthetic import make_split  # noqa: E402
+from gfsr_tf.guidance.masks import relevance_masks  # noqa: E402
+from gfsr_tf.methods.gfsr import GfsrStep, RelevanceConfig  # noqa: E402
 from gfsr_tf.models import build_classifier  # noqa: E402
-from gfsr_tf.pipeline import relevance_masks  # noqa: E402
 from gfsr_tf.training import Trainer  # noqa: E402
 
 VARIANTS = {
@@ -35,7 +37,7 @@ VARIANTS = {
     "fused_first_order_gfsr": RelevanceConfig(weight=1.0, second_order=False, fused=True),
     "input_grad_ext": RelevanceConfig(weight=1.0, input_gradient_weight=1.0),
 }
-# A 3-class softmax head: the fused step's two CAM choices (training/fused.py).
+# A 3-class softmax head: the fused step's two CAM choices (methods/gfsr/fused.py).
 SOFTMAX_VARIANTS = {
     "baseline": VARIANTS["baseline"],
     "exact_gfsr": VARIANTS["exact_gfsr"],
@@ -71,23 +73,25 @@ def main(argv=None):
     classes = 3 if args.head == "softmax" else 2
     labels = data.labels if classes == 2 else np.arange(len(data.labels)) % classes
     x, y, m = tf.constant(data.images), tf.constant(labels.astype(np.int32)), tf.constant(masks)
+    batch = {"image": x, "label": y, "mask": m}
     rows = {}
     table = SOFTMAX_VARIANTS if args.head == "softmax" else VARIANTS
     variants = {args.variant: table[args.variant]} if args.variant else table
     for name, relevance in variants.items():
         model = build_classifier(classes, (args.size, args.size, 3), weights=None, seed=0)
-        trainer = Trainer(model, f"/tmp/gfsr_bench_{name}", relevance=relevance, verbose=0,
-                          train=TrainConfig(batch_size=args.batch), target_layer=args.layer)
-        trainer.lam.assign(relevance.weight)
+        step = functools.partial(GfsrStep, config=relevance, target_layer=args.layer)
+        trainer = Trainer(model, f"/tmp/gfsr_bench_{name}", step, verbose=0,
+                          train=TrainConfig(batch_size=args.batch))
+        trainer.step.lam.assign(relevance.weight)
         t0 = time.perf_counter()
-        trainer._train_step(x, y, m)["loss"].numpy()
+        trainer.train_step(batch)["loss"].numpy()
         first = time.perf_counter() - t0
         for _ in range(args.warmup):
-            trainer._train_step(x, y, m)["loss"].numpy()
+            trainer.train_step(batch)["loss"].numpy()
         times = []
         for _ in range(args.steps):
             t0 = time.perf_counter()
-            trainer._train_step(x, y, m)["loss"].numpy()
+            trainer.train_step(batch)["loss"].numpy()
             times.append(time.perf_counter() - t0)
         step = float(np.median(times))
         rows[name] = {"first_call_s": first, "step_s": step, "images_per_s": args.batch / step}
@@ -143,13 +147,13 @@ def input_pipeline_ratio(trainer, size, batch, in_memory_step) -> float:
     prefetched; preprocessing runs inside the step) vs. the same step on constant tensors:
     in-memory step time / pipeline step time (1.0 = the input never makes the step wait)."""
     data = make_split(BenchmarkConfig(image_size=size), "train", 6 * batch)
-    dataset = trainer._dataset(data, np.zeros(data.images.shape[:3], np.float32), epoch=0)
+    dataset = trainer._dataset(data, {}, epoch=0)
     times = []
     iterator = iter(dataset)
     next_batch = next(iterator)
     for batch_tensors in iterator:
         t0 = time.perf_counter()
-        trainer._train_step(*next_batch)["loss"].numpy()
+        trainer.train_step(next_batch)["loss"].numpy()
         times.append(time.perf_counter() - t0)
         next_batch = batch_tensors
     return in_memory_step / float(np.median(times))
@@ -171,7 +175,7 @@ def fused_cam_departure(size, x, y, m, layer="conv3_block4_out") -> dict:
     from gfsr_tf.models import CamModel
     from gfsr_tf.preprocessing import preprocess
     from gfsr_tf.saliency import gradcam
-    from gfsr_tf.training.fused import fused_gradients, split_at
+    from gfsr_tf.methods.gfsr.fused import fused_gradients, split_at
     model = build_classifier(2, (size, size, 3), weights=None, seed=0)
     xp = preprocess(x)
     reference = gradcam(CamModel(model, layer), xp, y, training=True, second_order=False)[0]

@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from gfsr_tf.config import PRESETS, preset  # noqa: E402
-from gfsr_tf.relevance.templates import TEMPLATES  # noqa: E402
+from gfsr_tf.presets import PRESETS, preset  # noqa: E402
+from gfsr_tf.guidance.templates import TEMPLATES  # noqa: E402
 
 
 def main(argv=None) -> Path:
@@ -41,7 +41,7 @@ def main(argv=None) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
     from gfsr_tf.datasets import load_dataset
-    from gfsr_tf.relevance.templates import write_template_annotations
+    from gfsr_tf.guidance.templates import write_template_annotations
     config = preset(args.preset)
     kind = args.template or config.annotation_template
     if kind is None:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gfsr_tf.cli import run_experiment  # noqa: E402
+from gfsr_tf.cli.train import run_experiment  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -4,9 +4,10 @@ import importlib
 __version__ = "0.1.0"
 # Imported on first use (PEP 562), so `gfsr --help` and the CLI's logging set-up run before
 # TensorFlow loads.
-_EXPORTS = {"StudyConfig": "config", "preset": "config", "build_classifier": "models",
+_EXPORTS = {"StudyConfig": "config", "preset": "presets", "build_classifier": "models",
             "preprocess": "preprocessing", "Explanation": "saliency", "explain": "saliency",
-            "gradcam": "saliency", "explain_posthoc": "saliency"}
+            "gradcam": "saliency", "explain_posthoc": "saliency", "get_method": "methods",
+            "run_study": "study"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,14 +1,33 @@
-"""Dataclass configurations and named presets.
+"""Generic configuration dataclasses: data, model, training, concepts, variants, study.
 
-One `StudyConfig` drives a whole study (data -> masks -> train -> evaluate -> report); the
-experiment scripts, the ablation and the tests all start from `preset(name)` and override fields.
+One `StudyConfig` drives a whole study (data -> guidance -> variants -> train -> evaluate ->
+report). A variant is a (method, options) pair: the options are the method's own config
+dataclass (`gfsr_tf.methods.<name>`), kept here as a plain dict because this module sits below
+the methods. Presets live in `gfsr_tf.presets`, one file per study.
+
+Every dataclass validates what it owns on construction; names that live in registries (methods,
+evaluators, perturbations, dataset kinds, templates) are checked by `gfsr_tf.study.validate`
+before any data loads. `StudyConfig.from_dict` tolerates unknown keys with a warning, so model
+cards written by newer versions still load.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
+import warnings as _warnings
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def _positive(owner: str, **values) -> None:
+    for key, value in values.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"{owner}.{key} must be > 0, got {value}")
+
+
+def _fraction(owner: str, **values) -> None:
+    for key, value in values.items():
+        if not 0 <= value <= 1:
+            raise ValueError(f"{owner}.{key} must be in [0, 1], got {value}")
 
 
 @dataclass
@@ -28,9 +47,19 @@ class BenchmarkConfig:
     text_overlay: bool = False
     seed: int = 0
 
+    def __post_init__(self):
+        _positive("benchmark", image_size=self.image_size, n_train=self.n_train,
+                  n_val=self.n_val, n_test=self.n_test)
+        _fraction("benchmark", marker_rate_pneumonia=self.marker_rate_pneumonia,
+                  marker_rate_normal=self.marker_rate_normal, lesion_opacity=self.lesion_opacity)
+
 
 @dataclass
 class ModelConfig:
+    """The classifier that the baseline and GFSR methods build."""
+    # "resnet50" (the paper's) or "small_cnn" (a five-stage CNN whose stage outputs carry
+    # ResNet50's layer names: tests and quick checks; no pretrained weights)
+    backbone: str = "resnet50"
     weights: str | None = "auto"        # "auto" | "imagenet" | None | path to weights
     target_layer: str = "conv3_block4_out"
     dense_units: int = 128
@@ -39,44 +68,20 @@ class ModelConfig:
     # settle; short CPU runs validate on unsettled statistics unless this is lowered.
     bn_momentum: float | None = 0.9
 
-
-MASK_SOURCES = ("lungs", "lesions", "gaze", "annotations")
-
-
-@dataclass
-class RelevanceConfig:
-    """Guided focus: total = CE + weight * (alpha*MAE + (1-alpha)*MSE + beta*Focal)."""
-    weight: float = 1.0                 # lambda; 0 trains the baseline (no inner tape at all)
-    alpha: float = 0.5
-    beta: float = 1.0
-    focal_gamma: float = 2.0
-    second_order: bool = True           # exact: differentiate through the Grad-CAM weights
-    # With second_order=False: take the Grad-CAM from the classification loss's own backward pass
-    # (one forward + one backward per step; true class; training/fused.py).
-    fused: bool = False
-    # Softmax heads only (binary heads: the two coincide): "logit" = Grad-CAM of the true-class
-    # logit (a second backward above the target layer); "log_probability" = Grad-CAM of
-    # log p(true class), straight from the loss gradient (no extra pass; a contrastive CAM).
-    fused_cam: str = "logit"
-    cam_class: str = "true"             # "true" (ground-truth class) | "predicted"
-    warmup_epochs: int = 0              # GAIN-style: relevance loss off for the first epochs
-    # Where the masks come from: "lungs" (benchmark: true lung fields, blurred), "lesions"
-    # (benchmark: lesion mask on pneumonia images, lung fields on normal ones; HAM10000: the
-    # lesion masks), "gaze" (EGD-CXR eye-gaze heatmaps), "annotations" (concept masks propagated
-    # from a few annotated images: StudyConfig.concepts / annotations).
-    mask_source: str = "lungs"
-    mask_blur_sigma: float = 1.0
-    # Extension beyond the paper ("right for the right reasons", Ross et al. 2017): penalise the
-    # squared input gradient of the class score outside the mask. 0 = off (paper-faithful).
-    input_gradient_weight: float = 0.0
+    def __post_init__(self):
+        if self.backbone not in ("resnet50", "small_cnn"):
+            raise ValueError(f"model.backbone must be resnet50 or small_cnn, got "
+                             f"{self.backbone!r}")
+        _positive("model", dense_units=self.dense_units)
+        _fraction("model", dropout=self.dropout)
 
 
 @dataclass
 class ConceptConfig:
-    """Annotation propagation (paper 3.1.1-3.1.2, `gfsr_tf.relevance`): SLIC segments -> ResNet50
+    """Annotation propagation (paper 3.1.1-3.1.2, `gfsr_tf.guidance`): SLIC segments -> ResNet50
     segment embeddings -> k-means concepts -> soft masks."""
     n_segments: int = 50
-    compactness: float = 0.2          # the paper's chest X-ray value (relevance.COMPACTNESS)
+    compactness: float = 0.2          # the paper's chest X-ray value (retina 10, dermatology 25)
     # conv2_block3_out (stride 4): a segment of a 50-segment image covers ~2% of the image, i.e.
     # several stride-4 cells but often less than one stride-8 (conv3) cell, so deeper maps would
     # give many small segments the embedding of a neighbour.
@@ -87,10 +92,16 @@ class ConceptConfig:
     # "zscore": standardise each embedding dimension before k-means (raw ReLU features are
     # dominated by a few high-variance channels); "l2": unit-length rows; "none".
     normalise: str = "zscore"
-    min_fraction: float = 0.5         # see relevance.annotations.annotated_segments
+    min_fraction: float = 0.5         # see guidance.annotations.annotated_segments
     smooth_sigma: float = 0.0         # optional Gaussian smoothing of the masks (px)
     weights: str | None = "auto"      # as ModelConfig.weights; a trained .keras backbone works too
     batch_size: int = 32
+
+    def __post_init__(self):
+        _positive("concepts", n_segments=self.n_segments, k=self.k, batch_size=self.batch_size)
+        if self.normalise not in ("zscore", "l2", "none"):
+            raise ValueError(f"concepts.normalise must be zscore, l2 or none, got "
+                             f"{self.normalise!r}")
 
 
 @dataclass
@@ -106,6 +117,43 @@ class TrainConfig:
     deterministic: bool = True          # tf.config.experimental.enable_op_determinism
     monitor: str = "val_auc"            # best-model criterion (maximised)
     steps_per_epoch: int | None = None  # None: one pass over the training set
+    # A finished run keeps only best.keras and its card; the checkpoints (a model + optimizer
+    # state each, ~0.5 GB for ResNet50) are deleted unless this is set.
+    keep_checkpoints: bool = False
+
+    def __post_init__(self):
+        _positive("train", epochs=self.epochs, batch_size=self.batch_size,
+                  learning_rate=self.learning_rate, steps_per_epoch=self.steps_per_epoch)
+        if self.jit_compile not in ("auto", True, False):
+            raise ValueError(f"train.jit_compile must be 'auto', true or false, got "
+                             f"{self.jit_compile!r}")
+
+
+@dataclass
+class VariantConfig:
+    """One model of a study: a registered method and the options of its config dataclass
+    (e.g. `{"weight": 3.0}` for GFSR's RelevanceConfig); unset options keep the method's
+    defaults."""
+    name: str
+    method: str
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name:
+            raise ValueError(f"variant name must be a non-empty folder name, got {self.name!r}")
+
+
+# Per-image guidance a method can train towards (gfsr_tf.guidance): ground truth the data carries
+# (lungs, lesions, gaze) or masks propagated from a few annotations.
+GUIDANCE_SOURCES = ("lungs", "lesions", "gaze", "annotations")
+
+
+def default_variants() -> tuple[VariantConfig, ...]:
+    """Baseline vs GFSR, trained with the same seed, data and initial weights."""
+    return (VariantConfig("baseline", "baseline"), VariantConfig("gfsr", "gfsr"))
+
+
+DEFAULT_EVALUATORS = ("classification", "robustness", "localization", "focus", "examples")
 
 
 @dataclass
@@ -118,69 +166,81 @@ class StudyConfig:
     dataset: str = "auto"
     requires_data_dir: bool = False     # real-data presets have no benchmark to fall back on
     val_fraction: float = 0.1           # carved from train for real data without a val split
-    # Robustness tests on the test split (pipeline.PERTURBATIONS): the benchmark's marker twins
-    # are always added; "selective_blur" (retina), "periphery_replaced" (dermatology; with
-    # `reference_image`, else the training images' median border colour).
+    # Robustness tests on the test split (evaluators.robustness.PERTURBATIONS): the benchmark's
+    # marker twins are always added; "selective_blur" (retina), "periphery_replaced"
+    # (dermatology; with `reference_image`, else the training images' median border colour).
     robustness: tuple = ("marker_cropped",)
     reference_image: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
-    relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     concepts: ConceptConfig = field(default_factory=ConceptConfig)
-    # mask_source="annotations": a folder of annotation images (matched by file stem) or a JSON
-    # {image stem: [segment ids]}. Without one, the benchmark simulates coarse scribbles over the
-    # lungs of `annotations_per_class` training images per class (the paper's ~5).
+    variants: tuple = field(default_factory=default_variants)
+    evaluators: tuple = DEFAULT_EVALUATORS
+    # Relevance masks from annotations: a folder of annotation images (matched by file stem) or a
+    # JSON {image stem: [segment ids]}. Without one, the benchmark simulates coarse scribbles over
+    # the lungs of `annotations_per_class` training images per class (the paper's ~5).
     annotations: str | None = None
     annotations_per_class: int = 5
     # Real data without annotations: draw template annotations of this kind
-    # (relevance.templates: lung_fields | fundus_disc | central_lesion) on annotations_per_class
+    # (guidance.templates: lung_fields | fundus_disc | central_lesion) on annotations_per_class
     # training images per class; reports say they are templates, not a clinician's.
     annotation_template: str | None = None
     smoke: bool = False
     gradcam_examples: int = 6
+
+    def __post_init__(self):
+        self.robustness = tuple(self.robustness)
+        self.evaluators = tuple(self.evaluators)
+        self.variants = tuple(v if isinstance(v, VariantConfig) else VariantConfig(**v)
+                              for v in self.variants)
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        _fraction("study", val_fraction=self.val_fraction)
+        _positive("study", annotations_per_class=self.annotations_per_class)
+
+    def variant(self, name: str) -> VariantConfig:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ValueError(f"no variant {name!r}; this study has "
+                         f"{', '.join(v.name for v in self.variants)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudyConfig":
+        """Inverse of to_dict. Unknown keys (a newer version's) are dropped with a warning; a
+        card from before variants existed (a top-level `relevance` section) becomes baseline +
+        GFSR with those options."""
         d = dict(d)
-        sub = {"benchmark": BenchmarkConfig, "model": ModelConfig,
-               "relevance": RelevanceConfig, "train": TrainConfig, "concepts": ConceptConfig}
+        legacy = d.pop("relevance", None)
+        if legacy is not None and "variants" not in d:
+            d["variants"] = [{"name": "baseline", "method": "baseline"},
+                             {"name": "gfsr", "method": "gfsr", "options": dict(legacy)}]
+        sub = {"benchmark": BenchmarkConfig, "model": ModelConfig, "train": TrainConfig,
+               "concepts": ConceptConfig}
         for key, klass in sub.items():
             if key in d:
-                d[key] = klass(**d[key])
-        if "robustness" in d:
-            d["robustness"] = tuple(d["robustness"])
-        return cls(**d)
+                d[key] = klass(**_known(klass, d[key], key))
+        if "variants" in d:
+            d["variants"] = tuple(VariantConfig(**_known(VariantConfig, v, "variants[]"))
+                                  for v in d["variants"])
+        return cls(**_known(cls, d, "study"))
 
 
-def _benchmark_default() -> StudyConfig:
-    """The default run, chosen by the shortcut ablation (README, "Does guided focus remove
-    shortcuts?"): the paper's relevance loss and hyper-parameters with Grad-CAM at
-    conv2_block3_out instead of conv3_block4_out. No configuration met the goals on every run;
-    conv2 was marginally the best pooled over both studies (mean change of decorrelated accuracy
-    +0.017 over six seeds, paper-faithful +0.001) - at 64 px a conv3 cell sees ~the whole image."""
-    c = StudyConfig()
-    c.model.target_layer = "conv2_block3_out"
-    return c
-
-
-def _paper() -> StudyConfig:
-    """The paper's chest-X-ray setting: 128 px, ImageNet ResNet50, Grad-CAM at the 3rd conv block,
-    alpha=0.5, beta=1, lambda=1, exact second-order Grad-CAM. The paper trains for 500-1000
-    epochs on a GPU; the epoch count here is that lower bound."""
-    c = StudyConfig(name="pneumonia_gfsr_paper")
-    c.benchmark.image_size = 128
-    c.model.weights = "auto"
-    c.model.bn_momentum = None
-    c.train.epochs = 500
-    c.train.learning_rate = 1e-4
-    return c
+def _known(klass, values: dict, where: str) -> dict:
+    fields = {f.name for f in dataclasses.fields(klass)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        _warnings.warn(f"ignoring unknown {where} config keys {unknown} (written by a newer "
+                       "gfsr_tf?)", stacklevel=3)
+    return {k: v for k, v in values.items() if k in fields}
 
 
 def make_smoke(c: StudyConfig) -> StudyConfig:
-    """Any preset at tiny sizes (about a minute; for tests): 32 px, 1 epoch of 2 steps of 4
+    """Any study at tiny sizes (about a minute; for tests): 32 px, 1 epoch of 2 steps of 4
     images, random init. Real data is still read whole - give it a small fixture."""
     c.name, c.smoke = c.name + "_smoke", True
     c.benchmark = BenchmarkConfig(image_size=32, n_train=16, n_val=8, n_test=8)
@@ -191,74 +251,31 @@ def make_smoke(c: StudyConfig) -> StudyConfig:
     return c
 
 
-def _smoke() -> StudyConfig:
-    return make_smoke(_benchmark_default())
-
-
-def _real_data(name: str, size: int, template: str | None, compactness: float,
-               robustness: tuple) -> StudyConfig:
-    """The default run's training settings on a real dataset: GFSR from concept masks
-    propagated from annotations (templates unless --annotations is given)."""
-    c = _benchmark_default()
-    c.name, c.requires_data_dir = name, True
-    c.benchmark.image_size = size
-    c.relevance.mask_source = "annotations"
-    c.annotation_template = template
-    c.concepts.compactness = compactness
-    c.robustness = robustness
-    return c
-
-
-def _pneumoniamnist() -> StudyConfig:
-    """PneumoniaMNIST / Kermany at 64 px: lung-field templates, compactness 0.2 (chest X-ray),
-    the top-left corner crop (where laterality markers sit) as robustness test."""
-    return _real_data("pneumoniamnist_gfsr", 64, "lung_fields", 0.2, ("marker_cropped",))
-
-
-def _retina() -> StudyConfig:
-    """The paper's retina setting: 128 px, compactness 10, fundus-disc annotations, selective
-    blur outside the fundus centre (paper 4.3.2)."""
-    return _real_data("retina_gfsr", 128, "fundus_disc", 10.0, ("selective_blur",))
-
-
-def _derma() -> StudyConfig:
-    """The paper's dermatology setting (DermaMNIST-C / HAM10000): 224 px, compactness 25,
-    lesion annotations, peripheral replacement by a reference background."""
-    return _real_data("derma_gfsr", 224, "central_lesion", 25.0, ("periphery_replaced",))
-
-
-def _husky_wolf() -> StudyConfig:
-    """LIME's Husky-vs-Wolf (snow background bias): 224 px, natural-image compactness 10; GFSR
-    needs annotated "useful segments" (--annotations: a JSON {image stem: [SLIC segment ids]}
-    or mask folder); robustness: the periphery (where the snow is) replaced."""
-    return _real_data("husky_wolf_gfsr", 224, None, 10.0, ("periphery_replaced",))
-
-
-def _egd_cxr() -> StudyConfig:
-    """EGD-CXR (Normal / CHF / pneumonia): GFSR pulled towards the radiologists' gaze heatmaps
-    (the eye-gaze supervision setting), 224 px, top-left corner crop as robustness test."""
-    c = _real_data("egd_cxr_gfsr", 224, None, 0.2, ("marker_cropped",))
-    c.relevance.mask_source = "gaze"
-    return c
-
-
-PRESETS = {
-    "benchmark": _benchmark_default,
-    "paper": _paper,
-    "smoke": _smoke,
-    "pneumoniamnist": _pneumoniamnist,
-    "retina": _retina,
-    "derma": _derma,
-    "husky_wolf": _husky_wolf,
-    "egd_cxr": _egd_cxr,
-}
-
-
-def register_preset(name: str, factory) -> None:
-    PRESETS[name] = factory
-
-
-def preset(name: str) -> StudyConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
-    return copy.deepcopy(PRESETS[name]())
+def set_value(config: StudyConfig, dotted: str, raw: str) -> None:
+    """`--set section.key=value`: assign `raw` (parsed as JSON when it parses, else a string) to
+    the field at `dotted` (e.g. `train.epochs`, `model.target_layer`,
+    `variants.gfsr.weight` for a variant's option). Unknown paths are a ValueError."""
+    import json
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    parts = dotted.split(".")
+    if parts[0] == "variants":
+        if len(parts) != 3:
+            raise ValueError(f"--set {dotted}: use variants.<variant>.<option>")
+        config.variant(parts[1]).options[parts[2]] = value
+        return
+    target = config
+    for part in parts[:-1]:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            raise ValueError(f"--set {dotted}: no config section {part!r}")
+        target = getattr(target, part)
+    key = parts[-1]
+    if not dataclasses.is_dataclass(target) or key not in {f.name for f in
+                                                           dataclasses.fields(target)}:
+        raise ValueError(f"--set {dotted}: no config field {key!r}")
+    if isinstance(getattr(target, key), tuple) and isinstance(value, list):
+        value = tuple(value)
+    setattr(target, key, value)
+    target.__post_init__()  # re-validate the section

@@ -11,13 +11,15 @@ rejected by TensorFlow before the model runs.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from .models.classifier import CamModel
-from .preprocessing import preprocess
+from .models.classifier import CamModel, output_tensor
+from .preprocessing import get_preprocessor
 from .saliency.gradcam import gradcam
 
 
@@ -29,17 +31,26 @@ def _probabilities(logits: tf.Tensor) -> tf.Tensor:
 
 
 def export_saved_model(model: keras.Model, path, *, layer: str | None = None,
-                       class_names=None, channels: int | None = None) -> Path:
+                       class_names=None, channels: int | None = None,
+                       preprocessor: str = "resnet50_caffe") -> Path:
     """Write a SavedModel with `serving_default` and `explain` (see the module docstring).
 
     channels: what clients send (1 for grayscale X-rays, 3 for RGB); default the model's input
-    channels. A `signatures.json` beside it records names, shapes and class names.
+    channels. preprocessor: the model card's (gfsr_tf.preprocessing.PREPROCESSORS), run in the
+    graph. A `signatures.json` beside it records names, shapes and class names. Everything is
+    validated first and written to a temporary folder renamed into place, so a bad argument
+    leaves nothing behind and an existing export is replaced whole.
     """
     path = Path(path)
     height, width, model_channels = model.input_shape[1:]
     channels = channels or model_channels
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    num_classes = max(2, int(output_tensor(model).shape[-1]))
+    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} classes")
+    preprocess = get_preprocessor(preprocessor)
     cam_model = CamModel(model, layer)
     spec = tf.TensorSpec((None, height, width, channels), tf.float32, name="images")
 
@@ -70,15 +81,21 @@ def export_saved_model(model: keras.Model, path, *, layer: str | None = None,
     archive.track(model)
     archive.add_endpoint("serving_default", serve, input_signature=[spec])
     archive.add_endpoint("explain", explain, input_signature=[spec])
-    archive.write_out(str(path), verbose=False)
-    num_classes = max(2, int(model.output.shape[-1]))
-    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for {num_classes} classes")
-    (path / "signatures.json").write_text(json.dumps({
-        "input": {"name": "images", "dtype": "float32", "shape": [None, height, width, channels],
-                  "range": "0-255 pixels"},
-        "class_names": names, "grad_cam_layer": cam_model.layer_name,
-        "signatures": {"serving_default": ["probabilities"],
-                       "explain": ["probabilities", "predicted_class", "heatmap"]}}, indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        archive.write_out(str(tmp / "model"), verbose=False)
+        (tmp / "model" / "signatures.json").write_text(json.dumps({
+            "input": {"name": "images", "dtype": "float32",
+                      "shape": [None, height, width, channels], "range": "0-255 pixels"},
+            "class_names": names, "grad_cam_layer": cam_model.layer_name,
+            "preprocessor": preprocessor,
+            "signatures": {"serving_default": ["probabilities"],
+                           "explain": ["probabilities", "predicted_class", "heatmap"]}},
+            indent=2))
+        if path.exists():
+            shutil.rmtree(path)
+        (tmp / "model").rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return path

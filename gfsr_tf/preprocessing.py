@@ -1,5 +1,7 @@
-"""Keras ResNet50 ("caffe") preprocessing, grayscale -> 3 channels, resizing. Pure TF ops, so the
-same function runs in tf.data, inside training steps and inside exported SavedModels."""
+"""Named input preprocessors. Preprocessing belongs to the model: a method names its
+preprocessor, the model card records the name, and training, `explain`, the evaluators and the
+SavedModel export all look it up here. Pure TF ops, so the same function runs in tf.data, inside
+training steps and inside exported SavedModels."""
 from __future__ import annotations
 
 import tensorflow as tf
@@ -24,7 +26,28 @@ def preprocess(images) -> tf.Tensor:
     return x[..., ::-1] - tf.constant(IMAGENET_BGR_MEAN, tf.float32)
 
 
-def resize(images, size: int) -> tf.Tensor:
-    """Square resize with antialiasing (area-like when shrinking), keeping the dtype's range."""
-    x = tf.image.resize(tf.cast(images, tf.float32), (size, size), antialias=True)
-    return x
+def raw_pixels(images) -> tf.Tensor:
+    """Pixels 0-255 as float32, channels untouched (models that normalise inside their graph,
+    e.g. keras.applications EfficientNet)."""
+    return tf.cast(tf.convert_to_tensor(images), tf.float32)
+
+
+def unit_range(images) -> tf.Tensor:
+    """Pixels 0-255 -> [0, 1] float32, channels untouched."""
+    return raw_pixels(images) / 255.0
+
+
+# name -> (function, what it does: written into model cards for people)
+PREPROCESSORS = {
+    "resnet50_caffe": (preprocess, "ResNet50 caffe: gray->3 ch, RGB->BGR, ImageNet mean "
+                                   "subtracted; input pixels 0-255"),
+    "none": (raw_pixels, "pixels 0-255 as float32"),
+    "unit": (unit_range, "pixels / 255"),
+}
+
+
+def get_preprocessor(name: str):
+    if name not in PREPROCESSORS:
+        raise ValueError(f"unknown preprocessor {name!r}; choose one of "
+                         f"{', '.join(PREPROCESSORS)}")
+    return PREPROCESSORS[name][0]

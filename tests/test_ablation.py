@@ -2,13 +2,16 @@ import json
 
 import pytest
 
-from gfsr_tf.ablation import (ROWS, baseline_hit_rate, goals_met, markdown_table, row_config,
-                              run_ablation)
+from gfsr_tf.methods.gfsr.describe import baseline_hit_rate, goals_met
+from gfsr_tf.presets.ablation import ROWS, row_config, run_ablation
+from gfsr_tf.study.ablation import markdown_table, replicate_table
 
 
 def test_rows_differ_only_in_what_they_ablate():
     base, paper = row_config("baseline"), row_config("paper")
-    assert base.relevance.weight == 0 and paper.relevance.weight == 1.0
+    assert [(v.name, v.method) for v in base.variants] == [("model", "baseline")]
+    assert [(v.name, v.method) for v in paper.variants] == [("model", "gfsr")]
+    assert paper.variants[0].options["weight"] == 1.0
     assert base.benchmark == paper.benchmark and base.train == paper.train
     assert row_config("conv2").model.target_layer == "conv2_block3_out"
     assert row_config("paper@128px").benchmark.image_size == 128
@@ -44,6 +47,9 @@ def test_smoke_ablation_writes_table_and_resumes(tmp_path):
     again = run_ablation(["ext-input-grad"], out_dir=tmp_path, smoke=True, name="abl", verbose=0)
     # finished rows are read back, not retrained (compared as JSON: NaN != NaN)
     assert json.dumps(again["results"]) == json.dumps(out["results"])
+    # the row's folder holds its model card, not its checkpoints (deleted when it finished)
+    assert (root / "ext-input-grad" / "model" / "best.json").exists()
+    assert not (root / "ext-input-grad" / "model" / "checkpoints").exists()
     with pytest.raises(ValueError, match="unknown ablation rows"):
         run_ablation(["nope"], out_dir=tmp_path, smoke=True)
 
@@ -61,7 +67,6 @@ def test_markdown_table_marks_goals():
 
 
 def test_replicate_table_pairs_each_seed_with_its_own_baseline():
-    from gfsr_tf.ablation import replicate_table
     def row(name, setting, decor, flip, relevance=True):
         return {"row": name, "setting": setting, "relevance": {} if relevance else None,
                 "decor_accuracy": decor, "flip_marker_removed": flip, "lesion_hit_rate": 0.1,

@@ -236,8 +236,8 @@ def test_egd_cxr_loader_heatmaps_and_patient_split(tmp_path):
 
 
 def test_template_annotations_cover_the_intended_regions(tmp_path):
-    from gfsr_tf.relevance import load_mask_folder
-    from gfsr_tf.relevance.templates import (annotation_source, central_lesion_template,
+    from gfsr_tf.guidance import load_mask_folder
+    from gfsr_tf.guidance.templates import (annotation_source, central_lesion_template,
                                              fundus_disc_template, lung_field_template,
                                              write_template_annotations)
     lungs = lung_field_template((64, 64))
@@ -302,7 +302,7 @@ def test_tfds_builders_for_ham10000_egd_cxr_husky_wolf_and_dermamnist_c(tmp_path
 def test_gaze_and_lesion_masks_become_relevance_masks(tmp_path):
     from gfsr_tf.datasets.egd_cxr import load_egd_cxr
     from gfsr_tf.datasets.ham10000 import load_ham10000
-    from gfsr_tf.pipeline import relevance_masks
+    from gfsr_tf.guidance.masks import relevance_masks
     write_egd_cxr(tmp_path / "egd", n=9)
     train = load_egd_cxr(tmp_path / "egd", 32)["train"]
     np.testing.assert_allclose(relevance_masks(train, "gaze", blur_sigma=0), train.gaze, atol=1e-6)

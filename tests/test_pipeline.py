@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from gfsr_tf.config import BenchmarkConfig, preset
-from gfsr_tf.datasets.synthetic import make_split
+from gfsr_tf.config import BenchmarkConfig
 from gfsr_tf.datasets.kermany import load_kermany, patient_id
+from gfsr_tf.datasets.synthetic import make_split
+from gfsr_tf.presets import preset
 
 sys.path.insert(0, str(REPO / "experiments"))
 import pneumonia_gfsr  # noqa: E402
@@ -118,10 +119,14 @@ def test_kermany_loader_on_a_format_fixture(tmp_path):
 
 
 def test_presets_load_and_unknown_is_clear():
+    from gfsr_tf.methods import get_method
     default = preset("benchmark")  # the configuration the ablation chose for the main job
     assert default.model.target_layer == "conv2_block3_out"
-    assert default.relevance.weight == 1.0 and default.relevance.second_order
-    assert default.relevance.input_gradient_weight == 0 and default.benchmark.image_size == 64
+    assert [(v.name, v.method) for v in default.variants] == [("baseline", "baseline"),
+                                                              ("gfsr", "gfsr")]
+    gfsr = get_method("gfsr").make_config(default.variant("gfsr").options)
+    assert gfsr.weight == 1.0 and gfsr.second_order
+    assert gfsr.input_gradient_weight == 0 and default.benchmark.image_size == 64
     assert preset("paper").benchmark.image_size == 128
     with pytest.raises(ValueError, match="unknown preset"):
         preset("missing")
@@ -154,7 +159,7 @@ def test_main_job_on_kermany_layout_trains_gfsr_from_annotation_masks(tmp_path):
 
 
 def test_gfsr_without_masks_on_real_data_is_skipped_with_a_clear_reason():
-    from gfsr_tf.pipeline import relevance_masks
+    from gfsr_tf.guidance.masks import relevance_masks
     data = make_split(BenchmarkConfig(image_size=32), "train", 4)
     data.lungs = None
     with pytest.raises(ValueError, match="--masks annotations"):
@@ -182,9 +187,11 @@ def test_best_model_loads_with_plain_keras_in_a_fresh_process(smoke_report, tmp_
 # --- the gfsr command line, on the smoke run's models -------------------------------------------
 
 def test_model_card_travels_with_the_model(smoke_report):
-    from gfsr_tf.pipeline import read_model_card
+    from gfsr_tf.artifacts import read_model_card
     _, run = smoke_report
     card = read_model_card(run / "gfsr" / "best.keras")
+    assert card["method"] == "gfsr" and card["preprocessor"] == "resnet50_caffe"
+    assert read_model_card(run / "baseline" / "best.keras")["method"] == "baseline"
     assert card["class_names"] == ["normal", "pneumonia"]
     assert card["image_size"] == 32 and card["channels"] == 1
     assert card["target_layer"] == "conv2_block3_out" and card["relevance"]["weight"] == 1.0
@@ -193,7 +200,7 @@ def test_model_card_travels_with_the_model(smoke_report):
 
 def test_cli_explain_any_image_format_matches_model_predictions(smoke_report, tmp_path):
     import keras
-    from gfsr_tf.cli import main
+    from gfsr_tf.cli import main, run as cli
     from gfsr_tf.datasets.images import image_files, load_images
     from gfsr_tf.preprocessing import preprocess
     _, run = smoke_report
@@ -206,7 +213,7 @@ def test_cli_explain_any_image_format_matches_model_predictions(smoke_report, tm
     cv2.imwrite(str(folder / "c.jpg"), np.repeat(images[2][..., None], 3, -1))    # RGB JPEG
     out = tmp_path / "explained"
     model_path = run / "gfsr" / "best.keras"
-    rows = main(["explain", "--model", str(model_path), str(folder), "--out", str(out), "--quiet"])
+    rows = cli(["explain", "--model", str(model_path), str(folder), "--out", str(out), "--quiet"])
     assert [Path(r["file"]).name for r in rows] == ["a.png", "b.png", "c.jpg"]
     for r in rows:
         overlay = cv2.imread(r["overlay"])
@@ -224,23 +231,23 @@ def test_cli_explain_any_image_format_matches_model_predictions(smoke_report, tm
 
 
 def test_cli_evaluate_and_export(smoke_report, tmp_path):
-    from gfsr_tf.cli import main
+    from gfsr_tf.cli import run as cli
     report, run = smoke_report
-    evaluated = main(["evaluate", "--model", str(run / "gfsr" / "best.keras"), "--out",
+    evaluated = cli(["evaluate", "--model", str(run / "gfsr" / "best.keras"), "--out",
                       str(tmp_path), "--name", "ev"])
     # the model card's config rebuilds the same test data: the same accuracy as the run's report
     assert evaluated["model"]["metrics"]["test_decorrelated"]["accuracy"] == \
         report["gfsr"]["metrics"]["test_decorrelated"]["accuracy"]
     assert (tmp_path / "ev" / "report.html").exists()
-    path = main(["export", "--model", str(run / "gfsr" / "best.keras"), "--out",
+    path = cli(["export", "--model", str(run / "gfsr" / "best.keras"), "--out",
                  str(tmp_path / "serving" / "1")])
     assert (Path(path) / "saved_model.pb").exists()
     assert json.loads((Path(path) / "signatures.json").read_text())
 
 
 def test_cli_masks_on_the_benchmark(tmp_path):
-    from gfsr_tf.cli import main
-    section = main(["masks", "--size", "32", "--n-images", "24", "--k", "4", "--n-segments", "20",
+    from gfsr_tf.cli import main, run as cli
+    section = cli(["masks", "--size", "32", "--n-images", "24", "--k", "4", "--n-segments", "20",
                     "--weights", "none", "--out", str(tmp_path), "--quiet"])
     assert len(list((tmp_path / "masks").glob("*.png"))) == 24
     assert (tmp_path / "concepts.png").exists() and section["lung_pixel_auc"] > 0.5
@@ -250,10 +257,90 @@ def test_cli_masks_on_the_benchmark(tmp_path):
 
 
 def test_report_says_which_gfsr_configuration_it_is():
-    from gfsr_tf.report import gfsr_configuration
-    assert gfsr_configuration(preset("paper").to_dict()).startswith("paper-faithful")
-    default = gfsr_configuration(preset("benchmark").to_dict())
+    import dataclasses
+    from gfsr_tf.methods.gfsr import RelevanceConfig, gfsr_configuration
+    paper = dataclasses.asdict(RelevanceConfig())
+    assert gfsr_configuration(paper, preset("paper").model.target_layer).startswith("paper-faithful")
+    default = gfsr_configuration(paper, preset("benchmark").model.target_layer)
     assert "conv2_block3_out" in default and "paper: 'conv3_block4_out'" in default
-    extension = preset("benchmark")
-    extension.relevance.input_gradient_weight = 1.0
-    assert gfsr_configuration(extension.to_dict()).startswith("extension beyond the paper")
+    extension = dict(paper, input_gradient_weight=1.0)
+    assert gfsr_configuration(extension, "conv3_block4_out").startswith("extension beyond the paper")
+
+
+# --- as a user runs it: the installed console script, in a fresh process --------------------------
+
+def _gfsr(*args, timeout=300):
+    script = Path(sys.executable).parent / "gfsr"  # the console-script wrapper pip installed
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_console_script_exits_zero_on_success_and_one_on_bad_input(smoke_report, tmp_path):
+    _, run = smoke_report
+    r = _gfsr("export", "--model", str(run / "gfsr" / "best.keras"), "--out",
+              str(tmp_path / "serving" / "1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count(str(tmp_path / "serving" / "1")) == 1  # printed once, not echoed again
+    r = _gfsr("export", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: model not")
+    assert "Traceback" not in r.stderr
+
+
+def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp_path):
+    import shutil
+    _, run = smoke_report
+    copy = tmp_path / "copied_run"
+    shutil.copytree(run, copy)
+    for f in list(copy.rglob("*.keras")) + [copy / n for n in (
+            "summary.md", "report.html", "roc.png", "confusion.png", "gradcam_grid.png",
+            "training.png")]:
+        f.unlink()
+    r = _gfsr("report", str(copy))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (copy / "summary.md").read_text() == (run / "summary.md").read_text()
+    for name in ("roc.png", "confusion.png", "gradcam_grid.png", "training.png"):
+        assert (copy / name).stat().st_size > 1000, name
+    page = (copy / "report.html").read_text()
+    assert page.count("data:image/png;base64") == 4
+    # the grid is drawn from the saved maps: the same true-class maps the report was made from
+    maps = np.load(copy / "gfsr" / "explanations.npz")
+    assert maps["examples/heatmaps"].shape == (2, 32, 32)
+    assert {"test_decorrelated/conv2_block3_out", "test_decorrelated/conv3_block4_out"} <= \
+        set(maps.files)
+    r = _gfsr("report", str(tmp_path / "nothing"))
+    assert r.returncode == 1 and "run folder not found" in r.stderr
+
+
+def test_finished_run_keeps_no_checkpoints(smoke_report):
+    _, run = smoke_report
+    for variant in ("baseline", "gfsr"):
+        assert (run / variant / "best.keras").exists()
+        assert not (run / variant / "checkpoints").exists()
+
+
+def test_main_job_on_kermany_layout_without_annotations_trains_gfsr_from_templates(tmp_path):
+    _write_kermany(tmp_path / "data")
+    report = pneumonia_gfsr.main(["--smoke", "--data-dir", str(tmp_path / "data"), "--out",
+                                  str(tmp_path / "runs"), "--quiet"])
+    assert report["gfsr"]["training"]["guidance"] == "annotations"
+    assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0
+    assert report["masks"]["annotator"] == "template"
+    assert any("lung_fields template annotations" in w for w in report["warnings"])
+    assert "focus" in report["gfsr"] and report["gfsr"]["focus"]["region"] == "lung_fields"
+
+
+def test_set_overrides_any_field_and_bad_names_fail_before_data_loads(tmp_path):
+    r = _cli("--smoke", "--set", "variants.gfsr.no_such_option=1", "--out", str(tmp_path))
+    assert r.returncode == 1 and "unknown gfsr option(s) ['no_such_option']" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "pneumonia_gfsr_smoke").exists()
+    r = _cli("--smoke", "--set", "train.epochs=0", "--out", str(tmp_path))
+    assert r.returncode == 1 and "train.epochs must be > 0" in r.stderr
+    r = _cli("--smoke", "--set", "model.nope=3")
+    assert r.returncode == 1 and "no config field 'nope'" in r.stderr
+    from gfsr_tf.cli.common import add_study_arguments, study_config
+    import argparse
+    p = argparse.ArgumentParser()
+    add_study_arguments(p)
+    config = study_config(p.parse_args(["--set", "train.epochs=3", "--set",
+                                        "variants.gfsr.warmup_epochs=2", "--lambda", "2.5"]))
+    assert config.train.epochs == 3
+    assert config.variant("gfsr").options == {"warmup_epochs": 2, "weight": 2.5}

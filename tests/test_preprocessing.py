@@ -1,7 +1,8 @@
+import pytest
 import numpy as np
 import keras
 
-from gfsr_tf.preprocessing import preprocess, resize, to_rgb
+from gfsr_tf.preprocessing import PREPROCESSORS, get_preprocessor, preprocess, to_rgb
 
 
 def test_matches_keras_resnet50_preprocess_input():
@@ -18,8 +19,10 @@ def test_grayscale_replicated_then_preprocessed_like_rgb():
     assert to_rgb(gray).shape == (2, 4, 4, 3)
 
 
-def test_resize_keeps_range_and_shape():
-    x = np.full((1, 40, 40, 1), 200, np.uint8)
-    out = resize(x, 16).numpy()
-    assert out.shape == (1, 16, 16, 1)
-    np.testing.assert_allclose(out, 200, atol=1e-3)
+def test_named_preprocessors():
+    pixels = np.array([[[[0, 127.5, 255]]]], np.float32)
+    np.testing.assert_array_equal(get_preprocessor("none")(pixels).numpy(), pixels)
+    np.testing.assert_allclose(get_preprocessor("unit")(pixels).numpy(), [[[[0, 0.5, 1]]]])
+    assert get_preprocessor("resnet50_caffe") is preprocess and set(PREPROCESSORS) >= {"none"}
+    with pytest.raises(ValueError, match="unknown preprocessor 'vgg'"):
+        get_preprocessor("vgg")

@@ -1,17 +1,27 @@
+import functools
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from gfsr_tf.config import BenchmarkConfig, RelevanceConfig, TrainConfig
+from gfsr_tf.config import BenchmarkConfig, TrainConfig
 from gfsr_tf.datasets.synthetic import make_split
+from gfsr_tf.guidance.masks import relevance_masks
 from gfsr_tf.losses import relevance_loss
+from gfsr_tf.methods.gfsr import GfsrStep, RelevanceConfig
 from gfsr_tf.models import CamModel, build_classifier
-from gfsr_tf.pipeline import relevance_masks
 from gfsr_tf.preprocessing import preprocess
 from gfsr_tf.saliency import gradcam
 from gfsr_tf.training import Trainer
+
+
+def Gfsr(model, run_dir, *, train=TrainConfig(), relevance=RelevanceConfig(),
+         target_layer="conv3_block4_out", verbose=0):
+    """A Trainer running the GFSR step (what the study builds through the method registry)."""
+    step = functools.partial(GfsrStep, config=relevance, target_layer=target_layer,
+                             mixed_precision=train.mixed_precision)
+    return Trainer(model, run_dir, step, train=train, verbose=verbose)
 
 SIZE = 32
 
@@ -56,9 +66,9 @@ def test_two_step_gfsr_training_is_finite_and_moves_weights(data, tmp_path):
     train, val = data
     model = _model()
     before = {v.path: v.numpy().copy() for v in model.trainable_variables}
-    trainer = Trainer(model, tmp_path, train=TrainConfig(epochs=1, batch_size=4),
+    trainer = Gfsr(model, tmp_path, train=TrainConfig(epochs=1, batch_size=4),
                       relevance=RelevanceConfig(weight=1.0), verbose=0)
-    history = trainer.fit(train, val, relevance_masks(train))
+    history = trainer.fit(train, val, {"mask": relevance_masks(train)})
     record = history[0]
     assert all(np.isfinite(v) for k, v in record.items() if isinstance(v, float))
     assert record["relevance"] > 0
@@ -70,7 +80,7 @@ def test_two_step_gfsr_training_is_finite_and_moves_weights(data, tmp_path):
 
 def test_baseline_lambda_zero_needs_no_masks(data, tmp_path):
     train, val = data
-    history = Trainer(_model(), tmp_path, train=TrainConfig(epochs=1, batch_size=4,
+    history = Gfsr(_model(), tmp_path, train=TrainConfig(epochs=1, batch_size=4,
                                                            steps_per_epoch=1),
                       relevance=RelevanceConfig(weight=0.0), verbose=0).fit(train, val)
     assert history[0]["relevance"] == 0 and np.isfinite(history[0]["loss"])
@@ -81,13 +91,13 @@ def _interrupted_and_full(data, tmp_path, relevance):
     masks = relevance_masks(train)
     cfg = dict(batch_size=4, steps_per_epoch=1)
     full = _model()
-    Trainer(full, tmp_path / "full", train=TrainConfig(epochs=2, **cfg), relevance=relevance,
-            verbose=0).fit(train, val, masks)
-    Trainer(_model(), tmp_path / "cut", train=TrainConfig(epochs=1, **cfg), relevance=relevance,
-            verbose=0).fit(train, val, masks)  # "interrupted" after epoch 1
+    Gfsr(full, tmp_path / "full", train=TrainConfig(epochs=2, **cfg), relevance=relevance,
+            verbose=0).fit(train, val, {"mask": masks})
+    Gfsr(_model(), tmp_path / "cut", train=TrainConfig(epochs=1, keep_checkpoints=True, **cfg),
+         relevance=relevance).fit(train, val, {"mask": masks})  # "interrupted" after epoch 1
     resumed = _model()  # a fresh process: new model, same command
-    history = Trainer(resumed, tmp_path / "cut", train=TrainConfig(epochs=2, **cfg),
-                      relevance=relevance, verbose=0).fit(train, val, masks)
+    history = Gfsr(resumed, tmp_path / "cut", train=TrainConfig(epochs=2, **cfg),
+                      relevance=relevance, verbose=0).fit(train, val, {"mask": masks})
     assert [h["epoch"] for h in history] == [1, 2]
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
@@ -120,7 +130,7 @@ def test_resumed_gfsr_run_stays_within_round_off_of_the_uninterrupted_one(data, 
 def test_guided_training_without_masks_is_a_clear_error(data, tmp_path):
     train, val = data
     with pytest.raises(ValueError, match="needs relevance masks"):
-        Trainer(_model(), tmp_path, relevance=RelevanceConfig(weight=1.0), verbose=0).fit(train, val)
+        Gfsr(_model(), tmp_path, relevance=RelevanceConfig(weight=1.0), verbose=0).fit(train, val)
 
 
 def test_fused_first_order_gradients_match_the_unfused_step():
@@ -130,7 +140,7 @@ def test_fused_first_order_gradients_match_the_unfused_step():
     from gfsr_tf.losses import relevance_loss
     from gfsr_tf.models import CamModel
     from gfsr_tf.saliency import gradcam
-    from gfsr_tf.training.fused import fused_gradients, split_at
+    from gfsr_tf.methods.gfsr.fused import fused_gradients, split_at
     model = tiny_classifier(size=16)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(0, 50, (4, 16, 16, 3)).astype(np.float32))
@@ -160,17 +170,16 @@ def test_fused_step_trains_and_refuses_what_it_cannot_do(tmp_path):
     from conftest import tiny_classifier
     data = make_split(BenchmarkConfig(image_size=16), "train", 8)
     masks = relevance_masks(data)
-    trainer = Trainer(tiny_classifier(size=16), tmp_path / "fused", verbose=0,
+    trainer = Gfsr(tiny_classifier(size=16), tmp_path / "fused", verbose=0,
                       train=TrainConfig(epochs=1, batch_size=4),
                       relevance=RelevanceConfig(second_order=False, fused=True),
                       target_layer="target")
-    history = trainer.fit(data, data, masks)
+    history = trainer.fit(data, data, {"mask": masks})
     assert history[-1]["relevance"] > 0 and np.isfinite(history[-1]["loss"])
     with pytest.raises(ValueError, match="second_order=False"):
-        Trainer(tiny_classifier(size=16), tmp_path / "x", verbose=0, target_layer="target",
-                relevance=RelevanceConfig(second_order=True, fused=True))
+        RelevanceConfig(second_order=True, fused=True)  # refused before any data loads
     with pytest.raises(ValueError, match="ending in an Activation layer"):
-        Trainer(tiny_classifier(size=16, units=3, final="dense"), tmp_path / "y", verbose=0,
+        Gfsr(tiny_classifier(size=16, units=3, final="dense"), tmp_path / "y", verbose=0,
                 target_layer="target", relevance=RelevanceConfig(second_order=False, fused=True))
 
 
@@ -183,7 +192,7 @@ def test_fused_softmax_head_logit_and_log_probability_cams():
     from gfsr_tf.models import CamModel
     from gfsr_tf.saliency import gradcam
     from gfsr_tf.saliency.gradcam import cam_from_gradients
-    from gfsr_tf.training.fused import fused_gradients, split_at
+    from gfsr_tf.methods.gfsr.fused import fused_gradients, split_at
     model = tiny_classifier(size=16, units=3)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(0, 50, (4, 16, 16, 3)).astype(np.float32))
@@ -223,11 +232,12 @@ def test_gfsr_step_compiles_with_xla_on_cpu(tmp_path, relevance):
     from conftest import tiny_classifier
     data = make_split(BenchmarkConfig(image_size=16), "train", 4)
     masks = relevance_masks(data)
-    trainer = Trainer(tiny_classifier(size=16), tmp_path / "xla", verbose=0, relevance=relevance,
+    trainer = Gfsr(tiny_classifier(size=16), tmp_path / "xla", verbose=0, relevance=relevance,
                       train=TrainConfig(batch_size=4, jit_compile=True), target_layer="target")
-    trainer.lam.assign(1.0)
-    out = trainer._train_step(tf.constant(data.images), tf.constant(data.labels.astype(np.int32)),
-                              tf.constant(masks))
+    trainer.step.lam.assign(1.0)
+    out = trainer.train_step({"image": tf.constant(data.images),
+                              "label": tf.constant(data.labels.astype(np.int32)),
+                              "mask": tf.constant(masks)})
     assert np.isfinite(out["loss"].numpy()) and out["relevance"].numpy() > 0
     assert all(np.isfinite(v.numpy()).all() for v in trainer.model.trainable_variables)
 
@@ -246,16 +256,16 @@ def test_mixed_precision_gfsr_step_runs_with_finite_gradients(tmp_path):
     model = tiny_classifier(size=16, dtype="mixed_float16")
     assert model.get_layer("target").compute_dtype == "float16"
     data = make_split(BenchmarkConfig(image_size=16), "train", 4)
-    trainer = Trainer(model, tmp_path / "mp", verbose=0, target_layer="target",
+    trainer = Gfsr(model, tmp_path / "mp", verbose=0, target_layer="target",
                       train=TrainConfig(batch_size=4, mixed_precision=True),
                       relevance=RelevanceConfig(second_order=True))
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
-    trainer.lam.assign(1.0)
+    trainer.step.lam.assign(1.0)
     before = [v.numpy().copy() for v in model.trainable_variables]
-    batch = (tf.constant(data.images), tf.constant(data.labels.astype(np.int32)),
-             tf.constant(relevance_masks(data)))
+    batch = {"image": tf.constant(data.images), "label": tf.constant(data.labels.astype(np.int32)),
+             "mask": tf.constant(relevance_masks(data))}
     for _ in range(16):  # dynamic loss scaling skips (and halves its scale on) overflowing steps
-        out = trainer._train_step(*batch)
+        out = trainer.train_step(batch)
         assert np.isfinite(out["loss"].numpy()) and out["relevance"].numpy() > 0
         after = [v.numpy() for v in model.trainable_variables]
         if any(not np.array_equal(a, b) for a, b in zip(after, before)):

@@ -35,17 +35,44 @@ def _backbone(input_shape, weights, warnings: list | None):
     return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=input_shape)
 
 
+# Stage outputs of the small CNN carry the names of ResNet50's at the same strides (4, 8, 16, 32),
+# so presets, Grad-CAM layers and the fused step's cut points work unchanged on it.
+SMALL_CNN_STAGES = (("conv1_relu", 8), ("conv2_block3_out", 16), ("conv3_block4_out", 32),
+                    ("conv4_block6_out", 64), ("conv5_block3_out", 64))
+
+
+def small_cnn(input_shape) -> keras.Model:
+    """A five-stage conv -> BatchNorm -> ReLU network (stride 2 each, ~60k weights): the same
+    graph shape as ResNet50 at a fraction of the cost, for tests and quick checks. No pretrained
+    weights exist for it."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, (name, filters) in enumerate(SMALL_CNN_STAGES, 1):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False,
+                                name=f"small_conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"small_bn{i}")(x)
+        x = keras.layers.Activation("relu", name=name)(x)
+    return keras.Model(inputs, x, name="small_cnn")
+
+
+BACKBONES = ("resnet50", "small_cnn")
+
+
 def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="auto", *,
                      dense_units: int = 128, dropout: float = 0.3,
                      bn_momentum: float | None = None, seed: int | None = None,
-                     warnings: list | None = None, mixed_precision: bool = False) -> keras.Model:
+                     warnings: list | None = None, mixed_precision: bool = False,
+                     backbone: str = "resnet50") -> keras.Model:
     """Build the classifier. Two classes use one sigmoid unit; more use softmax.
 
     weights: "auto" (ImageNet if obtainable, else random init with a warning appended to
     `warnings`), "imagenet", None, or a path to ResNet50 (no-top) weights.
     mixed_precision: build under Keras' "mixed_float16" policy (a GPU option: float16 compute,
     float32 variables); the logits and probabilities stay float32.
+    backbone: "resnet50" (the paper's) or "small_cnn" (tests; `weights` is ignored).
     """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if seed is not None:
@@ -55,14 +82,17 @@ def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="a
         keras.config.set_dtype_policy("mixed_float16")
         try:
             return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum,
-                          warnings)
+                          warnings, backbone)
         finally:
             keras.config.set_dtype_policy(previous)
-    return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings)
+    return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings,
+                  backbone)
 
 
-def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings):
-    backbone = _backbone(tuple(input_shape), weights, warnings)
+def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings,
+           backbone_name="resnet50"):
+    backbone = small_cnn(tuple(input_shape)) if backbone_name == "small_cnn" else \
+        _backbone(tuple(input_shape), weights, warnings)
     if bn_momentum is not None:
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -76,6 +106,28 @@ def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum,
     activation = "sigmoid" if units == 1 else "softmax"
     outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER, dtype="float32")(logits)
     return keras.Model(backbone.input, outputs, name="gfsr_classifier")
+
+
+def output_tensor(model: keras.Model):
+    """The model's single output tensor (models saved by other Keras versions often give a
+    one-element list); a clear error for models with several outputs."""
+    outputs = model.outputs
+    if len(outputs) != 1:
+        raise ValueError(f"model {model.name!r} has {len(outputs)} outputs; explaining needs a "
+                         "classifier with one (its class probabilities)")
+    return outputs[0]
+
+
+def as_functional(model: keras.Model) -> keras.Model:
+    """A Sequential model as a functional chain over the same layers (shared weights), so its
+    graph can be cut at a layer; other models unchanged."""
+    if not isinstance(model, keras.Sequential):
+        return model
+    inputs = keras.Input(model.input_shape[1:], name=f"{model.name}_input")
+    x = inputs
+    for layer in model.layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name=model.name)
 
 
 def last_conv_layer(model: keras.Model) -> str:
@@ -149,7 +201,9 @@ class CamModel:
     are recomputed from the layer's input and weights)."""
 
     def __init__(self, model: keras.Model, layer: str | None = None):
-        self.model = model
+        self.model = model  # the model as given: its variables are the ones trained
+        model = as_functional(model)
+        self.num_outputs = int(output_tensor(model).shape[-1])
         self.layer_name = layer or last_conv_layer(model)
         try:
             target = _node_in(model, model.get_layer(self.layer_name)).outputs[0]
@@ -158,7 +212,6 @@ class CamModel:
         last = model.layers[-1]
         self._check_head(last)
         self._dense = last if isinstance(last, keras.layers.Dense) else None
-        self.num_outputs = int(model.output.shape[-1])
         if target is None:  # the layer sits inside a nested sub-model (transfer learning)
             self._inner = _unnest(model, self.layer_name)
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ..models.classifier import output_tensor
 from .gradcam import Explanation, explain
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad", "lime")
@@ -23,7 +24,7 @@ def _score(model, class_index):
     """tf-keras-vis score on the model's logits (the modifier makes the last layer linear): for a
     single-logit binary head the class score is +logit (class 1) or -logit (class 0)."""
     cls = tf.constant(class_index, tf.int32)
-    if int(model.output.shape[-1]) == 1:
+    if int(output_tensor(model).shape[-1]) == 1:
         return lambda out: tf.where(cls == 1, out[:, 0], -out[:, 0])
     from tf_keras_vis.utils.scores import CategoricalScore
     return CategoricalScore(list(class_index))

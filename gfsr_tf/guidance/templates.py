@@ -96,7 +96,7 @@ def write_template_annotations(images: np.ndarray, labels: np.ndarray, names: li
     (out_dir / SOURCE_FILE).write_text(json.dumps({
         "annotator": "template",
         "template": kind,
-        "note": "template annotations drawn by rule (gfsr_tf.relevance.templates), not a "
+        "note": "template annotations drawn by rule (gfsr_tf.guidance.templates), not a "
                 "clinician's",
         "per_class": per_class, "images": [Path(names[i]).stem for i in chosen]}, indent=2))
     return out_dir

@@ -11,7 +11,7 @@ score is s_i = +z_i (y = 1) or -z_i (y = 0), so ds_i/dA_i = -dL/dA_i * N / |p_i 
   add lambda * d relevance/dA to dCE/dA and finish the backward through the lower part once.
 
 Where the identity bends: BatchNorm in training mode couples the images of a batch (the loss
-gradient weighs each image's cross terms by its own |p - y|; `benchmarks/fused_step.py` measures
+gradient weighs each image's cross terms by its own |p - y|; `benchmarks/train_step.py` measures
 how far the fused CAM departs), and a saturated sigmoid (p == y in float32) has a zero gradient:
 that image's CAM is then all zero and it contributes no relevance gradient (guarded, no NaN).
 
@@ -31,9 +31,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ..losses import relevance_loss
-from ..models.classifier import CamModel, _node_in
-from ..saliency.gradcam import cam_from_gradients, class_scores
+from ...losses import relevance_loss
+from ...models.classifier import CamModel, _node_in
+from ...saliency.gradcam import cam_from_gradients, class_scores
 
 
 def split_at(model: keras.Model, layer: str) -> tuple[keras.Model, keras.Model]:

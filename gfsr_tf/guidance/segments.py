@@ -4,10 +4,6 @@ from __future__ import annotations
 import numpy as np
 from skimage.segmentation import slic
 
-# The paper's SLIC compactness per modality (images scaled to [0, 1]).
-COMPACTNESS = {"chest_xray": 0.2, "retina": 10.0, "dermatology": 25.0}
-
-
 def slic_segments(images: np.ndarray, n_segments: int = 50, compactness: float = 0.2,
                   progress: bool = False) -> np.ndarray:
     """uint8 (N, H, W, C) images -> int32 (N, H, W) segment labels starting at 0 per image.

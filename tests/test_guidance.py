@@ -5,9 +5,9 @@ import pytest
 
 from gfsr_tf.config import BenchmarkConfig
 from gfsr_tf.datasets.synthetic import make_split, simulate_scribbles
-from gfsr_tf.relevance import (ConceptConfig, annotated_segments, concept_scores, load_mask_folder,
+from gfsr_tf.guidance import (ConceptConfig, annotated_segments, concept_scores, load_mask_folder,
                                load_segment_json, pool_segments, propagate_masks)
-from gfsr_tf.relevance.annotations import is_scribble
+from gfsr_tf.guidance.annotations import is_scribble
 
 
 def test_pool_segments_hand_worked():
@@ -97,12 +97,13 @@ def test_annotation_files_and_bad_inputs(tmp_path):
 
 
 def test_benchmark_annotation_masks_favour_lungs_over_the_marker(tmp_path):
-    from gfsr_tf.config import preset
-    from gfsr_tf.pipeline import propagated_masks
+    from gfsr_tf.guidance.masks import propagated_masks
+    from gfsr_tf.presets import preset
     config = preset("smoke")
     train = make_split(BenchmarkConfig(image_size=48, seed=0), "train", 40)
-    concepts, section = propagated_masks(config, train, tmp_path, [], verbose=0)
-    assert section["n_annotated_images"] == 2 * config.annotations_per_class
+    concepts, section = propagated_masks(train, config.concepts, per_class=5,
+                                         cache_dir=tmp_path, verbose=0)
+    assert section["n_annotated_images"] == 2 * 5
     assert concepts.masks.shape == (40, 48, 48)
     rel = section["mean_relevance"]
     assert rel["lungs"] > rel["outside_lungs"] and rel["lungs"] > rel["marker"] + 0.3

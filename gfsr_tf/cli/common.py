@@ -1,0 +1,99 @@
+"""Options shared by `gfsr train` and the experiment scripts; the model + card loader."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "benchmark") -> None:
+    from ..config import GUIDANCE_SOURCES
+    from ..datasets import DATASET_KINDS
+    from ..presets import PRESETS
+    p.add_argument("--preset", default=default_preset,
+                   help=f"named study: {', '.join(PRESETS)} (default: {default_preset}; "
+                        "'paper' = 128 px, ImageNet weights, the paper's hyper-parameters)")
+    p.add_argument("--smoke", action="store_true", help="the preset at tiny sizes, about a "
+                   "minute (for tests; real data is still read whole)")
+    p.add_argument("--data-dir", help="real data (default: the embedded benchmark): a MedMNIST "
+                   "npz (pneumoniamnist.npz, retinamnist_128.npz, dermamnist_c_224.npz, ...), the "
+                   "Kermany layout chest_xray/{train,test}/{NORMAL,PNEUMONIA}/*.jpeg, a HAM10000 "
+                   "folder (metadata CSV, images, *_segmentation.png masks), an EGD-CXR folder "
+                   "(master_sheet.csv, fixations.csv, DICOMs) or class folders "
+                   "({train,test}/<class>/* or <class>/*, e.g. Husky vs Wolf)")
+    p.add_argument("--dataset", choices=("auto",) + DATASET_KINDS[1:],
+                   help="loader for --data-dir (default: detected from the layout)")
+    p.add_argument("--out", default="runs", help="output root (default: runs)")
+    p.add_argument("--name", help="run folder name (default: the preset's)")
+    p.add_argument("--epochs", type=int, help="training epochs")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--image-size", type=int, help="square input size in pixels")
+    p.add_argument("--lambda", dest="lam", type=float, help="relevance loss weight for GFSR")
+    p.add_argument("--layer", help="Grad-CAM target layer (default conv2_block3_out; the paper's "
+                   "conv3_block4_out with --preset paper)")
+    p.add_argument("--weights", help="'auto' (ImageNet if obtainable, else random init with a "
+                   "warning), 'imagenet', 'none', or a path to ResNet50 no-top weights")
+    p.add_argument("--masks", choices=GUIDANCE_SOURCES,
+                   help="GFSR relevance masks: the benchmark's true lung fields (default), its "
+                   "lesions, eye-gaze heatmaps (EGD-CXR), or concept masks propagated from a few "
+                   "annotations (SLIC -> ResNet50 segment embeddings -> k-means). On real data "
+                   "without lung masks, GFSR falls back to --annotations or template annotations")
+    p.add_argument("--annotations", help="with --masks annotations: a folder of annotation "
+                   "images (any non-zero pixel = marked, matched to training images by file "
+                   "stem) or a JSON {image stem: [SLIC segment ids]}; default on the benchmark: "
+                   "simulated scribbles on 5 images per class")
+    p.add_argument("--reference-image", help="background image for the periphery_replaced "
+                   "robustness test (default: the training images' median border colour)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep the training "
+                   "checkpoints of a finished run (default: deleted; best.keras stays)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="any config field, e.g. train.epochs=3, "
+                   "model.dropout=0.5, variants.gfsr.warmup_epochs=2 (repeatable; values are "
+                   "JSON where they parse)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _gfsr_variants(config):
+    return [v for v in config.variants if v.method == "gfsr"]
+
+
+def study_config(args):
+    """StudyConfig from parsed study options; ValueError on contradictory or unknown options."""
+    from ..config import set_value
+    from ..presets import preset
+    config = preset(args.preset, smoke=args.smoke)
+    overrides = [(args.name, config, "name"), (args.data_dir, config, "data_dir"),
+                 (args.dataset, config, "dataset"),
+                 (args.epochs, config.train, "epochs"), (args.batch_size, config.train, "batch_size"),
+                 (args.learning_rate, config.train, "learning_rate"),
+                 (args.image_size, config.benchmark, "image_size"),
+                 (args.layer, config.model, "target_layer"),
+                 (args.seed, config.train, "seed"), (args.seed, config.benchmark, "seed"),
+                 (args.annotations, config, "annotations"),
+                 (args.reference_image, config, "reference_image"),
+                 (args.keep_checkpoints or None, config.train, "keep_checkpoints")]
+    for value, section, key in overrides:
+        if value is not None:
+            setattr(section, key, value)
+    for value, option in ((args.lam, "weight"), (args.masks, "mask_source")):
+        if value is not None:
+            for v in _gfsr_variants(config):
+                v.options[option] = value
+    if args.weights is not None:
+        config.model.weights = None if args.weights.lower() == "none" else args.weights
+    if args.annotations and not any(v.options.get("mask_source") == "annotations"
+                                    for v in _gfsr_variants(config)):
+        raise ValueError("--annotations needs --masks annotations")
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item}: expected SECTION.KEY=VALUE")
+        set_value(config, key.strip(), value.strip())
+    for section in (config, config.benchmark, config.model, config.train, config.concepts):
+        section.__post_init__()  # options set above are validated like a preset's
+    return config
+
+
+def load_model_and_card(path):
+    from ..artifacts import load_model, read_model_card
+    return load_model(path), read_model_card(path)

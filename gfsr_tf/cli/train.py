@@ -1,0 +1,39 @@
+"""gfsr train: run a study (default: baseline vs GFSR on the embedded benchmark)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import USER_ERRORS
+from .common import add_study_arguments, study_config
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train the study's variants (baseline, GFSR), evaluate, "
+                       "write the report")
+    add_study_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> dict:
+    from ..study import run_study
+    config = study_config(args)
+    report = run_study(config, args.out, verbose=0 if args.quiet else 1)
+    summary = Path(args.out) / config.name / "summary.md"
+    print(summary.read_text())
+    print(f"report: {summary.parent / 'report.html'}")
+    return report
+
+
+def run_experiment(default_preset: str, description: str, argv=None) -> dict:
+    """An experiment script's main: the study options with its preset as default, then
+    `gfsr train`. Bad input exits with code 1 and a one-line reason."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_arguments(p, default_preset)
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except USER_ERRORS as exc:
+        sys.exit(f"error: {exc}")

@@ -1,0 +1,38 @@
+"""Classification metrics per test split, at 0.5 and at thresholds chosen on validation."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..evaluation import binary_metrics, choose_threshold, classification_metrics
+
+
+def split_metrics(labels, probs, class_names, thresholds) -> dict:
+    """Point metrics (binary: Table-1 figures with the ROC; multi-class: macro one-vs-rest),
+    the same with bootstrap CIs (`ci`) and at the validation-chosen thresholds."""
+    ci = classification_metrics(labels, probs, 0.5, class_names)
+    if probs.ndim == 1:
+        out = binary_metrics(labels, probs)
+    else:
+        out = {k: ci[k]["estimate"] for k in ("auc", "accuracy", "sensitivity", "specificity")}
+        out.update(confusion_matrix=ci["confusion_matrix"], n=ci["n"])
+    out["ci"] = ci
+    for method, t in thresholds.items():
+        out[f"at_{method}_threshold"] = classification_metrics(labels, probs, t, class_names)
+    return out
+
+
+def evaluate(ctx) -> dict:
+    out: dict = {"metrics": {}, "predictions": {}}
+    # Binary operating thresholds chosen on validation (Youden's J, max F1), for every test split.
+    val = ctx.splits.get("val")
+    thresholds = {}
+    if val is not None and val.num_classes == 2 and len(np.unique(val.labels)) == 2:
+        val_probs = ctx.predict(val.images, "val")
+        thresholds = {m: choose_threshold(val.labels, val_probs, m) for m in ("youden", "f1")}
+        out["thresholds"] = thresholds
+    for name in ctx.tests:
+        data = ctx.splits[name]
+        probs = ctx.predict(data.images, name)
+        out["metrics"][name] = split_metrics(data.labels, probs, data.class_names, thresholds)
+        out["predictions"][name] = probs.round(6).tolist()
+    return out

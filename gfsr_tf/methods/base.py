@@ -1,0 +1,75 @@
+"""The method seam. A method = its config dataclass + model builder + training step + explainer
++ `describe`. The study, the trainer, the evaluators and the report reach a method only through
+this interface, so adding one means adding a folder `methods/<name>/` and registering it."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class NoOptions:
+    """For methods without options."""
+
+
+class Method:
+    name: str = ""
+    config_class: type = NoOptions
+    preprocessor: str = "resnet50_caffe"   # gfsr_tf.preprocessing.PREPROCESSORS name
+
+    # ------------------------------------------------------------------------- configuration
+    def make_config(self, options: dict | None = None):
+        """The method's config dataclass from a variant's options; unknown keys are an error
+        naming the method (they come from a preset, --set or a report the user wrote)."""
+        options = dict(options or {})
+        known = {f.name for f in dataclasses.fields(self.config_class)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown {self.name} option(s) {unknown}; known: "
+                             f"{', '.join(sorted(known)) or 'none'}")
+        return self.config_class(**options)
+
+    def guidance(self, config) -> tuple[str, float] | None:
+        """The per-image guidance the step trains towards: (mask source - "lungs", "lesions",
+        "gaze" or "annotations" - and blur sigma in px), or None. The study hands the masks to
+        the step as the batch's "mask"."""
+        return None
+
+    def target_layer(self, study) -> str | None:
+        """The layer the method's explainer reads (None: its default)."""
+        return None
+
+    # ------------------------------------------------------------------------------ building
+    def build_model(self, study, config, num_classes: int, input_shape, warnings: list):
+        raise NotImplementedError
+
+    def make_step(self, model, optimizer, study, config):
+        """The method's `training.TrainStep` for this model and optimizer."""
+        raise NotImplementedError
+
+    def step_factory(self, config, study):
+        """make_step bound to a config: what `training.Trainer` takes."""
+        return functools.partial(self.make_step, study=study, config=config)
+
+    # ---------------------------------------------------------------------------- explaining
+    def explain(self, model, x: np.ndarray, *, layer: str | None = None, class_index=None,
+                batch_size: int = 32):
+        """Heatmaps (N, H, W) in [0, 1] for preprocessed inputs `x`: Grad-CAM by default."""
+        from ..saliency import explain
+        return explain(model, x, layer=layer, class_index=class_index, batch_size=batch_size)
+
+    # ------------------------------------------------------------------------------ reporting
+    def training_fields(self, config) -> dict:
+        """Extra keys of the variant's report `training` section."""
+        return {}
+
+    def annotate(self, report: dict, variant: str) -> dict:
+        """Top-level report keys this method adds once the study's variants are evaluated."""
+        return {}
+
+    def describe(self, report: dict, variant: str) -> list[str]:
+        """Markdown lines of the method's own section in summary.md / report.html (rendered from
+        report.json alone: no model is loaded)."""
+        return []

@@ -1,0 +1,40 @@
+"""GFSR-Net (Contreras & Bocklitz): the classifier's own Grad-CAM trained towards relevance
+masks. Same model as the baseline; the step adds the relevance loss (`step.py`, `fused.py`)."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..baseline import Baseline
+from ..registry import register
+from .config import MASK_SOURCES, RelevanceConfig
+from .describe import describe, gfsr_configuration
+from .step import GfsrStep
+
+
+class Gfsr(Baseline):
+    name = "gfsr"
+    config_class = RelevanceConfig
+
+    def guidance(self, config: RelevanceConfig):
+        return (config.mask_source, config.mask_blur_sigma) if config.guided else None
+
+    def make_step(self, model, optimizer, study, config):
+        return GfsrStep(model, optimizer, config=config, target_layer=self.target_layer(study),
+                        preprocessor=self.preprocessor,
+                        mixed_precision=study.train.mixed_precision)
+
+    def training_fields(self, config):
+        return {"relevance": dataclasses.asdict(config)}
+
+    def annotate(self, report, variant):
+        options = report[variant]["training"]["relevance"]
+        return {f"{variant}_configuration":
+                gfsr_configuration(options, report["config"]["model"]["target_layer"])}
+
+    def describe(self, report, variant):
+        return describe(report, variant)
+
+
+register(Gfsr())
+
+__all__ = ["GfsrStep", "MASK_SOURCES", "RelevanceConfig", "gfsr_configuration"]

@@ -1,0 +1,50 @@
+"""The report: a pure function of the run folder. `render_run(run_dir)` (`gfsr report RUN_DIR`)
+writes summary.md, report.html and every figure from report.json and the maps the run saved
+(examples.npz, concepts.npz, <variant>/explanations.npz), loading no model.
+
+report.json (stable; later versions add keys, never rename these)
+  config, warnings, smoke, class_names, data (per split: n, positives, per_class), timing
+  <variant>  one section per trained variant ("baseline", "gfsr", ...):
+    metrics, thresholds, predictions   (evaluators.classification)
+    robustness                         (evaluators.robustness)
+    localization                       (evaluators.localization; lesion masks only)
+    focus                              (evaluators.focus; template-annotated real data)
+    training     history, seconds, method, options, guidance (+ relevance for GFSR/baseline)
+  <variant>_configuration  (GFSR variants) paper-faithful | changed settings | extension
+  comparison  gfsr - baseline per split (paired bootstrap); comparisons: every variant's
+  masks       (propagated masks only) annotator, concept scores, timings, ...
+NaN is written as null.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .html import write_html
+from .io import clean, read_report, write_json
+from .markdown import summary_markdown, variants
+
+FIGURES = (("roc.png", "ROC curves"), ("confusion.png", "Confusion matrices"),
+           ("gradcam_grid.png", "Grad-CAM per variant | input (lesion outline)"),
+           ("concepts.png", "Relevance masks propagated from annotations (paper Fig 8)"),
+           ("training.png", "Training curves"))
+
+
+def render_run(run_dir) -> Path:
+    """Re-render summary.md, report.html and the figures of a run folder."""
+    from . import figures
+    run_dir = Path(run_dir)
+    report = read_report(run_dir)
+    names = variants(report)
+    (run_dir / "summary.md").write_text(summary_markdown(report))
+    if names:
+        figures.plot_roc(report, names, run_dir / "roc.png")
+        figures.plot_confusion(report, names, report.get("class_names") or ["0", "1"],
+                               run_dir / "confusion.png")
+        figures.plot_gradcam_grid(run_dir, names, run_dir / "gradcam_grid.png")
+        figures.plot_training(report, names, run_dir / "training.png")
+        figures.plot_run_concepts(report, run_dir, names, run_dir / "concepts.png")
+    write_html(report, run_dir, FIGURES)
+    return run_dir
+
+
+__all__ = ["FIGURES", "clean", "read_report", "render_run", "summary_markdown", "write_json"]

@@ -1,0 +1,177 @@
+"""Figures drawn from report.json and the maps a run saved (no model is loaded)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .markdown import fmt
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_roc(report, names, path) -> bool:
+    """Binary ROC curves per test split (multi-class runs have none: see the per-class AUCs)."""
+    splits = list(report[names[0]]["metrics"])
+    if not any("roc" in report[n]["metrics"].get(s, {}) for n in names for s in splits):
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(splits), figsize=(4 * len(splits), 4), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        for n in names:
+            m = report[n]["metrics"].get(split, {})
+            if "roc" in m:
+                ax.plot(m["roc"]["fpr"], m["roc"]["tpr"], label=f"{n} (AUC {fmt(m['auc'])})")
+        ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--")
+        ax.set(title=split, xlabel="false positive rate", ylabel="true positive rate")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_confusion(report, names, class_names, path) -> bool:
+    splits = list(report[names[0]]["metrics"])
+    if not splits:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(len(names), len(splits), figsize=(3.2 * len(splits), 3 * len(names)),
+                             squeeze=False)
+    for i, n in enumerate(names):
+        for j, split in enumerate(splits):
+            cm = np.asarray(report[n]["metrics"][split]["confusion_matrix"])
+            ax = axes[i][j]
+            ax.imshow(cm, cmap="Blues")
+            for (a, b), v in np.ndenumerate(cm):
+                ax.text(b, a, str(v), ha="center", va="center",
+                        color="white" if v > cm.max() / 2 else "black")
+            ax.set_xticks(range(len(class_names)), class_names)
+            ax.set_yticks(range(len(class_names)), class_names)
+            ax.set(title=f"{n} – {split}", xlabel="predicted", ylabel="true")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _load_npz(path):
+    path = Path(path)
+    return dict(np.load(path, allow_pickle=False)) if path.exists() else None
+
+
+def plot_gradcam_grid(run_dir, names, path) -> bool:
+    """The paper's Fig 9 layout from the saved examples: one row per image, one column per
+    variant (its true-class map), then the input with the lesion outline."""
+    run_dir = Path(run_dir)
+    examples = _load_npz(run_dir / "examples.npz")
+    if examples is None or len(examples["index"]) == 0:
+        return False
+    maps = {}
+    for n in names:
+        saved = _load_npz(run_dir / n / "explanations.npz")
+        if saved is not None and "examples/heatmaps" in saved:
+            maps[n] = (saved["examples/heatmaps"].astype(np.float32), saved["examples/p_true"])
+    if not maps:
+        return False
+    plt = _plt()
+    images, labels = examples["images"], examples["labels"]
+    class_names = [str(c) for c in examples["class_names"]]
+    lesions = examples["lesions"] if examples["lesions"].ndim == 3 else None
+    cols = len(maps) + 1
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)),
+                             squeeze=False)
+    for r in range(len(images)):
+        image = images[r, ..., 0] if images.shape[-1] == 1 else images[r]
+        for c, (n, (heat, p_true)) in enumerate(maps.items()):
+            ax = axes[r][c]
+            ax.imshow(image, cmap="gray")
+            ax.imshow(heat[r], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_title(f"{n} p={p_true[r]:.2f}", fontsize=8)
+        axes[r][-1].imshow(image, cmap="gray")
+        if lesions is not None:
+            axes[r][-1].contour(lesions[r], levels=[0.5], colors="lime", linewidths=0.8)
+        axes[r][-1].set_title(f"input: {class_names[labels[r]]}"[:28], fontsize=8)
+        for ax in axes[r]:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_training(report, names, path) -> bool:
+    plt = _plt()
+    keys = (("ce", "train cross-entropy"), ("relevance", "train relevance loss"),
+            ("val_auc", "validation AUC"))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for n in names:
+        h = report[n].get("training", {}).get("history") or []
+        ep = [r["epoch"] for r in h]
+        for ax, (key, _) in zip(axes, keys):
+            values = [r.get(key) for r in h]
+            ax.plot(ep, [np.nan if v is None else v for v in values], label=n)
+    for ax, (_, title) in zip(axes, keys):
+        ax.set(title=title, xlabel="epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_concepts(images, segments, concept_map, masks, path, titles=None,
+                  cams: dict | None = None) -> None:
+    """The paper's Fig 8: per image, the input, its SLIC segments coloured by concept, the
+    propagated relevance mask and (optional) heatmaps {model name: (N, H, W)} of the same
+    images. All arrays hold the chosen images only."""
+    plt = _plt()
+    from skimage.color import label2rgb
+    from skimage.segmentation import find_boundaries
+    cams = cams or {}
+    cols = 3 + len(cams)
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.3 * cols, 2.3 * len(images)),
+                             squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    for r in range(len(images)):
+        image = images[r, ..., 0] if images.shape[-1] == 1 else images[r]
+        gray = image if image.ndim == 2 else image.mean(-1)
+        painted = label2rgb(concept_map[r], gray / 255.0, colors=colours, alpha=0.45,
+                            bg_label=-1)
+        edges = find_boundaries(segments[r], mode="inner")
+        painted[edges] = 0.6 * painted[edges] + 0.4  # light, translucent segment outlines
+        panels = [(image, "gray", titles[r] if titles else f"#{r}"),
+                  (painted, None, "segments by concept"), (masks[r], "magma", "relevance mask")]
+        panels += [(cam[r], "jet", f"{name} Grad-CAM") for name, cam in cams.items()]
+        for c, (img, cmap, t) in enumerate(panels):
+            axes[r][c].imshow(img, cmap=cmap, vmin=0 if cmap == "magma" else None,
+                              vmax=1 if cmap == "magma" else None)
+            axes[r][c].set_title(t, fontsize=8)
+            axes[r][c].axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_run_concepts(report, run_dir, names, path) -> bool:
+    """Fig 8 for a run: the saved non-annotated training images with the map of every variant
+    trained on the propagated masks."""
+    run_dir = Path(run_dir)
+    saved = _load_npz(run_dir / "concepts.npz")
+    if saved is None or len(saved["index"]) == 0:
+        return False
+    cams = {}
+    for n in names:
+        maps = _load_npz(run_dir / n / "explanations.npz") or {}
+        for key, value in maps.items():
+            if key.startswith("concept_examples/"):
+                cams[n] = value.astype(np.float32)
+    titles = [f"#{i}" for i in saved["index"]]
+    plot_concepts(saved["images"], saved["segments"], saved["concept_map"], saved["masks"],
+                  path, titles, cams)
+    return True

@@ -1,0 +1,152 @@
+"""summary.md from report.json alone. Method-specific sections come from each method's
+`describe`."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MODEL_ORDER = ("gfsr", "baseline")
+
+
+def variants(report: dict) -> list[str]:
+    names = [k for k in report if isinstance(report[k], dict) and "metrics" in report[k]]
+    return sorted(names, key=lambda n: (MODEL_ORDER.index(n) if n in MODEL_ORDER else 99, n))
+
+
+def method_of(report: dict, variant: str) -> str:
+    """The variant's method (reports from before methods existed: GFSR if it had a relevance
+    weight, else the baseline)."""
+    training = report[variant].get("training", {})
+    if training.get("method"):
+        return training["method"]
+    rel = training.get("relevance") or {}
+    return "gfsr" if rel.get("weight", 0) > 0 or rel.get("input_gradient_weight", 0) > 0 \
+        else "baseline"
+
+
+def fmt(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def ci(c: dict) -> str:
+    return f"{fmt(c['estimate'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
+
+
+def _method_sections(report, names) -> list[str]:
+    from ..methods import get_method
+    lines = []
+    for n in names:
+        try:
+            method = get_method(method_of(report, n))
+        except ValueError:  # a method registered only in the process that ran the study
+            lines += ["", f"({n}: method {method_of(report, n)!r} is not registered here; its "
+                      "own section is not rendered)"]
+            continue
+        lines += method.describe(report, n)
+    return lines
+
+
+def summary_markdown(report: dict) -> str:
+    names = variants(report)
+    lines = [f"# {report['config']['name']}", ""]
+    if report.get("smoke"):
+        lines += ["**Smoke run** (tiny sizes): numbers are not meaningful.", ""]
+    for w in report.get("warnings", []):
+        lines.append(f"> **Warning:** {w}")
+    lines += ["", "Variants: " + ", ".join(f"`{n}` ({method_of(report, n)})" for n in names)
+              + "."]
+    splits = list(report[names[0]]["metrics"]) if names else []
+    for split in splits:
+        lines += ["", f"## Classification – {split} (95% bootstrap CI)", "",
+                  "| model | threshold | sensitivity | specificity | accuracy | AUC | F1 |",
+                  "|---|---|---|---|---|---|---|"]
+        for n in names:
+            m = report[n]["metrics"][split]
+            for label, key in (("0.5", "ci"), ("Youden (val)", "at_youden_threshold")):
+                if key not in m:
+                    continue
+                c = m[key]
+                t = label if key == "ci" else f"{label} {c['threshold']:.2f}"
+                lines.append(f"| {n} | {t} | " + " | ".join(
+                    ci(c[k]) for k in ("sensitivity", "specificity", "accuracy", "auc", "f1"))
+                    + " |")
+    classes = report.get("class_names") or ["normal", "pneumonia"]
+    split = "decorrelated test split" if "test_decorrelated" in splits else "test split"
+    if any(report[n].get("robustness") for n in names):
+        lines += ["", f"## Robustness: decisions under perturbation ({split})", "",
+                  "| model | perturbation | agreement | flip rate | flip among marked | mean Δp "
+                  "(decided class) | flips (from→to: count) |",
+                  "|---|---|---|---|---|---|---|"]
+    for n in names:
+        for key, r in report[n].get("robustness", {}).items():
+            marked = r.get("among_marked", {}).get("flip_rate")
+            flips = "; ".join(f"{classes[a]}→{classes[b]}: {v}"
+                              for (a, b), v in np.ndenumerate(np.asarray(r["flip_confusion"]))
+                              if a != b and v) or "none"
+            flip = ci(r["flip_rate_ci"]) if "flip_rate_ci" in r else fmt(r["flip_rate"])
+            lines.append(f"| {n} | {key} | {fmt(r['agreement_rate'])} | {flip} | "
+                         f"{fmt(marked)} | {fmt(r.get('mean_probability_change'))} | "
+                         f"{flips} |")
+    if names and report[names[0]].get("localization"):
+        layer = report[names[0]]["localization"].get("layer")
+        lines += ["", "## Grad-CAM localization (true class, images with a lesion mask, layer "
+                  f"`{layer}`)", "",
+                  "| model | lesion hit rate | lesion mIoU (Otsu) | lesion IoU@top5% | lesion AUITC "
+                  "| lung hit rate | marker hit rate (marked) |",
+                  "|---|---|---|---|---|---|---|"]
+        for n in names:
+            loc = report[n].get("localization") or {}
+            keys = ("lesion_hit_rate", "lesion_miou_otsu", "lesion_iou_top5", "lesion_auitc",
+                    "lung_hit_rate", "marker_hit_rate_among_marked")
+            cells = [ci(loc[k + "_ci"]) if k + "_ci" in loc else fmt(loc.get(k)) for k in keys]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    if names and "focus" in report[names[0]]:
+        f0 = report[names[0]]["focus"]
+        lines += ["", f"## Grad-CAM focus on the {f0['region'].replace('_', ' ')} (true class, "
+                  f"layer `{f0['layer']}`, {f0['n']} test images)", "",
+                  f"The region is drawn on each test image by the template rule; it covers "
+                  f"{f0['region_fraction']:.0%} of the image, so a map that ignores it would put "
+                  "about that share of its energy inside.", "",
+                  "| model | pointing-game hit rate | energy inside the region |", "|---|---|---|"]
+        for n in names:
+            f = report[n].get("focus")
+            if f:
+                lines.append(f"| {n} | {ci(f['hit_rate_ci'])} | {ci(f['energy_inside_ci'])} |")
+    comparisons = report.get("comparisons") or (
+        {"gfsr": report["comparison"]} if "comparison" in report else {})
+    for variant, by_split in comparisons.items():
+        lines += ["", f"## {variant} minus baseline (paired bootstrap, 95% CI)", "",
+                  "| split | metric | difference | 95% CI | p |", "|---|---|---|---|---|"]
+        for split, metrics in by_split.items():
+            for metric, c in metrics.items():
+                lines.append(f"| {split} | {metric} | {c['estimate']:+.3f} | "
+                             f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['p_value']:.3f} |")
+    lines += _method_sections(report, names)
+    if "masks" in report:
+        m = report["masks"]
+        lines += ["", "## Relevance masks propagated from annotations", ""]
+        if m.get("annotator") == "template":
+            lines += [f"**Annotator: template.** {m.get('note', '').capitalize()}.", ""]
+        lines += [f"{m['n_annotated_segments']} annotated segments in {m['n_annotated_images']} "
+                  f"images ({m['source']}); concept scores "
+                  + ", ".join(f"{v:.2f}" for v in m["concept_scores"])
+                  + f"; {m['timings']['images_per_s']:.0f} images/s"
+                  + (" (cached)" if m["cached"] else "") + "."]
+        if "lung_pixel_auc" in m:
+            rel = m["mean_relevance"]
+            lines += ["", f"Lung-field pixel ROC-AUC {fmt(m['lung_pixel_auc'])}; mean relevance "
+                      + ", ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in rel.items())
+                      + ". Figure: `concepts.png`."]
+    lines += ["", "## Training", "", "| model | method | epochs | seconds | final loss | "
+              "final relevance loss |", "|---|---|---|---|---|---|"]
+    for n in names:
+        t = report[n].get("training", {})
+        history = t.get("history") or []
+        last = history[-1] if history else {}
+        lines.append(f"| {n} | {method_of(report, n)} | {len(history)} | "
+                     f"{t.get('seconds', 0):.0f} | {fmt(last.get('loss'))} | "
+                     f"{fmt(last.get('relevance'))} |")
+    lines += ["", "Figures: `roc.png` (binary tasks), `confusion.png`, `gradcam_grid.png`, "
+              "`training.png`; everything in one page: `report.html`."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,33 @@
+"""A study's data: the embedded benchmark, or a real dataset read through `datasets`."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..datasets.base import ImageSet
+
+
+def load_data(config, warnings: list | None = None) -> dict[str, ImageSet]:
+    """Benchmark splits (train, val, test_correlated, test_decorrelated), or with
+    config.data_dir a real dataset (`datasets.load_dataset`: train, val, test) at
+    config.benchmark.image_size px."""
+    if not config.data_dir and config.requires_data_dir:
+        raise ValueError(f"{config.name} runs on real data: give --data-dir (see --help)")
+    if not config.data_dir:
+        from ..datasets.synthetic import make_benchmark
+        return make_benchmark(config.benchmark)
+    from ..datasets import load_dataset
+    skipped: list[str] = []
+    data = load_dataset(config.dataset, config.data_dir, config.benchmark.image_size,
+                        val_fraction=config.val_fraction, seed=config.train.seed, skipped=skipped)
+    if skipped and warnings is not None:
+        warnings.append(f"skipped {len(skipped)} unreadable image files: "
+                        + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    return data
+
+
+def data_summary(data: dict[str, ImageSet]) -> dict:
+    """Per split: n, positives (class-1 count) and the count of every class."""
+    return {k: {"n": len(v), "positives": int((v.labels == 1).sum()),
+                "per_class": dict(zip(v.class_names,
+                                      np.bincount(v.labels, minlength=v.num_classes).tolist()))}
+            for k, v in data.items()}

@@ -1,0 +1,71 @@
+"""The masks each guided variant trains towards, computed once per (source, blur) per study.
+
+Ground truth the data carries (lungs, lesions, gaze) is used as it is. Masks from annotations are
+propagated once per study from `--annotations`, else (real data) from template annotations
+drawn into the run folder, else (benchmark) from simulated scribbles. On real data without the
+requested ground truth (e.g. the main job's lung masks on the Kermany layout), guidance falls
+back to annotations when any are available and says so in the report's warnings.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..guidance.masks import GROUND_TRUTH_SOURCES, propagated_masks, relevance_masks
+from ..guidance.templates import write_template_annotations
+
+
+class StudyGuidance:
+    def __init__(self, config, train, run_root: Path, cache_root: Path, warnings: list,
+                 verbose: int = 1):
+        self.config, self.train, self.run_root = config, train, run_root
+        self.cache_root, self.warnings, self.verbose = cache_root, warnings, verbose
+        self._masks: dict = {}
+        self.concepts = None          # guidance.concepts.ConceptMasks, when propagated
+        self.section: dict | None = None  # the report's `masks` section
+
+    def annotations_available(self) -> bool:
+        return bool(self.config.annotations or self.config.annotation_template
+                    or self.train.lungs is not None)
+
+    def masks(self, variant: str, source: str, blur: float) -> tuple[np.ndarray | None, str]:
+        """(masks (N, H, W) or None when the variant cannot be trained, the source used)."""
+        if source in GROUND_TRUTH_SOURCES and getattr(self.train, source) is None:
+            if not (self.config.annotations or self.config.annotation_template):
+                self.warnings.append(
+                    f"{variant}: not trained - this dataset has no {source} masks; use "
+                    "mask_source='annotations' with an annotation folder or JSON")
+                return None, source
+            self.warnings.append(
+                f"{variant}: this dataset has no {source} masks, so it trains towards masks "
+                "propagated from " + ("the given annotations" if self.config.annotations else
+                                      f"{self.config.annotation_template} template annotations "
+                                      "(drawn by rule, not by a clinician)"))
+            source = "annotations"
+        key = (source, blur if source != "annotations" else None)
+        if key not in self._masks:
+            if source == "annotations":
+                self._masks[key] = self._propagate()
+            else:
+                self._masks[key] = relevance_masks(self.train, source, blur)
+        return self._masks[key], source
+
+    def _propagate(self) -> np.ndarray:
+        config, train = self.config, self.train
+        annotations = config.annotations
+        if not annotations and config.annotation_template and train.lungs is None:
+            annotations = str(write_template_annotations(
+                train.images, train.labels, train.names, config.annotation_template,
+                self.run_root / "template_annotations", config.annotations_per_class))
+        self.concepts, self.section = propagated_masks(
+            train, config.concepts, annotations, per_class=config.annotations_per_class,
+            seed=config.train.seed, cache_dir=self.cache_root / "masks", warnings=self.warnings,
+            verbose=self.verbose)
+        return self.concepts.masks
+
+    def concept_examples(self) -> np.ndarray:
+        """Training images that were not annotated, for the report's Fig 8."""
+        annotated = set(self.section["annotated_images"])
+        return np.asarray([i for i in range(len(self.train)) if i not in annotated]
+                          [:self.config.gradcam_examples], int)

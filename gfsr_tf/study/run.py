@@ -1,0 +1,139 @@
+"""Run one study: data -> guidance -> variants (method, options) -> train -> evaluate ->
+report.json -> rendered report. Experiments, the ablation and `gfsr train` are thin wiring over
+`run_study`."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..artifacts import write_model_card
+from ..config import StudyConfig
+from ..evaluators import EvalContext, check_names, compare, evaluate_model
+from ..evaluators.context import eval_split
+from ..evaluators.examples import example_index, save_examples
+from ..guidance.masks import save_concepts
+from ..methods import get_method
+from ..preprocessing import get_preprocessor
+from ..report.io import write_json
+from ..training import Trainer
+from .data import data_summary, load_data
+from .guidance import StudyGuidance
+
+
+def validate(config: StudyConfig) -> None:
+    """Every name the study will look up - methods and their options, evaluators, robustness
+    tests, dataset kind, annotation template - checked before any data loads."""
+    from ..datasets import DATASET_KINDS
+    from ..evaluators.robustness import PERTURBATIONS
+    from ..guidance.templates import TEMPLATES
+    for v in config.variants:
+        get_method(v.method).make_config(v.options)
+    check_names(config.evaluators)
+    unknown = [r for r in config.robustness if r not in PERTURBATIONS]
+    if unknown:
+        raise ValueError(f"unknown robustness test(s) {unknown}; choose from "
+                         f"{', '.join(PERTURBATIONS)}")
+    if config.dataset not in ("auto",) + DATASET_KINDS:
+        raise ValueError(f"unknown dataset kind {config.dataset!r}; choose auto or one of "
+                         f"{', '.join(DATASET_KINDS)}")
+    if config.annotation_template and config.annotation_template not in TEMPLATES:
+        raise ValueError(f"unknown annotation template {config.annotation_template!r}; choose "
+                         f"one of {', '.join(TEMPLATES)}")
+
+
+def train_variant(config: StudyConfig, variant, data: dict, targets: dict, run_dir: Path,
+                  warnings: list, verbose: int = 1) -> tuple[keras.Model, list[dict], float]:
+    """Train one variant (resuming if run_dir holds a checkpoint), write its model card; returns
+    the best model as saved, its history and training seconds."""
+    method = get_method(variant.method)
+    options = method.make_config(variant.options)
+    train = data["train"]
+    size = train.images.shape[1]
+    # what the preprocessor makes of the pixels is what the model takes (gray -> RGB for ResNet50)
+    input_shape = tuple(get_preprocessor(method.preprocessor)(train.images[:1]).shape[1:])
+    model = method.build_model(config, options, train.num_classes, input_shape, warnings)
+    trainer = Trainer(model, run_dir, method.step_factory(options, config), train=config.train,
+                      verbose=verbose)
+    history = trainer.fit(train, data["val"], targets)
+    # Training time from the per-epoch log, so a resumed or re-evaluated run reports it whole.
+    seconds = float(sum(h["seconds"] for h in history))
+    write_model_card(run_dir / "best.keras", method=method.name,
+                     options=dataclasses.asdict(options), class_names=train.class_names,
+                     image_size=size, channels=train.images.shape[-1],
+                     preprocessor=method.preprocessor, target_layer=method.target_layer(config),
+                     config=config.to_dict(), extra=method.training_fields(options))
+    return keras.models.load_model(run_dir / "best.keras"), history, seconds
+
+
+def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
+              data: dict | None = None, verbose: int = 1, render: bool = True) -> dict:
+    """Run a study and write runs/<name>/: report.json (+ the maps the report draws from) and,
+    with `render`, summary.md, report.html and figures (`gfsr report` redraws them)."""
+    config = copy.deepcopy(config)
+    validate(config)
+    run_root = Path(out_dir) / config.name
+    run_root.mkdir(parents=True, exist_ok=True)
+    (run_root / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    warnings: list[str] = []
+    t0 = time.perf_counter()
+    data = data or load_data(config, warnings)
+    data_seconds = time.perf_counter() - t0
+    train = data["train"]
+    guidance = StudyGuidance(config, train, run_root, Path(out_dir) / ".cache", warnings, verbose)
+    report: dict = {"config": config.to_dict(), "warnings": warnings, "smoke": config.smoke,
+                    "class_names": list(train.class_names), "data": data_summary(data),
+                    "timing": {"data_seconds": data_seconds}}
+    trained = []
+    for variant in config.variants:
+        method = get_method(variant.method)
+        options = method.make_config(variant.options)
+        request = method.guidance(options)
+        targets, used = {}, None
+        if request is not None:
+            masks, used = guidance.masks(variant.name, *request)
+            if masks is None:
+                continue
+            targets = {"mask": masks}
+        if verbose:
+            print(f"== {config.name}/{variant.name}: method {method.name}"
+                  + (f", guidance {used}" if used else ""))
+        run_dir = run_root / variant.name
+        model, history, seconds = train_variant(config, variant, data, targets, run_dir,
+                                                warnings, verbose)
+        ctx = EvalContext(model, get_preprocessor(method.preprocessor), data, config,
+                          method.target_layer(config), method, run_dir)
+        if used == "annotations" and guidance.concepts is not None:
+            # Fig 8 shows this model's map on training images that were not annotated
+            ctx.splits = {**data, "concept_examples": train.subset(guidance.concept_examples())}
+            ctx.heatmaps("concept_examples")
+        section = evaluate_model(ctx, config.evaluators)
+        section["training"] = {"history": history, "seconds": seconds, "method": method.name,
+                               "options": dataclasses.asdict(options), "guidance": used,
+                               **method.training_fields(options)}
+        report[variant.name] = section
+        trained.append(variant)
+    for variant in trained:
+        report.update(get_method(variant.method).annotate(report, variant.name))
+    report.update(compare(report, [v.name for v in trained], data))
+    if guidance.section is not None:
+        report["masks"] = guidance.section
+        save_concepts(run_root / "concepts.npz", train.images, guidance.concepts,
+                      guidance.concept_examples())
+    if "examples" in config.evaluators and trained:
+        split = data[eval_split(data)]
+        save_examples(run_root / "examples.npz", split,
+                      example_index(split, config.gradcam_examples))
+    # One warning per distinct message (each model build may repeat it).
+    report["warnings"] = list(dict.fromkeys(warnings))
+    report["timing"]["total_seconds"] = time.perf_counter() - t0
+    write_json(run_root / "report.json", report)
+    if render:
+        from ..report import render_run
+        render_run(run_root)
+    return report

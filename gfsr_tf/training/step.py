@@ -1,0 +1,74 @@
+"""The training-step seam: a method's step is a `TrainStep` (one optimisation step on a dict
+batch, run traced by the Trainer), so the Trainer knows nothing of any method's losses."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from ..models.classifier import CamModel
+from ..preprocessing import get_preprocessor
+from ..saliency.gradcam import full_precision, predicted_class
+
+
+def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Per-image CE from logits: binary (single unit) or sparse categorical."""
+    if logits.shape[-1] == 1:
+        return tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(labels, tf.float32), logits[:, 0])
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
+
+
+def accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.cast(predicted_class(logits) == tf.cast(labels, tf.int32),
+                                  tf.float32))
+
+
+class TrainStep:
+    """One step of a method. Subclasses implement `__call__(batch) -> {metric: scalar}` and apply
+    their own gradients (a fused step computes them its own way).
+
+    batch: {"image": raw pixels (B, H, W, C), "label": (B,), plus the per-image targets the
+    step lists in `targets` (e.g. "mask": (B, H, W) relevance masks)}.
+    """
+    targets: tuple[str, ...] = ()
+
+    def __init__(self, model: keras.Model, optimizer, *, preprocessor: str = "resnet50_caffe",
+                 logits_layer: str | None = None, mixed_precision: bool = False):
+        self.model, self.optimizer = model, optimizer
+        self.preprocess = get_preprocessor(preprocessor)
+        self.mixed_precision = mixed_precision
+        # (activations of a 4-D layer, logits): the logits of any classifier with reachable ones
+        self.cam_model = CamModel(model, logits_layer)
+
+    def __call__(self, batch: dict) -> dict:
+        raise NotImplementedError
+
+    def logits(self, x: tf.Tensor) -> tf.Tensor:
+        """Inference logits of preprocessed images (validation)."""
+        return self.cam_model(x, training=False)[1]
+
+    def on_epoch(self, epoch: int) -> dict:
+        """Called before each epoch (e.g. a loss-weight warm-up); returns values to log."""
+        return {}
+
+    def scaled(self, loss):
+        """The loss to differentiate: loss-scaled under mixed precision (record it on the tape)."""
+        return self.optimizer.scale_loss(loss) if self.mixed_precision else loss
+
+    def apply_gradients(self, tape: tf.GradientTape, scaled_loss: tf.Tensor) -> None:
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled_loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))  # unscales under mixed precision
+
+
+class ClassificationStep(TrainStep):
+    """Plain supervised training: mean CE of the classifier's logits."""
+
+    def __call__(self, batch):
+        x = self.preprocess(batch["image"])
+        with tf.GradientTape() as tape:
+            _, logits = self.cam_model(x, training=True)
+            logits = full_precision(logits)
+            ce = tf.reduce_mean(classification_loss(logits, batch["label"]))
+            scaled = self.scaled(ce)
+        self.apply_gradients(tape, scaled)
+        return {"loss": ce, "ce": ce, "acc": accuracy(logits, batch["label"])}

@@ -1,0 +1,85 @@
+"""The house's shape: no import cycle anywhere in gfsr_tf (function-local imports included)."""
+import ast
+from pathlib import Path
+
+from conftest import REPO
+
+PACKAGE = REPO / "gfsr_tf"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports, at any depth of its body; relative imports are
+    resolved, `from pkg import name` counts `pkg.name` when that is a module."""
+    files = {_module_name(f): f for f in PACKAGE.rglob("*.py")}
+    graph = {m: set() for m in files}
+    for module, path in files.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")
+                if node.level:
+                    base = base[:len(base) - node.level + 1]
+                    prefix = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    prefix = node.module or ""
+                names = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+            else:
+                continue
+            graph[module] |= {n for n in names if n in files and n != module}
+    return graph
+
+
+def find_cycle(graph) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == "open":
+                return stack[stack.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        state[m] = "done"
+        stack.pop()
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_in_the_package():
+    graph = import_graph()
+    assert len(graph) > 40 and "gfsr_tf.study.run" in graph["gfsr_tf.study"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_constructed_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_lower_floors_never_import_the_top():
+    """Data walks one way: datasets, guidance, models, saliency, losses, evaluation, training and
+    methods import nothing from study, report, presets or cli."""
+    top = ("gfsr_tf.study", "gfsr_tf.report", "gfsr_tf.presets", "gfsr_tf.cli")
+    lower = ("gfsr_tf.datasets", "gfsr_tf.guidance", "gfsr_tf.models", "gfsr_tf.saliency",
+             "gfsr_tf.losses", "gfsr_tf.evaluation", "gfsr_tf.training", "gfsr_tf.methods",
+             "gfsr_tf.evaluators", "gfsr_tf.config", "gfsr_tf.preprocessing")
+    upward = [(m, n) for m, deps in import_graph().items() if m.startswith(lower)
+              for n in deps if n.startswith(top)]
+    assert upward == []

@@ -1,0 +1,67 @@
+import dataclasses
+import json
+import warnings
+
+import pytest
+
+from gfsr_tf.config import StudyConfig, TrainConfig, VariantConfig, set_value
+from gfsr_tf.presets import PRESETS, preset
+
+
+def test_every_preset_builds_and_round_trips_through_json():
+    assert {"benchmark", "paper", "smoke", "pneumoniamnist", "retina", "derma", "husky_wolf",
+            "egd_cxr"} <= set(PRESETS)
+    for name in PRESETS:
+        config = preset(name)
+        again = StudyConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+        assert again == config, name
+    assert preset("retina", smoke=True).name == "retina_gfsr_smoke"
+
+
+def test_from_dict_drops_unknown_keys_with_a_warning():
+    d = preset("benchmark").to_dict()
+    d["from_the_future"] = 1
+    d["train"]["new_knob"] = 2
+    with pytest.warns(UserWarning, match=r"unknown train config keys \['new_knob'\]"):
+        config = StudyConfig.from_dict(d)
+    assert config == preset("benchmark")
+
+
+def test_a_model_card_written_before_methods_existed_still_loads():
+    old = preset("benchmark").to_dict()
+    del old["variants"], old["evaluators"], old["model"]["backbone"]
+    old["relevance"] = {"weight": 2.0, "mask_source": "lungs", "second_order": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a legacy card is not "unknown": no warning
+        config = StudyConfig.from_dict(old)
+    assert [(v.name, v.method) for v in config.variants] == [("baseline", "baseline"),
+                                                             ("gfsr", "gfsr")]
+    assert config.variant("gfsr").options["weight"] == 2.0
+
+
+def test_configs_validate_on_construction():
+    with pytest.raises(ValueError, match="train.epochs must be > 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="variant names must be unique"):
+        StudyConfig(variants=(VariantConfig("a", "gfsr"), VariantConfig("a", "baseline")))
+    with pytest.raises(ValueError, match="model.backbone"):
+        dataclasses.replace(preset("smoke").model, backbone="vgg")
+    config = preset("smoke")
+    set_value(config, "variants.gfsr.weight", "3")
+    set_value(config, "robustness", '["selective_blur"]')
+    assert config.variant("gfsr").options["weight"] == 3 and config.robustness == ("selective_blur",)
+    with pytest.raises(ValueError, match="no variant 'x'"):
+        set_value(config, "variants.x.weight", "1")
+
+
+def test_study_names_are_checked_before_data_loads(tmp_path):
+    from gfsr_tf.study import run_study
+    config = preset("smoke")
+    config.evaluators = ("classification", "calibration")
+    with pytest.raises(ValueError, match=r"unknown evaluator\(s\) \['calibration'\]"):
+        run_study(config, tmp_path)
+    config = preset("smoke")
+    config.robustness = ("rotate",)
+    with pytest.raises(ValueError, match=r"unknown robustness test\(s\) \['rotate'\]"):
+        run_study(config, tmp_path)
+    assert not (tmp_path / config.name).exists()
