@@ -76,7 +76,7 @@ def test_tfds_builders_prepare_from_manual_dir_fixtures(tmp_path):
 
 def test_tfds_kermany_builder_matches_the_loader(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    from test_pipeline import _write_kermany
+    from test_study import _write_kermany
     from gfsr_tf.datasets import tfds_builders
     from gfsr_tf.datasets.kermany import load_kermany
     _write_kermany(tmp_path / "manual")

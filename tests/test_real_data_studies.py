@@ -11,6 +11,10 @@ import pytest
 
 from real_formats import write_class_folders, write_ham10000
 
+# These studies test data formats, multi-class reports and template annotations: the small CNN
+# (ResNet50's stage names at a fraction of the cost) keeps them fast.
+SMALL = ["--set", "model.backbone=small_cnn"]
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import derma_gfsr  # noqa: E402
 import husky_wolf_gfsr  # noqa: E402
@@ -37,7 +41,7 @@ def _fundus_npz(path, n=(30, 10, 15)):
 def test_retina_smoke_multiclass_report_with_template_annotations(tmp_path):
     arrays = _fundus_npz(tmp_path / "retinamnist.npz")
     report = retina_gfsr.main(["--smoke", "--data-dir", str(tmp_path / "retinamnist.npz"),
-                               "--out", str(tmp_path / "runs"), "--quiet"])
+                               "--out", str(tmp_path / "runs"), "--quiet", *SMALL])
     labels = arrays["test_labels"][:, 0]
     for name in ("baseline", "gfsr"):
         m = report[name]["metrics"]["test"]
@@ -64,7 +68,7 @@ def test_retina_smoke_multiclass_report_with_template_annotations(tmp_path):
 def test_derma_smoke_on_ham10000_trains_on_lesion_masks(tmp_path):
     write_ham10000(tmp_path / "ham", n=40)
     report = derma_gfsr.main(["--smoke", "--data-dir", str(tmp_path / "ham"), "--masks",
-                              "lesions", "--out", str(tmp_path / "runs"), "--quiet"])
+                              "lesions", "--out", str(tmp_path / "runs"), "--quiet", *SMALL])
     assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0
     assert set(report["gfsr"]["robustness"]) == {"periphery_replaced"}
     loc = report["gfsr"]["localization"]
@@ -83,7 +87,7 @@ def test_husky_wolf_smoke_from_annotated_segments(tmp_path):
     (tmp_path / "useful.json").write_text(json.dumps({Path(n).stem: [0, 3, 5] for n in chosen}))
     report = husky_wolf_gfsr.main(["--smoke", "--data-dir", str(tmp_path / "hw"),
                                    "--annotations", str(tmp_path / "useful.json"),
-                                   "--out", str(tmp_path / "runs"), "--quiet"])
+                                   "--out", str(tmp_path / "runs"), "--quiet", *SMALL])
     assert report["masks"]["n_annotated_images"] == 4 and report["masks"]["annotator"] == "person"
     assert report["class_names"] == ["husky", "wolf"]
     assert "periphery_replaced" in report["gfsr"]["robustness"]

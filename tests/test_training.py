@@ -32,8 +32,14 @@ def data():
     return make_split(cfg, "train", 8), make_split(cfg, "val", 4)
 
 
-def _model():
-    return build_classifier(2, (SIZE, SIZE, 3), weights=None, bn_momentum=0.9, seed=0)
+def _model(backbone="resnet50"):
+    return build_classifier(2, (SIZE, SIZE, 3), weights=None, bn_momentum=0.9, seed=0,
+                            backbone=backbone)
+
+
+# The resume tests check the loop's bookkeeping (checkpoint, optimizer state, data order, dropout
+# draws), which does not depend on the backbone: the small CNN keeps them fast.
+_small = functools.partial(_model, "small_cnn")
 
 
 def test_exact_relevance_gradient_reaches_layers_after_the_target(data):
@@ -80,7 +86,7 @@ def test_two_step_gfsr_training_is_finite_and_moves_weights(data, tmp_path):
 
 def test_baseline_lambda_zero_needs_no_masks(data, tmp_path):
     train, val = data
-    history = Gfsr(_model(), tmp_path, train=TrainConfig(epochs=1, batch_size=4,
+    history = Gfsr(_small(), tmp_path, train=TrainConfig(epochs=1, batch_size=4,
                                                            steps_per_epoch=1),
                       relevance=RelevanceConfig(weight=0.0), verbose=0).fit(train, val)
     assert history[0]["relevance"] == 0 and np.isfinite(history[0]["loss"])
@@ -90,12 +96,12 @@ def _interrupted_and_full(data, tmp_path, relevance):
     train, val = data
     masks = relevance_masks(train)
     cfg = dict(batch_size=4, steps_per_epoch=1)
-    full = _model()
+    full = _small()
     Gfsr(full, tmp_path / "full", train=TrainConfig(epochs=2, **cfg), relevance=relevance,
             verbose=0).fit(train, val, {"mask": masks})
-    Gfsr(_model(), tmp_path / "cut", train=TrainConfig(epochs=1, keep_checkpoints=True, **cfg),
+    Gfsr(_small(), tmp_path / "cut", train=TrainConfig(epochs=1, keep_checkpoints=True, **cfg),
          relevance=relevance).fit(train, val, {"mask": masks})  # "interrupted" after epoch 1
-    resumed = _model()  # a fresh process: new model, same command
+    resumed = _small()  # a fresh process: new model, same command
     history = Gfsr(resumed, tmp_path / "cut", train=TrainConfig(epochs=2, **cfg),
                       relevance=relevance, verbose=0).fit(train, val, {"mask": masks})
     assert [h["epoch"] for h in history] == [1, 2]
@@ -118,13 +124,13 @@ def test_resumed_gfsr_run_stays_within_round_off_of_the_uninterrupted_one(data, 
     # zero gradients (conv biases feeding BatchNorm) into +-lr steps; so after two steps the runs
     # agree to a few learning-rate steps, not bit for bit (the baseline test above is exact).
     full, resumed, _ = _interrupted_and_full(data, tmp_path, RelevanceConfig(weight=1.0))
-    fresh = _model()
+    fresh = _small()
     lr = TrainConfig().learning_rate
     moved = 0
     for a, b, c in zip(full.trainable_weights, resumed.trainable_weights, fresh.trainable_weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=4 * lr, err_msg=a.path)  # 2 steps, +-lr each
         moved += not np.array_equal(b.numpy(), c.numpy())
-    assert moved > 50  # it trained (exact resume logic is covered by the baseline test)
+    assert moved > len(fresh.trainable_weights) // 2  # it trained (exact resume: baseline test)
 
 
 def test_guided_training_without_masks_is_a_clear_error(data, tmp_path):

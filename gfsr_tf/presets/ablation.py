@@ -118,6 +118,7 @@ def row_config(name: str, smoke: bool = False) -> StudyConfig:
         config.benchmark = dataclasses.replace(small.benchmark, **{
             k: getattr(config.benchmark, k) for k in ("marker_rate_pneumonia", "marker_rate_normal")})
         config.train = small.train
+        config.model.backbone = "small_cnn"  # smoke rows test the plumbing, at a tenth the cost
         config.smoke = True
     config.name = name
     return config

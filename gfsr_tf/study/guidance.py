@@ -65,7 +65,8 @@ class StudyGuidance:
         return self.concepts.masks
 
     def concept_examples(self) -> np.ndarray:
-        """Training images that were not annotated, for the report's Fig 8."""
+        """Training images for the report's Fig 8: those that were not annotated first (their
+        masks were propagated), then annotated ones (tiny sets may have no others)."""
         annotated = set(self.section["annotated_images"])
-        return np.asarray([i for i in range(len(self.train)) if i not in annotated]
-                          [:self.config.gradcam_examples], int)
+        order = sorted(range(len(self.train)), key=lambda i: (i in annotated, i))
+        return np.asarray(order[:self.config.gradcam_examples], int)

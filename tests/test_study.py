@@ -144,7 +144,8 @@ def test_main_job_on_kermany_layout_trains_gfsr_from_annotation_masks(tmp_path):
         marks[8:24, 4:14] = 255  # a rough region over the "left lung"
         cv2.imwrite(str(folder / (Path(name).stem + ".png")), marks)
     args = ["--smoke", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "runs"),
-            "--quiet", "--masks", "annotations", "--annotations", str(folder)]
+            "--quiet", "--set", "model.backbone=small_cnn", "--masks", "annotations",
+            "--annotations", str(folder)]
     report = pneumonia_gfsr.main(args)
     assert set(report["baseline"]["metrics"]) == {"test"} == set(report["gfsr"]["metrics"])
     assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0
@@ -320,7 +321,8 @@ def test_finished_run_keeps_no_checkpoints(smoke_report):
 def test_main_job_on_kermany_layout_without_annotations_trains_gfsr_from_templates(tmp_path):
     _write_kermany(tmp_path / "data")
     report = pneumonia_gfsr.main(["--smoke", "--data-dir", str(tmp_path / "data"), "--out",
-                                  str(tmp_path / "runs"), "--quiet"])
+                                  str(tmp_path / "runs"), "--quiet", "--set",
+                                  "model.backbone=small_cnn"])
     assert report["gfsr"]["training"]["guidance"] == "annotations"
     assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0
     assert report["masks"]["annotator"] == "template"
