@@ -90,3 +90,17 @@ def test_grpc_predict_request_matches_the_exported_contract(exported):
     probs = model.predict(preprocess(pixels).numpy(), verbose=0)[:, 0]
     np.testing.assert_allclose(result["probabilities"].numpy()[:, 1], probs, rtol=1e-4, atol=1e-6)
     assert result["heatmap"].shape == (2, 16, 16)
+
+
+def test_bad_arguments_leave_nothing_behind_and_a_rerun_replaces_the_export(tmp_path):
+    model = tiny_classifier(size=16)
+    target = tmp_path / "serving" / "1"
+    with pytest.raises(ValueError, match="3 class names for 2 classes"):
+        export_saved_model(model, target, layer="target", class_names=["a", "b", "c"])
+    assert not any(tmp_path.rglob("*"))  # not even the parent folder
+    export_saved_model(model, target, layer="target", class_names=["a", "b"])
+    (target / "stale.txt").write_text("from an older export")
+    export_saved_model(model, target, layer="target", class_names=["x", "y"])
+    assert not (target / "stale.txt").exists()
+    assert json.loads((target / "signatures.json").read_text())["class_names"] == ["x", "y"]
+    assert sorted(p.name for p in (tmp_path / "serving").iterdir()) == ["1"]  # no temp folders

@@ -2,11 +2,13 @@
 `Method` subclass with `register` (tests do so with methods of their own)."""
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
+from pathlib import Path
 
 from .base import Method
 
-_BUILTIN = ("baseline", "gfsr")
 _REGISTRY: dict[str, Method] = {}
 
 
@@ -17,10 +19,13 @@ def register(method: Method) -> Method:
     return method
 
 
+@functools.cache
 def _load_builtins() -> None:
-    for name in _BUILTIN:
-        if name not in _REGISTRY:
-            importlib.import_module(f"{__package__}.{name}")
+    """Import every method folder (`methods/<name>/`) once; each registers itself, so a new
+    method needs no line anywhere else."""
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if module.ispkg:
+            importlib.import_module(f"{__package__}.{module.name}")
 
 
 def get_method(name: str) -> Method:
