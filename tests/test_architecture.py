@@ -83,3 +83,15 @@ def test_lower_floors_never_import_the_top():
     upward = [(m, n) for m, deps in import_graph().items() if m.startswith(lower)
               for n in deps if n.startswith(top)]
     assert upward == []
+
+
+def test_the_command_line_starts_without_tensorflow():
+    """`gfsr --help` and argument errors answer at once: TensorFlow loads only when a command
+    runs."""
+    import subprocess
+    import sys
+    code = ("import sys; from gfsr_tf.cli import build_parser; build_parser(); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))[:5]")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -10,6 +10,7 @@ from ..evaluators.context import eval_split
 from ..evaluators.examples import example_index, save_examples
 from ..methods import get_method
 from ..preprocessing import get_preprocessor
+from ..report import render_run
 from ..report.io import write_json
 from .data import data_summary, load_data
 
@@ -42,6 +43,5 @@ def evaluate_saved_model(model, card: dict, config, out_dir="runs", *, layer: st
     save_examples(run_root / "examples.npz", split, example_index(split, config.gradcam_examples))
     write_json(run_root / "report.json", report)
     if render:
-        from ..report import render_run
         render_run(run_root)
     return report

@@ -20,6 +20,7 @@ from ..evaluators.examples import example_index, save_examples
 from ..guidance.masks import save_concepts
 from ..methods import get_method
 from ..preprocessing import get_preprocessor
+from ..report import render_run
 from ..report.io import write_json
 from ..training import Trainer
 from .data import data_summary, load_data
@@ -134,6 +135,5 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
     report["timing"]["total_seconds"] = time.perf_counter() - t0
     write_json(run_root / "report.json", report)
     if render:
-        from ..report import render_run
         render_run(run_root)
     return report
