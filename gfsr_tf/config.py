@@ -153,7 +153,8 @@ def default_variants() -> tuple[VariantConfig, ...]:
     return (VariantConfig("baseline", "baseline"), VariantConfig("gfsr", "gfsr"))
 
 
-DEFAULT_EVALUATORS = ("classification", "robustness", "localization", "focus", "examples")
+DEFAULT_EVALUATORS = ("classification", "robustness", "localization", "focus", "audit",
+                      "examples")
 
 
 @dataclass

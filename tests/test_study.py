@@ -51,6 +51,22 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
         assert set(loc["by_layer"]) == {"conv2_block3_out", "conv3_block4_out", "conv4_block6_out"}
         assert loc["by_layer"]["conv2_block3_out"]["lesion_hit_rate"] == loc["lesion_hit_rate"]
     assert len(on_disk["gfsr"]["predictions"]["test_decorrelated"]) == 8
+    # per-image labels and marker flags: the audit can be recomputed from the stored predictions
+    split = on_disk["data"]["test_decorrelated"]
+    assert len(split["labels"]) == len(split["has_marker"]) == 8
+    audit = on_disk["gfsr"]["audit"]
+    assert audit["split"] == "test_decorrelated" and "exact counterfactual" in audit["marker_source"]
+    assert {"marker_effect_removal", "marker_effect_addition", "within_class_marker_auc",
+            "marker_to_lesion_ratio", "twin_accuracy", "cam_fooling_rate", "deletion_auc",
+            "insertion_auc"} <= set(audit)
+    probs = np.asarray(on_disk["gfsr"]["predictions"]["test_decorrelated"])
+    labels, marked = np.asarray(split["labels"]), np.asarray(split["has_marker"])
+    from sklearn.metrics import roc_auc_score
+    z = np.log(np.clip(probs, 1e-12, 1)) - np.log1p(-np.clip(probs, 0, 1 - 1e-12))
+    per_class = audit["within_class_marker_auc"]["per_class"]
+    for c, value in per_class.items():
+        sel = labels == int(c)
+        assert value == pytest.approx(roc_auc_score(marked[sel], z[sel]), abs=1e-6)
     c = on_disk["comparison"]["test_decorrelated"]["accuracy"]
     assert c["ci_low"] <= c["estimate"] <= c["ci_high"] and 0 <= c["p_value"] <= 1
     assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0

@@ -16,6 +16,8 @@ class ImageSet:
       lesions     bool    (N, H, W)          - ground-truth lesion masks (localization metrics)
       gaze        float32 (N, H, W) in [0, 1] - radiologists' eye-gaze heatmaps (EGD-CXR)
       twins       uint8   like images        - exact counterfactual without the shortcut marker
+      marker_added uint8  like images        - exact counterfactual with the marker drawn (the
+                                               image itself where it already has one)
       has_marker  bool    (N,)
       marker_boxes int    (N, 4) y0, x0, y1, x1 of the marker glyph
     """
@@ -29,13 +31,15 @@ class ImageSet:
     marker_boxes: np.ndarray | None = None
     gaze: np.ndarray | None = None
     names: list[str] = field(default_factory=list)
+    marker_added: np.ndarray | None = None
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
             raise ValueError(f"images must be (N, H, W, 1|3), got {self.images.shape}")
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
-        for key in ("lungs", "lesions", "twins", "has_marker", "marker_boxes", "gaze"):
+        for key in ("lungs", "lesions", "twins", "has_marker", "marker_boxes", "gaze",
+                    "marker_added"):
             value = getattr(self, key)
             if value is not None and len(value) != len(self.images):
                 raise ValueError(f"{key} has {len(value)} entries for {len(self.images)} images")
@@ -53,4 +57,5 @@ class ImageSet:
         return ImageSet(self.images[index], self.labels[index], self.class_names,
                         pick(self.lungs), pick(self.lesions), pick(self.twins),
                         pick(self.has_marker), pick(self.marker_boxes), pick(self.gaze),
-                        [self.names[i] for i in index] if self.names else [])
+                        [self.names[i] for i in index] if self.names else [],
+                        pick(self.marker_added))

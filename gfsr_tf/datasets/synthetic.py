@@ -5,7 +5,8 @@ pneumonia = patchy opacities inside the lung fields (with a lesion mask); shortc
 laterality marker in the top-left corner whose presence is correlated with pneumonia in
 train/val/test_correlated and independent of the label in test_decorrelated. Every image is also
 rendered without the marker (its exact counterfactual twin: same random draws, only the glyph
-differs). Each image draws from its own generator seeded by (seed, split, index), so any image can
+differs) and with it (`marker_added`: the marker drawn on every image, the same glyph the image
+would have had). Each image draws from its own generator seeded by (seed, split, index), so any image can
 be regenerated alone and the data do not depend on the split sizes.
 """
 from __future__ import annotations
@@ -115,12 +116,14 @@ def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: f
     if text:
         img = np.maximum(img, 0.8 * text_glyph)
         twin = np.maximum(twin, 0.8 * text_glyph)
+    with_marker = np.maximum(twin, brightness * glyph)  # the marker-added counterfactual
     if marker:
-        img = np.maximum(img, brightness * glyph)
+        img = with_marker
     if not pneumonia:
         lesions = np.zeros_like(lesions)
-    return {"image": np.clip(img, 0, 1), "twin": np.clip(twin, 0, 1), "lungs": lungs,
-            "lesions": lesions, "marker_box": box}
+    return {"image": np.clip(img, 0, 1), "twin": np.clip(twin, 0, 1),
+            "with_marker": np.clip(with_marker, 0, 1), "lungs": lungs, "lesions": lesions,
+            "marker_box": box}
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -149,6 +152,7 @@ def make_split(config: BenchmarkConfig, split: str, n: int | None = None) -> Ima
     s = config.image_size
     images = np.empty((n, s, s, 1), np.uint8)
     twins = np.empty_like(images)
+    added = np.empty_like(images)
     lungs = np.empty((n, s, s), np.float32)
     lesions = np.empty((n, s, s), bool)
     boxes = np.empty((n, 4), np.int32)
@@ -158,14 +162,30 @@ def make_split(config: BenchmarkConfig, split: str, n: int | None = None) -> Ima
                            (config.seed, _SPLIT_IDS[split], i))
         images[i, ..., 0] = _to_uint8(case["image"])
         twins[i, ..., 0] = _to_uint8(case["twin"])
+        added[i, ..., 0] = _to_uint8(case["with_marker"])
         lungs[i], lesions[i], boxes[i] = case["lungs"], case["lesions"], case["marker_box"]
     return ImageSet(images, labels.astype(np.int64), ("normal", "pneumonia"), lungs=lungs,
                     lesions=lesions, twins=twins, has_marker=has_marker, marker_boxes=boxes,
-                    names=[f"{split}_{i:05d}" for i in range(n)])
+                    names=[f"{split}_{i:05d}" for i in range(n)], marker_added=added)
 
 
 def make_benchmark(config: BenchmarkConfig) -> dict[str, ImageSet]:
     return {split: make_split(config, split) for split in SPLITS}
+
+
+def paste_marker(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Any images (N, H, W, C) uint8 with the benchmark's laterality "R" drawn into the top-left
+    corner (max-blended, brightness 0.85-1 of full scale): the marker-added counterfactual for
+    data without twins. Seeded per image, so a rerun draws the same glyphs."""
+    out = np.array(images, copy=True)
+    size = images.shape[1]
+    for i in range(len(out)):
+        glyph, _ = _glyph(size, "R", 0.14, np.random.default_rng([seed, 77, i]), "left")
+        glyph = cv2.resize(glyph, (images.shape[2], images.shape[1])) if images.shape[1] != \
+            images.shape[2] else glyph
+        brightness = np.random.default_rng([seed, 78, i]).uniform(0.85, 1.0)
+        out[i] = np.maximum(out[i], _to_uint8(brightness * glyph)[..., None])
+    return out
 
 
 def simulate_scribbles(lungs: np.ndarray, seed: int = 0, strokes: int = 3) -> np.ndarray:

@@ -33,6 +33,40 @@ def ci(c: dict) -> str:
     return f"{fmt(c['estimate'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
 
 
+def _audit_table(report, names) -> list[str]:
+    audited = [n for n in names if report[n].get("audit")]
+    if not audited:
+        return []
+    a0 = report[audited[0]]["audit"]
+    lines = ["", f"## Shortcut audit ({a0['split']}; {a0['marker_source']}; effects in logits)",
+             "", "Threshold-free reliance on the marker: the causal effect of removing / adding "
+             "it (ATE, mean logit change), how well the output separates marked from unmarked "
+             "images within each class (AUC; 0.5 = ignores the marker), and the observational "
+             "marker effect over the lesion effect. Deletion AUC: lower = the map finds what the "
+             "score needs; insertion AUC: higher = the same.", "",
+             "| model | ATE removal | ATE addition | within-class marker AUC | marker / lesion "
+             "effect | twin accuracy | marker-added accuracy | CAM mass on marker (area) | "
+             "CAM-fooling rate | deletion AUC | insertion AUC |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for n in audited:
+        a = report[n]["audit"]
+
+        def cell(key):
+            v = a.get(key)
+            return ci(v) if isinstance(v, dict) and "estimate" in v else fmt(v)
+        mass = f"{cell('cam_marker_mass')} ({fmt(a.get('marker_area_share'))})" \
+            if "cam_marker_mass" in a else "–"
+        ratio = (f"{fmt(a.get('marker_effect'))} / {fmt(a.get('lesion_effect'))} = "
+                 f"{fmt(a.get('marker_to_lesion_ratio'))}") if "lesion_effect" in a else "–"
+        auc = a.get("within_class_marker_auc", {}).get("mean")
+        lines.append(f"| {n} | {cell('marker_effect_removal')} | {cell('marker_effect_addition')}"
+                     f" | {fmt(auc)} | {ratio} | {fmt(a.get('twin_accuracy'))} | "
+                     f"{fmt(a.get('marker_added_accuracy'))} | {mass} | "
+                     f"{fmt(a.get('cam_fooling_rate'))} | {fmt(a.get('deletion_auc'))} | "
+                     f"{fmt(a.get('insertion_auc'))} |")
+    return lines
+
+
 def _method_sections(report, names) -> list[str]:
     from ..methods import get_method
     lines = []
@@ -88,6 +122,7 @@ def summary_markdown(report: dict) -> str:
             lines.append(f"| {n} | {key} | {fmt(r['agreement_rate'])} | {flip} | "
                          f"{fmt(marked)} | {fmt(r.get('mean_probability_change'))} | "
                          f"{flips} |")
+    lines += _audit_table(report, names)
     if names and report[names[0]].get("localization"):
         layer = report[names[0]]["localization"].get("layer")
         lines += ["", "## Grad-CAM localization (true class, images with a lesion mask, layer "

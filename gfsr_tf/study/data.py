@@ -26,8 +26,15 @@ def load_data(config, warnings: list | None = None) -> dict[str, ImageSet]:
 
 
 def data_summary(data: dict[str, ImageSet]) -> dict:
-    """Per split: n, positives (class-1 count) and the count of every class."""
-    return {k: {"n": len(v), "positives": int((v.labels == 1).sum()),
-                "per_class": dict(zip(v.class_names,
-                                      np.bincount(v.labels, minlength=v.num_classes).tolist()))}
-            for k, v in data.items()}
+    """Per split: n, positives (class-1 count), the count of every class, and per image the
+    labels and (benchmark) marker flags, so anyone can recompute figures from the stored
+    predictions."""
+    out = {}
+    for k, v in data.items():
+        out[k] = {"n": len(v), "positives": int((v.labels == 1).sum()),
+                  "per_class": dict(zip(v.class_names,
+                                        np.bincount(v.labels, minlength=v.num_classes).tolist())),
+                  "labels": v.labels.tolist()}
+        if v.has_marker is not None:
+            out[k]["has_marker"] = v.has_marker.astype(bool).tolist()
+    return out

@@ -1,0 +1,140 @@
+"""The shortcut audit and the faithfulness metrics, on constructed cases with known answers."""
+import hashlib
+
+import keras
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from gfsr_tf.config import BenchmarkConfig
+from gfsr_tf.datasets.synthetic import make_split, paste_marker
+from gfsr_tf.evaluation.faithfulness import deletion_insertion
+from gfsr_tf.evaluators import EvalContext
+from gfsr_tf.evaluators.audit import evaluate as audit
+from gfsr_tf.preprocessing import get_preprocessor
+from gfsr_tf.presets import preset
+
+SIZE = 32
+W, C = 12.0, -1.0   # the constructed model's logit: W * mean(top-left 8x8 pixels / 255) + C
+
+
+def corner_model():
+    """z = W * (mean of the top-left 8x8 corner, pixels / 255) + C: a model that reads nothing
+    but the corner where the marker sits."""
+    inputs = keras.Input((SIZE, SIZE, 1))
+    # an identity 1x1 conv: the full-size map Grad-CAM reads ("features" = the pixels)
+    features = keras.layers.Conv2D(1, 1, use_bias=False, name="features")(inputs)
+    corner = keras.layers.Cropping2D(((0, SIZE - 8), (0, SIZE - 8)))(features)
+    pooled = keras.layers.GlobalAveragePooling2D()(corner)
+    logits = keras.layers.Dense(1, name="logits")(pooled)
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(logits))
+    model.get_layer("features").set_weights([np.ones((1, 1, 1, 1), np.float32)])
+    model.get_layer("logits").set_weights([np.array([[W / 255.0]], np.float32),
+                                           np.array([C], np.float32)])
+    return model
+
+
+def _corner_logit(images):
+    return W * images[:, :8, :8, 0].astype(np.float64).mean((1, 2)) / 255.0 + C
+
+
+def test_benchmark_counterfactuals_differ_only_at_the_marker():
+    data = make_split(BenchmarkConfig(image_size=SIZE), "test_decorrelated", 16)
+    marked = data.has_marker
+    np.testing.assert_array_equal(data.marker_added[marked], data.images[marked])
+    np.testing.assert_array_equal(data.twins[~marked], data.images[~marked])
+    for i in range(len(data)):
+        y0, x0, y1, x1 = data.marker_boxes[i]
+        outside = np.ones((SIZE, SIZE), bool)
+        outside[y0:y1, x0:x1] = False
+        np.testing.assert_array_equal(data.marker_added[i, outside], data.twins[i, outside])
+        assert (data.marker_added[i] != data.twins[i]).any()  # the glyph is really drawn
+
+
+def test_the_benchmark_itself_is_unchanged():
+    """Adding the marker-added counterfactual drew no new randoms: the images, twins and masks
+    hash as they did before (value from the commit before the audit existed)."""
+    h = hashlib.sha256()
+    for split in ("train", "test_decorrelated"):
+        d = make_split(BenchmarkConfig(image_size=48), split, 12)
+        for a in (d.images, d.twins, d.lungs, d.lesions, d.marker_boxes, d.has_marker, d.labels):
+            h.update(a.tobytes())
+    assert h.hexdigest() == "08d411ada345d534a27365da8744d461a042a76dc155153893d19d0326632424"
+
+
+def test_paste_marker_touches_only_the_top_left_corner():
+    images = np.full((3, SIZE, SIZE, 1), 40, np.uint8)
+    out = paste_marker(images, seed=0)
+    changed = (out != images)[..., 0]
+    assert changed.any(axis=(1, 2)).all()
+    ys, xs = np.nonzero(changed.any(0))
+    assert ys.max() < SIZE // 3 and xs.max() < SIZE // 3
+    np.testing.assert_array_equal(paste_marker(images, seed=0), out)  # seeded
+
+
+def test_audit_of_a_model_that_reads_only_the_marker_corner():
+    data = make_split(BenchmarkConfig(image_size=SIZE), "test_decorrelated", 40)
+    study = preset("smoke")
+    ctx = EvalContext(corner_model(), get_preprocessor("none"), {"test_decorrelated": data},
+                      study, "features")
+    a = audit(ctx)["audit"]
+    z, zt, za = (_corner_logit(x) for x in (data.images, data.twins, data.marker_added))
+    marked, labels = data.has_marker, data.labels
+    assert a["marker_effect_removal"]["estimate"] == pytest.approx((z - zt)[marked].mean(),
+                                                                   rel=1e-4)
+    assert a["marker_effect_addition"]["estimate"] == pytest.approx((za - z)[~marked].mean(),
+                                                                    rel=1e-4)
+    assert a["marker_effect_removal"]["estimate"] > 0.5  # the glyph lifts the corner mean (0.66)
+    for c in ("0", "1"):
+        sel = labels == int(c)
+        assert a["within_class_marker_auc"]["per_class"][c] == pytest.approx(
+            roc_auc_score(marked[sel], z[sel]))
+    assert a["within_class_marker_auc"]["mean"] > 0.85  # 0.925: the corner holds anatomy too
+    assert a["twin_accuracy"] == pytest.approx(np.mean((zt > 0) == labels))
+    by_class = [z[(labels == c) & marked].mean() - z[(labels == c) & ~marked].mean()
+                for c in (0, 1)]
+    assert a["marker_effect"] == pytest.approx(np.mean(by_class), rel=1e-4)
+    # Grad-CAM at the identity layer: the gradient's spatial mean is a positive constant for
+    # class 1 (a negative one for class 0: an all-zero map, excluded), so the map is the image
+    # itself and its mass in the box is the box's share of the pixel sum
+    shares = []
+    for i in np.flatnonzero(marked & (labels == 1)):
+        y0, x0, y1, x1 = data.marker_boxes[i]
+        image = data.images[i, ..., 0].astype(np.float64)
+        shares.append(image[y0:y1, x0:x1].sum() / image.sum())
+    assert a["cam_marker_mass"]["estimate"] == pytest.approx(np.mean(shares), rel=1e-3)
+    assert 0 <= a["deletion_auc"] <= 1 and 0 <= a["insertion_auc"] <= 1
+
+
+def test_audit_on_real_data_pastes_a_marker():
+    data = make_split(BenchmarkConfig(image_size=SIZE), "test_decorrelated", 12)
+    data.twins = data.marker_added = data.has_marker = None   # as real data comes
+    ctx = EvalContext(corner_model(), get_preprocessor("none"), {"test": data}, preset("smoke"),
+                      "features")
+    a = audit(ctx)["audit"]
+    pasted = paste_marker(data.images, seed=preset("smoke").train.seed)
+    expected = (_corner_logit(pasted) - _corner_logit(data.images)).mean()
+    assert a["marker_effect_addition"]["estimate"] == pytest.approx(expected, rel=1e-4)
+    assert "pasted" in a["marker_source"] and "marker_effect_removal" not in a
+
+
+def test_deletion_and_insertion_by_hand():
+    """1x4 image [1, .5, 0, 0], the map ranks the pixels the same way, baseline 0, the "model"
+    is p = mean pixel. Deletion: .375, .125, 0, 0, 0 -> AUC 0.078125; insertion: 0, .25, .375,
+    .375, .375 -> AUC 0.296875 (trapezoidal rule over fractions 0, .25, .5, .75, 1)."""
+    image = np.array([1, 0.5, 0, 0], np.float32).reshape(1, 1, 4, 1)
+
+    def predict(x):
+        p = x.reshape(len(x), -1).mean(1)
+        return np.stack([1 - p, p], 1)
+
+    out = deletion_insertion(predict, image, image[..., 0], [1], np.zeros_like(image), steps=4)
+    np.testing.assert_allclose(out["curves"]["deletion"][0], [.375, .125, 0, 0, 0])
+    np.testing.assert_allclose(out["curves"]["insertion"][0], [0, .25, .375, .375, .375])
+    assert out["deletion_auc"] == pytest.approx(0.078125)
+    assert out["insertion_auc"] == pytest.approx(0.296875)
+    # a map that ranks backwards is less faithful on both curves
+    worse = deletion_insertion(predict, image, -image[..., 0], [1], np.zeros_like(image), steps=4)
+    assert worse["deletion_auc"] > out["deletion_auc"] and worse["insertion_auc"] < out["insertion_auc"]
+    with pytest.raises(ValueError, match="NaN"):
+        deletion_insertion(predict, image, np.full((1, 1, 4), np.nan), [1], 0.0)
