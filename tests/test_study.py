@@ -323,6 +323,14 @@ def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp
     assert maps["examples/heatmaps"].shape == (2, 32, 32)
     assert {"test_decorrelated/conv2_block3_out", "test_decorrelated/conv3_block4_out"} <= \
         set(maps.files)
+    r = _gfsr("audit", "--model", str(run / "baseline" / "best.keras"), "--out", str(tmp_path),
+              "--name", "aud")
+    assert r.returncode == 0, r.stderr[-2000:]
+    audit = json.loads((tmp_path / "aud" / "audit.json").read_text())
+    stored = json.loads((run / "report.json").read_text())["baseline"]["audit"]
+    assert audit["within_class_marker_auc"] == stored["within_class_marker_auc"]
+    assert audit["marker_effect_removal"]["estimate"] == pytest.approx(
+        stored["marker_effect_removal"]["estimate"], abs=1e-6)
     r = _gfsr("report", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "run folder not found" in r.stderr
 

@@ -1,10 +1,11 @@
-"""The `gfsr` command line: train | masks | evaluate | explain | export | report.
+"""The `gfsr` command line: train | masks | evaluate | audit | explain | export | report.
 
     gfsr train --preset benchmark                       # = python experiments/pneumonia_gfsr.py
     gfsr masks --images xrays/ --annotations marks/ --out masks/
     gfsr evaluate --model runs/pneumonia_gfsr/gfsr/best.keras
     gfsr explain --model runs/pneumonia_gfsr/gfsr/best.keras my_xray.png --out heatmaps/
     gfsr export --model runs/pneumonia_gfsr/gfsr/best.keras --out serving/gfsr/1
+    gfsr audit --model runs/pneumonia_gfsr/gfsr/best.keras   # does it react to an "R"?
     gfsr report runs/pneumonia_gfsr                     # re-render summary, html and figures
 
 Every command takes --help. Bad input ends with exit code 1 and a one-line reason. TensorFlow is
@@ -20,7 +21,7 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-COMMANDS = ("train", "masks", "evaluate", "explain", "export", "report")
+COMMANDS = ("train", "masks", "evaluate", "audit", "explain", "export", "report")
 # errors a user can fix from the message alone: one line, exit code 1
 USER_ERRORS = (FileNotFoundError, ValueError, OSError)
 
