@@ -1,7 +1,10 @@
-"""Options shared by `gfsr train` and the experiment scripts; the model + card loader."""
+"""Options shared by `gfsr train` and the experiment scripts, and by the commands that read a
+saved model (evaluate, audit); the model + card loader."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
 
 
 def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "benchmark") -> None:
@@ -97,3 +100,25 @@ def study_config(args):
 def load_model_and_card(path):
     from ..artifacts import load_model, read_model_card
     return load_model(path), read_model_card(path)
+
+
+def add_saved_model_arguments(p: argparse.ArgumentParser, folder_prefix: str) -> None:
+    p.add_argument("--model", required=True, help="a .keras classifier")
+    p.add_argument("--data-dir", help="real data as for `gfsr train` (default: the model card's "
+                   "data, else the embedded benchmark)")
+    p.add_argument("--layer", help="Grad-CAM layer (default: the model card's)")
+    p.add_argument("--out", default="runs")
+    p.add_argument("--name", help=f"report folder name (default: {folder_prefix}_<run>)")
+
+
+def saved_model_study(args, model, card: dict, folder_prefix: str):
+    """The study a saved model is evaluated in: its card's (the data it was trained on), else
+    the benchmark's; --data-dir and --name override, the image size is the model's."""
+    from ..config import StudyConfig
+    from ..presets import preset
+    config = StudyConfig.from_dict(card["config"]) if card.get("config") else preset("benchmark")
+    config.name = args.name or f"{folder_prefix}_{Path(args.model).parent.name}"
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    config.benchmark = dataclasses.replace(config.benchmark, image_size=model.input_shape[1])
+    return config

@@ -65,6 +65,12 @@ def _load_npz(path):
     return dict(np.load(path, allow_pickle=False)) if path.exists() else None
 
 
+def _saved_maps(run_dir: Path, names) -> dict:
+    """{variant: its explanations.npz as a dict} for the variants that saved maps."""
+    saved = {n: _load_npz(run_dir / n / "explanations.npz") for n in names}
+    return {n: maps for n, maps in saved.items() if maps is not None}
+
+
 def plot_gradcam_grid(run_dir, names, path) -> bool:
     """The paper's Fig 9 layout from the saved examples: one row per image, one column per
     variant (its true-class map), then the input with the lesion outline."""
@@ -72,11 +78,8 @@ def plot_gradcam_grid(run_dir, names, path) -> bool:
     examples = _load_npz(run_dir / "examples.npz")
     if examples is None or len(examples["index"]) == 0:
         return False
-    maps = {}
-    for n in names:
-        saved = _load_npz(run_dir / n / "explanations.npz")
-        if saved is not None and "examples/heatmaps" in saved:
-            maps[n] = (saved["examples/heatmaps"].astype(np.float32), saved["examples/p_true"])
+    maps = {n: (saved["examples/heatmaps"].astype(np.float32), saved["examples/p_true"])
+            for n, saved in _saved_maps(run_dir, names).items() if "examples/heatmaps" in saved}
     if not maps:
         return False
     plt = _plt()
@@ -165,12 +168,8 @@ def plot_run_concepts(report, run_dir, names, path) -> bool:
     saved = _load_npz(run_dir / "concepts.npz")
     if saved is None or len(saved["index"]) == 0:
         return False
-    cams = {}
-    for n in names:
-        maps = _load_npz(run_dir / n / "explanations.npz") or {}
-        for key, value in maps.items():
-            if key.startswith("concept_examples/"):
-                cams[n] = value.astype(np.float32)
+    cams = {n: value.astype(np.float32) for n, maps in _saved_maps(run_dir, names).items()
+            for key, value in maps.items() if key.startswith("concept_examples/")}
     titles = [f"#{i}" for i in saved["index"]]
     plot_concepts(saved["images"], saved["segments"], saved["concept_map"], saved["masks"],
                   path, titles, cams)
