@@ -32,8 +32,8 @@ from ..evaluation import box_masks, decision_change, energy_inside, mean_ci
 from ..evaluation.faithfulness import deletion_insertion
 from .context import decide
 
-AUDIT_FAITHFULNESS_IMAGES = 64
-FAITHFULNESS_STEPS = 16
+AUDIT_FAITHFULNESS_IMAGES = 32
+FAITHFULNESS_STEPS = 12
 
 
 def log_odds(p: np.ndarray) -> np.ndarray:
