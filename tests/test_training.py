@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import json
 
@@ -279,3 +280,16 @@ def test_mixed_precision_gfsr_step_runs_with_finite_gradients(tmp_path):
     else:
         pytest.fail("no update applied in 16 steps")
     assert all(np.isfinite(a).all() for a in after)
+
+
+def test_a_finished_run_deletes_its_checkpoints_and_is_read_back(data, tmp_path):
+    train, val = data
+    cfg = TrainConfig(epochs=1, batch_size=4, steps_per_epoch=1)
+    first = Gfsr(_small(), tmp_path, train=cfg, relevance=RelevanceConfig(weight=0.0)).fit(train, val)
+    assert not (tmp_path / "checkpoints").exists() and (tmp_path / "best.keras").exists()
+    again = Gfsr(_small(), tmp_path, train=cfg, relevance=RelevanceConfig(weight=0.0)).fit(train, val)
+    assert again == first  # read back from metrics.jsonl, not retrained
+    with pytest.raises(ValueError, match="no checkpoint to continue from") as info:
+        Gfsr(_small(), tmp_path, train=dataclasses.replace(cfg, epochs=2),
+             relevance=RelevanceConfig(weight=0.0)).fit(train, val)
+    assert "\n" not in str(info.value)

@@ -95,7 +95,7 @@ def evaluate(ctx) -> dict:
         return {"audit": out}
     out["marker_source"] = "exact counterfactual twins (benchmark)"
     marked = data.has_marker
-    t = ctx.predict(data.twins, f"{name}/twins")
+    t = ctx.predict(data.twins, f"{name}/marker_removed")  # robustness computed it
     zt = log_odds(t)
     out["marker_effect_removal"] = mean_ci((z - zt)[marked])
     out["flip_removal"] = decision_change(decide(p)[marked], decide(t)[marked], p[marked],

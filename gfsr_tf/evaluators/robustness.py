@@ -73,7 +73,7 @@ def evaluate(ctx) -> dict:
     chosen = (lambda q: q) if p.ndim == 1 else (lambda q: q[np.arange(len(q)), before])
     out = {}
     for key, images in perturbations(ctx.study, data, ctx.splits.get("train")).items():
-        q = ctx.predict(images)
+        q = ctx.predict(images, f"{name}/{key}")  # cached: the audit reads the twins too
         after = decide(q)
         result = decision_change(before, after, chosen(p), chosen(q), data.num_classes)
         result["flip_rate_ci"] = mean_ci(before != after)

@@ -48,12 +48,11 @@ def validate(config: StudyConfig) -> None:
                          f"one of {', '.join(TEMPLATES)}")
 
 
-def train_variant(config: StudyConfig, variant, data: dict, targets: dict, run_dir: Path,
+def train_variant(config: StudyConfig, method, options, data: dict, targets: dict, run_dir: Path,
                   warnings: list, verbose: int = 1) -> tuple[keras.Model, list[dict], float]:
-    """Train one variant (resuming if run_dir holds a checkpoint), write its model card; returns
-    the best model as saved, its history and training seconds."""
-    method = get_method(variant.method)
-    options = method.make_config(variant.options)
+    """Train one variant (a registered method with its parsed options), resuming if run_dir
+    holds a checkpoint, and write its model card; returns the best model as saved, its history
+    and training seconds."""
     train = data["train"]
     size = train.images.shape[1]
     # what the preprocessor makes of the pixels is what the model takes (gray -> RGB for ResNet50)
@@ -105,8 +104,8 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
             print(f"== {config.name}/{variant.name}: method {method.name}"
                   + (f", guidance {used}" if used else ""))
         run_dir = run_root / variant.name
-        model, history, seconds = train_variant(config, variant, data, targets, run_dir,
-                                                warnings, verbose)
+        model, history, seconds = train_variant(config, method, options, data, targets,
+                                                run_dir, warnings, verbose)
         ctx = EvalContext(model, get_preprocessor(method.preprocessor), data, config,
                           method.target_layer(config), method, run_dir)
         if used == "annotations" and guidance.concepts is not None:

@@ -153,9 +153,10 @@ class Trainer:
                 if self.verbose:
                     print(f"resuming {self.run_dir}: already trained for {self.cfg.epochs} epochs")
                 return done
-            raise ValueError(f"{self.run_dir} finished {done[-1]['epoch'] if done else 0} epochs "
-                             "and its checkpoints were deleted, so it cannot continue to "
-                             f"{self.cfg.epochs}: use a new --name (or keep_checkpoints)")
+            raise ValueError(f"{self.run_dir} logged {done[-1]['epoch'] if done else 0} epochs "
+                             "but holds no checkpoint to continue from (deleted when the run "
+                             f"finished), so it cannot train to {self.cfg.epochs}: use a new "
+                             "--name, or keep_checkpoints next time")
         history = self._read_history(log_path, int(self.epoch.numpy()))
         steps = self.cfg.steps_per_epoch
         for epoch in range(int(self.epoch.numpy()) + 1, self.cfg.epochs + 1):
