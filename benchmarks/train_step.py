@@ -82,7 +82,7 @@ def main(argv=None):
         step = functools.partial(GfsrStep, config=relevance, target_layer=args.layer)
         trainer = Trainer(model, f"/tmp/gfsr_bench_{name}", step, verbose=0,
                           train=TrainConfig(batch_size=args.batch))
-        trainer.step.lam.assign(relevance.weight)
+        trainer.step.on.assign(1.0)
         t0 = time.perf_counter()
         trainer.train_step(batch)["loss"].numpy()
         first = time.perf_counter() - t0

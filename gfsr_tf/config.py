@@ -115,7 +115,10 @@ class TrainConfig:
     # Grad-CAM, the losses and the head stay float32. Runs (slowly) on CPU too.
     mixed_precision: bool = False
     deterministic: bool = True          # tf.config.experimental.enable_op_determinism
-    monitor: str = "val_auc"            # best-model criterion (maximised)
+    # Best-model criterion (maximised): val_auc or val_accuracy (on data with counterfactual
+    # twins also val_twin_auc / val_twin_accuracy, which the shortcut does not reward) or "last"
+    # (the last epoch's model).
+    monitor: str = "val_auc"
     steps_per_epoch: int | None = None  # None: one pass over the training set
     # A finished run keeps only best.keras and its card; the checkpoints (a model + optimizer
     # state each, ~0.5 GB for ResNet50) are deleted unless this is set.
@@ -124,6 +127,10 @@ class TrainConfig:
     def __post_init__(self):
         _positive("train", epochs=self.epochs, batch_size=self.batch_size,
                   learning_rate=self.learning_rate, steps_per_epoch=self.steps_per_epoch)
+        if self.monitor != "last" and not (self.monitor.startswith("val_") and
+                                           self.monitor.endswith(("_auc", "_accuracy"))):
+            raise ValueError(f"train.monitor must be last or a val_*_auc / val_*_accuracy "
+                             f"figure, got {self.monitor!r}")
         if self.jit_compile not in ("auto", True, False):
             raise ValueError(f"train.jit_compile must be 'auto', true or false, got "
                              f"{self.jit_compile!r}")
@@ -144,8 +151,9 @@ class VariantConfig:
 
 
 # Per-image guidance a method can train towards (gfsr_tf.guidance): ground truth the data carries
-# (lungs, lesions, gaze) or masks propagated from a few annotations.
-GUIDANCE_SOURCES = ("lungs", "lesions", "gaze", "annotations")
+# (lungs, lesions, gaze), masks propagated from a few annotations, or a wrong-mask control
+# (random_blobs: the lung area at random places).
+GUIDANCE_SOURCES = ("lungs", "lesions", "gaze", "annotations", "random_blobs")
 
 
 def default_variants() -> tuple[VariantConfig, ...]:

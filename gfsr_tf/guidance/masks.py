@@ -18,16 +18,34 @@ from .templates import annotation_source
 GROUND_TRUTH_SOURCES = ("lungs", "lesions", "gaze")
 
 
+def random_blobs(areas: np.ndarray, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A wrong-mask control: per image, smooth random blobs covering exactly the given area
+    fraction (a blurred noise field thresholded at its (1 - area) quantile). Seeded per image."""
+    h, w = size
+    out = np.zeros((len(areas), h, w), np.float32)
+    for i, area in enumerate(areas):
+        field = np.random.default_rng([seed, 31, i]).normal(size=(h, w)).astype(np.float32)
+        field = cv2.GaussianBlur(field, (0, 0), max(h, w) / 10)
+        if area > 0:
+            out[i] = field >= np.quantile(field, 1 - area)
+    return out
+
+
 def relevance_masks(data: ImageSet, source: str = "lungs", blur_sigma: float = 1.0) -> np.ndarray:
     """Soft relevance masks (N, H, W) in [0, 1] from ground truth the dataset carries.
 
     "lungs": the benchmark's lung fields; "lesions": on the benchmark lesion masks on pneumonia
     images and lung fields on normal ones (what an annotator marking the opacity would give),
-    elsewhere (HAM10000) every image's lesion mask; "gaze": eye-gaze heatmaps (EGD-CXR). Blurred
+    elsewhere (HAM10000) every image's lesion mask; "gaze": eye-gaze heatmaps (EGD-CXR);
+    "random_blobs": a wrong-mask control, blobs of each image's lung area at random places
+    (`random_blobs`: is a gain grounding or regularisation? Shrestha et al. 2020). Blurred
     by blur_sigma px and max-normalised. Masks propagated from a few annotations come from
     `propagated_masks`.
     """
     available = {k: getattr(data, k) for k in GROUND_TRUTH_SOURCES}
+    if source == "random_blobs" and data.lungs is not None:
+        areas = (data.lungs > 0.5).reshape(len(data), -1).mean(1)
+        available[source] = random_blobs(areas, data.lungs.shape[1:])
     if source not in available:
         raise ValueError(f"unknown ground-truth mask source {source!r}; choose one of "
                          f"{', '.join(available)}")

@@ -15,9 +15,16 @@ from . import benchmark, smoke as smoke_preset
 @dataclass
 class Row:
     setting: str
-    relevance: dict | None = None      # None = the setting's baseline
+    relevance: dict | None = None      # None = a plain classifier (baseline or control)
     model: dict = field(default_factory=dict)
     note: str = ""
+    # "baseline" (the setting's shortcut-trained reference), "control" (no shortcut in train/val:
+    # marker 50/50), "oracle" (trained on the marker-free twins) or "row"
+    role: str = ""
+    data: dict = field(default_factory=dict)   # benchmark overrides (controls)
+
+    def __post_init__(self):
+        self.role = self.role or ("baseline" if self.relevance is None else "row")
 
 
 SETTINGS: dict[str, dict] = {
@@ -34,6 +41,12 @@ SETTINGS: dict[str, dict] = {
                                   "lesion_opacity": 0.5}},
     # Subtler lesions: the true signal is harder, so the baseline leans on the marker more.
     **{f"subtle{tag}": {"benchmark": {"lesion_opacity": 0.3, "seed": seed}, "train": {"seed": seed}}
+       for seed, tag in ((0, ""), (1, "-seed1"), (2, "-seed2"))},
+    # The causal study (issue "Guidance that removes the shortcut"): the default benchmark
+    # (opacity 0.3), 16 epochs - where the no-shortcut control converges (README) - and the last
+    # epoch's model, so checkpoint selection never sees the correlated validation set.
+    **{f"c16{tag}": {"benchmark": {"seed": seed}, "train": {"seed": seed, "epochs": 16,
+                                                             "monitor": "last"}}
        for seed, tag in ((0, ""), (1, "-seed1"), (2, "-seed2"))},
 }
 
@@ -97,6 +110,42 @@ ROWS: dict[str, Row] = {
     "paper@128px": Row("128px", PAPER),
 }
 
+NO_SHORTCUT = {"marker_rate_pneumonia": 0.5, "marker_rate_normal": 0.5}
+MARKER_FREE = {"marker_rate_pneumonia": 0.0, "marker_rate_normal": 0.0}  # = the twins
+CONV2 = {"target_layer": "conv2_block3_out"}
+FUSED = {**PAPER, "second_order": False, "fused": True}
+CONSISTENCY = {**PAPER, "weight": 0.0, "consistency_weight": 1.0}
+# (config name, relevance, model overrides, role, data overrides, note)
+CAUSAL_ROWS = (
+    ("baseline", None, {}, "baseline", {}, "the shortcut-trained reference"),
+    ("control", None, {}, "control", NO_SHORTCUT,
+     "no shortcut: marker 50/50 in train and val (the ceiling)"),
+    ("oracle", None, {}, "oracle", MARKER_FREE, "trained on the marker-free twins"),
+    ("paper", PAPER, {}, "row", {}, "paper-faithful: conv3, lambda 1, exact, training-mode CAM"),
+    ("paper-inference-cam", {**PAPER, "cam_mode": "inference"}, {}, "row", {},
+     "the paper's loss on the inference-mode CAM (the one evaluated)"),
+    ("paper-live", {**PAPER, "cam_cells": "live"}, {}, "row", {},
+     "the paper's loss on the live sub-grid (the cells conv4 reads)"),
+    ("conv2-fused", FUSED, CONV2, "row", {}, "the former default: conv2, fused first order"),
+    ("conv2-fused-wrong-mask", {**FUSED, "mask_source": "random_blobs"}, CONV2, "row", {},
+     "wrong-mask control: random blobs of the lung area"),
+    ("ext-a-replace", {**PAPER, "weight": 0.0, "counterfactual_rate": 0.5}, {}, "row", {},
+     "extension (a): out-of-mask replacement on half the images"),
+    ("ext-b-consistency", CONSISTENCY, {}, "row", {},
+     "extension (b): CE(x) + CE(x~) + (z(x) - z(x~))^2"),
+    ("ext-c-outside-attribution", {**PAPER, "weight": 0.0, "outside_attribution_weight": 1.0},
+     CONV2, "row", {}, "extension (c): signed gradient x activation outside the mask, conv2"),
+    ("ext-d-paper+consistency", {**PAPER, "consistency_weight": 1.0}, {}, "row", {},
+     "extension (d): the paper's loss + (b)"),
+    ("ext-b-wrong-mask", {**CONSISTENCY, "mask_source": "random_blobs"}, {}, "row", {},
+     "(b) towards random blobs: grounding or regularisation?"),
+    ("ext-b-propagated-masks", {**CONSISTENCY, "mask_source": "annotations"}, {}, "row", {},
+     "(b) with masks propagated from scribbles on 5 images per class"),
+)
+ROWS.update({f"{config}@c16{tag}": Row(f"c16{tag}", relevance, dict(model), note, role, dict(data))
+             for tag in ("", "-seed1", "-seed2")
+             for config, relevance, model, role, data, note in CAUSAL_ROWS})
+
 
 
 def row_config(name: str, smoke: bool = False) -> StudyConfig:
@@ -109,6 +158,8 @@ def row_config(name: str, smoke: bool = False) -> StudyConfig:
     for section, values in SETTINGS[row.setting].items():
         for key, value in values.items():
             setattr(getattr(config, section), key, value)
+    for key, value in row.data.items():
+        setattr(config.benchmark, key, value)
     for key, value in row.model.items():
         setattr(config.model, key, value)
     config.variants = (VariantConfig("model", "gfsr", dict(row.relevance))
@@ -117,7 +168,7 @@ def row_config(name: str, smoke: bool = False) -> StudyConfig:
         small = smoke_preset.get_config()
         config.benchmark = dataclasses.replace(small.benchmark, **{
             k: getattr(config.benchmark, k) for k in ("marker_rate_pneumonia", "marker_rate_normal")})
-        config.train = small.train
+        config.train = dataclasses.replace(small.train, monitor=config.train.monitor)
         config.model.backbone = "small_cnn"  # smoke rows test the plumbing, at a tenth the cost
         config.smoke = True
     config.name = name
@@ -126,7 +177,7 @@ def row_config(name: str, smoke: bool = False) -> StudyConfig:
 
 def baseline_of(name: str) -> str | None:
     for other, row in ROWS.items():
-        if row.setting == ROWS[name].setting and row.relevance is None:
+        if row.setting == ROWS[name].setting and row.role == "baseline":
             return other
     return None
 
@@ -144,5 +195,5 @@ def run_ablation(rows: list[str] | None = None, out_dir="runs", smoke: bool = Fa
         for n in (baseline_of(r), r):
             if n and n not in needed:
                 needed.append(n)
-    return run_rows({n: AblationRow(row_config(n, smoke), ROWS[n].setting, ROWS[n].note)
-                     for n in needed}, out_dir, name, verbose)
+    return run_rows({n: AblationRow(row_config(n, smoke), ROWS[n].setting, ROWS[n].note,
+                                    ROWS[n].role) for n in needed}, out_dir, name, verbose)

@@ -55,18 +55,20 @@ def cam_from_gradients(activations: tf.Tensor, gradients: tf.Tensor,
     return cam
 
 
-def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bool = False,
-            second_order: bool = True, normalise: bool = True, input_gradients: bool = False):
-    """Grad-CAM that can sit inside an outer GradientTape.
+def score_gradients(cam_model: CamModel, x: tf.Tensor, class_index=None, *,
+                    training: bool = False, input_gradients: bool = False):
+    """(activations A, logits, dS/dA[, dS/dx]) of the summed class score S, recorded so that an
+    outer GradientTape can differentiate through them (second order). class_index None = the
+    predicted class; a negative index = the predicted class for that image.
 
-    second_order=True differentiates the CAM's dependence on the channel weights (the inner
-    tape's gradient is itself recorded by the outer tape); False treats the weights as
-    constants. class_index None = predicted class. With input_gradients, also returns
-    d score / d x. In training mode BatchNorm couples the images of a batch, so the summed
-    score's gradient includes small cross-image terms (the per-image Jacobian would cost N
-    backward passes).
-
-    Returns (cam (N, h, w), logits, activations[, input_gradients]).
+    Documented behaviour (tests/test_gradcam.py checks both on Keras' ResNet50):
+    - training=True: BatchNorm normalises with batch statistics, so S's gradient couples the
+      images of a batch. At a ResNet stage output every consumer is conv -> BN, and the gradient
+      reaching a BN input sums to zero over (N, H, W) per channel; the convs are linear, so the
+      spatial-mean gradients (the Grad-CAM channel weights) sum to zero over the batch for every
+      channel: the CAM trained in training mode is batch-contrastive, not the CAM evaluated.
+    - The next stage's 1x1 stride-2 convolutions read only cells (2i, 2j) of a stage output: the
+      other 75 % have a gradient of exactly 0 (`live_cells`).
     """
     x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
@@ -76,18 +78,45 @@ def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bo
         logits = full_precision(logits)  # mixed precision: the score in float32
         if class_index is None:
             class_index = predicted_class(logits)
-        else:  # a negative index means "the predicted class" for that image
+        else:
             class_index = tf.cast(class_index, tf.int32)
             class_index = tf.where(class_index < 0, predicted_class(logits), class_index)
         score = tf.reduce_sum(class_scores(logits, class_index))
     sources = [activations, x] if input_gradients else [activations]
     grads = tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    dA = grads[0] if second_order else tf.stop_gradient(grads[0])
+    return (activations, logits, grads[0]) + ((grads[1],) if input_gradients else ())
+
+
+def live_cells(t: tf.Tensor) -> tf.Tensor:
+    """The cells (2i, 2j) of a ResNet stage output (N, h, w, ...): the only ones the next stage's
+    1x1 stride-2 convolutions read (Keras' ResNet50 v1 strides block1's 1x1 convs)."""
+    return t[:, ::2, ::2]
+
+
+def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bool = False,
+            second_order: bool = True, normalise: bool = True, input_gradients: bool = False,
+            cells: str = "all"):
+    """Grad-CAM that can sit inside an outer GradientTape.
+
+    second_order=True differentiates the CAM's dependence on the channel weights (the inner
+    tape's gradient is itself recorded by the outer tape); False treats the weights as
+    constants. class_index None = predicted class. With input_gradients, also returns
+    d score / d x. In training mode BatchNorm couples the images of a batch (`score_gradients`).
+    cells="live": the CAM on the (h/2, w/2) sub-grid the next stage reads (`live_cells`).
+
+    Returns (cam (N, h, w), logits, activations[, input_gradients]).
+    """
+    out = score_gradients(cam_model, x, class_index, training=training,
+                          input_gradients=input_gradients)
+    activations, logits, dA = out[:3]
+    dA = dA if second_order else tf.stop_gradient(dA)
+    if cells == "live":
+        activations, dA = live_cells(activations), live_cells(dA)
+    elif cells != "all":
+        raise ValueError(f"cells must be 'all' or 'live', got {cells!r}")
     # mixed precision: the CAM (and so the relevance loss) in float32
     cam = cam_from_gradients(full_precision(activations), full_precision(dA), normalise)
-    if input_gradients:
-        return cam, logits, activations, grads[1]
-    return cam, logits, activations
+    return (cam, logits, activations) + tuple(out[3:])
 
 
 @dataclass

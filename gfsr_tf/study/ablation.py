@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import StudyConfig
-from ..methods.gfsr.describe import baseline_hit_rate, goals_met, summarise
+from ..methods.gfsr.describe import gap_closed, goals_met, summarise
 from .run import run_study
 
 
@@ -19,6 +19,7 @@ class AblationRow:
     config: StudyConfig          # one variant; a "baseline"-method variant marks the baseline
     setting: str                 # rows of one setting share data, seed and initial weights
     note: str = ""
+    role: str = "row"            # baseline | control | oracle | row (presets.ablation.Row)
 
 
 def run_row(name: str, row: AblationRow, root: Path, verbose: int = 1) -> dict:
@@ -28,7 +29,7 @@ def run_row(name: str, row: AblationRow, root: Path, verbose: int = 1) -> dict:
     report = run_study(row.config, root, verbose=verbose, render=False)
     (variant,) = row.config.variants
     section = report[variant.name]
-    result = {"row": name, "setting": row.setting, "note": row.note,
+    result = {"row": name, "setting": row.setting, "note": row.note, "role": row.role,
               "relevance": section["training"]["relevance"]
               if variant.method != "baseline" else None,
               "warnings": report["warnings"], **summarise(section)}
@@ -36,73 +37,103 @@ def run_row(name: str, row: AblationRow, root: Path, verbose: int = 1) -> dict:
     return result
 
 
-def _baseline_of(results: list[dict], setting: str) -> dict | None:
+def role(result: dict) -> str:
+    """A result's role; results written before roles existed: a plain classifier is the
+    baseline unless its row is the no-shortcut control."""
+    if "role" in result:
+        return result["role"]
+    if result["relevance"] is not None:
+        return "row"
+    return "control" if result["row"].startswith("control") else "baseline"
+
+
+def _of_role(results: list[dict], setting: str, wanted: str) -> dict | None:
     for r in results:
-        if r["setting"] == setting and r["relevance"] is None:
+        if r["setting"] == setting and role(r) == wanted:
             return r
     return None
 
 
-COLUMNS = [("corr_accuracy", "corr acc"), ("decor_accuracy", "decor acc"), ("decor_auc", "decor AUC"),
-           ("flip_marker_removed", "flip (removed)"), ("flip_marker_removed_marked", "flip among marked"),
-           ("flip_marker_cropped", "flip (cropped)"), ("lesion_hit_rate", "lesion hit"),
-           ("baseline_lesion_hit", "baseline lesion hit, same layer"),
-           ("lung_hit_rate", "lung hit"), ("marker_hit_rate", "marker hit"),
-           ("train_seconds", "train s")]
+def _baseline_of(results: list[dict], setting: str) -> dict | None:
+    return _of_role(results, setting, "baseline")
+
+
+# (key, header): the causal figures first (decorrelated split; README "Does guided focus remove
+# shortcuts?"), then accuracy, Grad-CAM faithfulness and cost
+COLUMNS = [("within_class_marker_auc", "marker AUC within class"),
+           ("marker_to_lesion_ratio", "marker / lesion effect"),
+           ("marker_effect_removal", "ATE of removing the marker (logits)"),
+           ("twin_accuracy", "twin acc"), ("decor_accuracy", "decor acc"),
+           ("decor_auc", "decor AUC"), ("corr_accuracy", "corr acc"),
+           ("deletion_auc", "deletion AUC"), ("insertion_auc", "insertion AUC"),
+           ("lesion_hit_rate", "lesion hit"), ("train_seconds", "train s")]
+GAP_KEYS = (("twin_accuracy", "gap closed: twin acc"),
+            ("marker_effect", "gap closed: marker effect"))
+
+
+def _cell(value, key: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.0f}" if key == "train_seconds" else f"{value:.3f}"
 
 
 def markdown_table(results: list[dict]) -> str:
-    head = "| row | setting | layer | " + " | ".join(c[1] for c in COLUMNS) + " | goals met |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    head = ("| row | role | setting | layer | " + " | ".join(c[1] for c in COLUMNS) + " | "
+            + " | ".join(g[1] for g in GAP_KEYS) + " | goals met |")
+    lines = [head, "|" + "---|" * (len(COLUMNS) + len(GAP_KEYS) + 5)]
     for r in results:
         base = _baseline_of(results, r["setting"])
-        r = dict(r, baseline_lesion_hit=baseline_hit_rate(r, base) if base else math.nan)
-        met = ""
-        if r["relevance"] is not None and base is not None:
-            g = goals_met(r, base)
-            met = f"{sum(g.values())}/4 " + ",".join(k for k, v in g.items() if v)
-        cells = [f"{r[k]:.0f}" if k == "train_seconds" else f"{r[k]:.3f}" for k, _ in COLUMNS]
+        control = _of_role(results, r["setting"], "control")
+        met, gaps = "", ["–"] * len(GAP_KEYS)
+        if base is not None and r is not base:
+            if role(r) == "row":
+                g = goals_met(r, base)
+                met = f"{sum(g.values())}/4 " + ",".join(k for k, v in g.items() if v)
+            if control is not None:
+                gaps = [_cell(gap_closed(r, base, control, k)) for k, _ in GAP_KEYS]
+        cells = [_cell(r.get(k, math.nan), k) for k, _ in COLUMNS]
         layer = (r.get("target_layer") or "").split("_")[0]
-        lines.append(f"| {r['row']} | {r['setting']} | {layer} | " + " | ".join(cells) + f" | {met} |")
+        lines.append(f"| {r['row']} | {role(r)} | {r['setting']} | {layer} | "
+                     + " | ".join(cells + gaps) + f" | {met} |")
     return "\n".join(lines)
 
 
 def replicate_table(results: list[dict]) -> str:
-    """Rows repeated over seeds (`name`, `name@seedN`): per seed, the differences to that seed's
-    baseline, and how many seeds meet each goal."""
+    """Rows repeated over seeds (`name`, `name@seedN`, `name@c16-seedN`): per seed, the row's
+    causal figures beside that seed's baseline, and how many seeds meet each goal."""
     groups: dict[str, list[dict]] = {}
     for r in results:
-        if r["relevance"] is None:
+        if role(r) != "row":
             continue
         config = r["row"].partition("@")[0]
         family = re.sub(r"-seed\d+$", "", r["setting"])  # the setting without its seed
         groups.setdefault(f"{config} ({family})", []).append(r)
-    lines = ["| config | seeds | Δ decor acc per seed | flip / baseline flip per seed | "
-             "Δ lesion hit (same layer) per seed | Δ corr acc per seed | seeds meeting all 4 goals | "
-             "mean Δ decor acc | mean flip / mean baseline flip |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| config | seeds | marker AUC per seed (baseline) | marker/lesion ratio per seed "
+             "(baseline) | Δ decor acc per seed | Δ corr acc per seed | seeds meeting all 4 "
+             "goals | mean Δ decor acc |", "|---|---|---|---|---|---|---|---|"]
     for name, rows in groups.items():
         if len(rows) < 2:
             continue
-        cells = {"acc": [], "flip": [], "hit": [], "corr": []}
-        sums = {"acc": 0.0, "flip": 0.0, "base_flip": 0.0}
-        all_met = 0
+        cells = {"auc": [], "ratio": [], "acc": [], "corr": []}
+        gains, all_met = [], 0
         for r in rows:
             base = _baseline_of(results, r["setting"])
             if base is None:
                 continue
-            cells["acc"].append(f"{r['decor_accuracy'] - base['decor_accuracy']:+.3f}")
-            cells["flip"].append(f"{r['flip_marker_removed'] / max(base['flip_marker_removed'], 1e-9):.2f}")
-            cells["hit"].append(f"{r['lesion_hit_rate'] - baseline_hit_rate(r, base):+.3f}")
+            cells["auc"].append(f"{_cell(r.get('within_class_marker_auc'))} "
+                                f"({_cell(base.get('within_class_marker_auc'))})")
+            cells["ratio"].append(f"{_cell(r.get('marker_to_lesion_ratio'))} "
+                                  f"({_cell(base.get('marker_to_lesion_ratio'))})")
+            gains.append(r["decor_accuracy"] - base["decor_accuracy"])
+            cells["acc"].append(f"{gains[-1]:+.3f}")
             cells["corr"].append(f"{r['corr_accuracy'] - base['corr_accuracy']:+.3f}")
             all_met += all(goals_met(r, base).values())
-            sums["acc"] += r["decor_accuracy"] - base["decor_accuracy"]
-            sums["flip"] += r["flip_marker_removed"]
-            sums["base_flip"] += base["flip_marker_removed"]
-        n = len(cells["acc"])
+        n = len(gains)
+        if n < 2:
+            continue
         lines.append(f"| {name} | {n} | " + " | ".join(
-            ", ".join(cells[k]) for k in ("acc", "flip", "hit", "corr")) + f" | {all_met}/{n} | "
-            f"{sums['acc'] / max(n, 1):+.3f} | {sums['flip'] / max(sums['base_flip'], 1e-9):.2f} |")
+            ", ".join(cells[k]) for k in ("auc", "ratio", "acc", "corr"))
+            + f" | {all_met}/{n} | {sum(gains) / n:+.3f} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -112,12 +143,13 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
     names = [r["row"] for r in results]
-    keys = [("decor_accuracy", "decorrelated accuracy"), ("corr_accuracy", "correlated accuracy"),
-            ("flip_marker_removed", "flip rate (marker removed)"), ("lesion_hit_rate", "lesion hit rate")]
+    keys = [("within_class_marker_auc", "within-class marker AUC (0.5 = ignores it)"),
+            ("twin_accuracy", "accuracy on marker-free twins"),
+            ("decor_accuracy", "decorrelated accuracy"), ("corr_accuracy", "correlated accuracy")]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(names) + 2), 4))
     for i, (k, label) in enumerate(keys):
-        ax.bar(x + (i - 1.5) * 0.2, [r[k] for r in results], 0.2, label=label)
+        ax.bar(x + (i - 1.5) * 0.2, [r.get(k, np.nan) for r in results], 0.2, label=label)
     ax.axhline(0.5, color="gray", lw=0.8, ls="--")
     ax.set_xticks(x, names, rotation=40, ha="right")
     ax.set_ylim(0, 1)

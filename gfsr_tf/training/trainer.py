@@ -88,19 +88,28 @@ class Trainer:
                  .prefetch(tf.data.AUTOTUNE)
 
     def _validate(self, val: ImageSet) -> dict:
+        """val_loss/accuracy/auc; on data with counterfactual twins also val_twin_* (the same
+        images without the marker: a selection criterion the shortcut does not reward)."""
+        out = self._scores(val.images, val.labels, "val")
+        if val.twins is not None:
+            twin = self._scores(val.twins, val.labels, "val_twin")
+            out.update({k: v for k, v in twin.items() if k != "val_twin_loss"})
+        return out
+
+    def _scores(self, images: np.ndarray, labels: np.ndarray, prefix: str) -> dict:
         from sklearn.metrics import roc_auc_score
-        logits = self.predict_logits(val.images)
-        ce = float(np.mean(classification_loss(tf.constant(logits), tf.constant(val.labels))))
+        logits = self.predict_logits(images)
+        ce = float(np.mean(classification_loss(tf.constant(logits), tf.constant(labels))))
         probs = probabilities_from_logits(logits)
         if probs.ndim == 1:
             pred = (probs > 0.5).astype(int)
-            auc = roc_auc_score(val.labels, probs) if len(set(val.labels)) == 2 else math.nan
+            auc = roc_auc_score(labels, probs) if len(set(labels)) == 2 else math.nan
         else:
             pred = probs.argmax(1)
-            auc = roc_auc_score(val.labels, probs, multi_class="ovr") \
-                if len(set(val.labels)) == probs.shape[1] else math.nan
-        return {"val_loss": ce, "val_accuracy": float(np.mean(pred == val.labels)),
-                "val_auc": float(auc)}
+            auc = roc_auc_score(labels, probs, multi_class="ovr") \
+                if len(set(labels)) == probs.shape[1] else math.nan
+        return {f"{prefix}_loss": ce, f"{prefix}_accuracy": float(np.mean(pred == labels)),
+                f"{prefix}_auc": float(auc)}
 
     def _reseed(self, epoch: int) -> None:
         """Dropout draws depend only on (seed, epoch), so a resumed run repeats them exactly
@@ -178,11 +187,18 @@ class Trainer:
             record = {"epoch": epoch, **logged, "seconds": time.perf_counter() - start}
             record.update({k: v / n_batches for k, v in sums.items()})
             record.update(self._validate(val))
-            if not all(math.isfinite(v) for k, v in record.items() if k != "val_auc"):
+            if not all(math.isfinite(v) for k, v in record.items() if not k.endswith("_auc")):
                 raise FloatingPointError(f"non-finite training metrics at epoch {epoch}: {record}")
-            score = record.get(self.cfg.monitor, math.nan)
-            if not math.isfinite(score):
-                score = -record["val_loss"]
+            if self.cfg.monitor == "last":
+                score = float(epoch)
+            else:
+                if self.cfg.monitor not in record:
+                    raise ValueError(f"train.monitor {self.cfg.monitor!r} is not a validation "
+                                     f"figure of this data; choose last or one of "
+                                     f"{', '.join(k for k in record if k.startswith('val_'))}")
+                score = record[self.cfg.monitor]
+                if not math.isfinite(score):
+                    score = -record["val_loss"]
             if score > float(self.best.numpy()) or not (self.run_dir / "best.keras").exists():
                 self.best.assign(score)
                 self._save_best()

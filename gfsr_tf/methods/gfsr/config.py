@@ -31,21 +31,50 @@ class RelevanceConfig:
     # Extension beyond the paper ("right for the right reasons", Ross et al. 2017): penalise the
     # squared input gradient of the class score outside the mask. 0 = off (paper-faithful).
     input_gradient_weight: float = 0.0
+    # Where the Grad-CAM is computed (the shortcut study's diagnosis, README): "training" (the
+    # paper: BatchNorm on batch statistics, which makes each channel's weights sum to zero over
+    # the batch) or "inference" (running statistics: the CAM that is evaluated; costs one more
+    # forward and backward pass). cam_cells "live": only the cells the next stage reads.
+    cam_mode: str = "training"
+    cam_cells: str = "all"
+    # Extensions that constrain the decision, not the CAM's shape (losses/counterfactual.py):
+    # (a) counterfactual_rate: share of images whose out-of-mask region is replaced by another
+    #     batch image's (augmentation; the mask dilated by replace_dilation of the image side);
+    # (b) consistency_weight w: CE(x) + CE(x~) + w (z(x) - z(x~))^2, x~ = every image with a
+    #     counterfactual background (twice the batch per step);
+    # (c) outside_attribution_weight: the share of the signed gradient x activation map outside
+    #     the mask, at the target layer (exact second order).
+    counterfactual_rate: float = 0.0
+    consistency_weight: float = 0.0
+    outside_attribution_weight: float = 0.0
+    replace_dilation: float = 0.06
 
     def __post_init__(self):
         choices = {"mask_source": MASK_SOURCES, "cam_class": ("true", "predicted"),
-                   "fused_cam": ("logit", "log_probability")}
+                   "fused_cam": ("logit", "log_probability"),
+                   "cam_mode": ("training", "inference"), "cam_cells": ("all", "live")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"gfsr {key} must be one of {', '.join(allowed)}, got "
                                  f"{getattr(self, key)!r}")
-        if self.weight < 0 or self.input_gradient_weight < 0:
-            raise ValueError("gfsr weight and input_gradient_weight must be >= 0")
-        if self.fused and (self.second_order or self.cam_class != "true"
-                           or self.input_gradient_weight > 0):
-            raise ValueError("gfsr fused needs second_order=False, cam_class='true' and no "
-                             "input-gradient term")
+        for key in ("weight", "input_gradient_weight", "consistency_weight",
+                    "outside_attribution_weight", "replace_dilation"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"gfsr {key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.counterfactual_rate <= 1:
+            raise ValueError(f"gfsr counterfactual_rate must be in [0, 1], got "
+                             f"{self.counterfactual_rate}")
+        if self.fused and (self.second_order or self.cam_class != "true" or self.extended
+                           or self.cam_mode != "training" or self.cam_cells != "all"):
+            raise ValueError("gfsr fused needs second_order=False, cam_class='true', the "
+                             "training-mode CAM on all cells and no extension term")
+
+    @property
+    def extended(self) -> bool:
+        """Uses a term beyond the paper's relevance loss."""
+        return any(v > 0 for v in (self.input_gradient_weight, self.counterfactual_rate,
+                                   self.consistency_weight, self.outside_attribution_weight))
 
     @property
     def guided(self) -> bool:
-        return self.weight > 0 or self.input_gradient_weight > 0
+        return self.weight > 0 or self.extended

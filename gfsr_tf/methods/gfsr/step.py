@@ -1,14 +1,19 @@
 """The GFSR training step: the classifier's own Grad-CAM, computed inside the outer tape, is
 pulled towards the relevance mask (exact: through the channel weights; first order: weights as
-constants; fused: the CAM from the CE backward pass, `fused.py`)."""
+constants; fused: the CAM from the CE backward pass, `fused.py`). The extensions of
+`RelevanceConfig` (counterfactual backgrounds, logit consistency, outside attribution, input
+gradients) ride on the same pass: see `losses/counterfactual.py`."""
 from __future__ import annotations
 
 import tensorflow as tf
 
-from ...losses import input_gradient_penalty, relevance_loss
-from ...saliency.gradcam import full_precision, gradcam
+from ...losses import (consistency_penalty, counterfactual_batch, input_gradient_penalty,
+                       outside_attribution, relevance_loss)
+from ...saliency.gradcam import cam_from_gradients, full_precision, live_cells, score_gradients
 from ...training.step import TrainStep, accuracy, classification_loss
 from .config import RelevanceConfig
+
+METRICS = ("loss", "ce", "relevance", "input_grad", "consistency", "outside_attribution", "acc")
 
 
 class GfsrStep(TrainStep):
@@ -18,7 +23,8 @@ class GfsrStep(TrainStep):
         self.rel = config
         self.guided = config.guided
         self.targets = ("mask",) if self.guided else ()
-        self.lam = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+        # 1 once the warm-up is over: gates the relevance loss and the extension penalties
+        self.on = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         self._fused = None
         if self.guided and config.fused:
             if self.mixed_precision:
@@ -27,43 +33,90 @@ class GfsrStep(TrainStep):
             self._fused = split_at(model, target_layer)
 
     def on_epoch(self, epoch):
-        on = self.rel.weight if epoch > self.rel.warmup_epochs else 0.0
-        self.lam.assign(on)
-        return {"lambda": on}
+        on = 1.0 if epoch > self.rel.warmup_epochs else 0.0
+        self.on.assign(on)
+        return {"lambda": self.rel.weight * on}
+
+    def _inputs(self, x, labels, masks):
+        """The images the step trains on: x, x with counterfactual backgrounds (extension a), or
+        both stacked (extension b), with their labels and masks."""
+        cfg = self.rel
+        if not (cfg.counterfactual_rate > 0 or cfg.consistency_weight > 0):
+            return x, labels, masks
+        dilation = int(round(cfg.replace_dilation * x.shape[1]))
+        replace = None
+        if cfg.consistency_weight == 0 and cfg.counterfactual_rate < 1:
+            # seeded by the step counter: a resumed run draws the same replacements
+            seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int32), 7])
+            replace = tf.random.stateless_uniform(tf.shape(labels), seed) < cfg.counterfactual_rate
+        x_cf = counterfactual_batch(x, masks, dilation, replace)
+        if cfg.consistency_weight == 0:
+            return x_cf, labels, masks
+        return (tf.concat([x, x_cf], 0), tf.concat([labels, labels], 0),
+                tf.concat([masks, masks], 0))
 
     def __call__(self, batch):
         x, labels = self.preprocess(batch["image"]), batch["label"]
         masks = batch.get("mask")
-        rel, igp = tf.zeros(()), tf.zeros(())
+        cfg = self.rel
+        zero = tf.zeros(())
+        terms = {"relevance": zero, "input_grad": zero, "consistency": zero,
+                 "outside_attribution": zero}
         if self._fused is not None:
             from .fused import fused_gradients
             variables = self.model.trainable_variables
             grads, logits, ce, rel, _ = fused_gradients(*self._fused, variables, x, labels, masks,
-                                                        self.lam, self.rel)
+                                                        cfg.weight * self.on, cfg)
             self.optimizer.apply_gradients(zip(grads, variables))
-            return self._metrics(ce + self.lam * rel, ce, rel, igp, logits, labels)
+            terms["relevance"] = rel
+            return self._metrics(ce + cfg.weight * self.on * rel, ce, terms, logits, labels)
+        inputs, targets, target_masks = self._inputs(x, labels, masks)
+        n = tf.shape(x)[0]
+        needs_gradients = cfg.weight > 0 or cfg.input_gradient_weight > 0 or \
+            cfg.outside_attribution_weight > 0
         with tf.GradientTape() as tape:
-            if self.guided:
-                use_x_grad = self.rel.input_gradient_weight > 0
+            if needs_gradients:
                 # The CAM explains the true class by default; "predicted" follows the model.
-                cls = labels if self.rel.cam_class == "true" else None
-                out = gradcam(self.cam_model, x, cls, training=True,
-                              second_order=self.rel.second_order, input_gradients=use_x_grad)
-                cam, logits = out[0], out[1]
-                rel = tf.reduce_mean(relevance_loss(cam, masks, self.rel.alpha, self.rel.beta,
-                                                    self.rel.focal_gamma))
-                if use_x_grad:
-                    igp = tf.reduce_mean(input_gradient_penalty(out[3], masks))
+                cls = targets if cfg.cam_class == "true" else None
+                out = score_gradients(self.cam_model, inputs, cls,
+                                      training=cfg.cam_mode == "training",
+                                      input_gradients=cfg.input_gradient_weight > 0)
+                activations, logits, d_act = out[:3]
+                if cfg.cam_mode == "inference":  # the CE still trains on batch statistics
+                    _, logits = self.cam_model(inputs, training=True)
+                if cfg.weight > 0:
+                    a = full_precision(activations)
+                    g = full_precision(d_act if cfg.second_order else tf.stop_gradient(d_act))
+                    if cfg.cam_cells == "live":
+                        a, g = live_cells(a), live_cells(g)
+                    terms["relevance"] = tf.reduce_mean(relevance_loss(
+                        cam_from_gradients(a, g), target_masks, cfg.alpha, cfg.beta,
+                        cfg.focal_gamma))
+                if cfg.input_gradient_weight > 0:
+                    terms["input_grad"] = tf.reduce_mean(input_gradient_penalty(out[3],
+                                                                                target_masks))
+                if cfg.outside_attribution_weight > 0:
+                    terms["outside_attribution"] = tf.reduce_mean(outside_attribution(
+                        full_precision(activations), full_precision(d_act), target_masks))
             else:
-                _, logits = self.cam_model(x, training=True)
+                _, logits = self.cam_model(inputs, training=True)
             logits = full_precision(logits)
-            ce = tf.reduce_mean(classification_loss(logits, labels))
-            loss = ce + self.lam * rel + self.rel.input_gradient_weight * igp
+            per_image = classification_loss(logits, targets)
+            if cfg.consistency_weight > 0:  # CE(x) + CE(x~) + w (z(x) - z(x~))^2
+                ce = tf.reduce_mean(per_image[:n]) + tf.reduce_mean(per_image[n:])
+                terms["consistency"] = tf.reduce_mean(consistency_penalty(logits[:n],
+                                                                          logits[n:]))
+            else:
+                ce = tf.reduce_mean(per_image)
+            loss = ce + self.on * (cfg.weight * terms["relevance"]
+                                   + cfg.input_gradient_weight * terms["input_grad"]
+                                   + cfg.consistency_weight * terms["consistency"]
+                                   + cfg.outside_attribution_weight
+                                   * terms["outside_attribution"])
             scaled = self.scaled(loss)
         self.apply_gradients(tape, scaled)
-        return self._metrics(loss, ce, rel, igp, logits, labels)
+        return self._metrics(loss, ce, terms, logits[:n], labels)
 
     @staticmethod
-    def _metrics(loss, ce, rel, igp, logits, labels):
-        return {"loss": loss, "ce": ce, "relevance": rel, "input_grad": igp,
-                "acc": accuracy(logits, labels)}
+    def _metrics(loss, ce, terms, logits, labels):
+        return {"loss": loss, "ce": ce, **terms, "acc": accuracy(logits, labels)}
