@@ -1,8 +1,9 @@
 import json
+import math
 
 import pytest
 
-from gfsr_tf.methods.gfsr.describe import baseline_hit_rate, goals_met
+from gfsr_tf.methods.gfsr.describe import gap_closed, goals_met
 from gfsr_tf.presets.ablation import ROWS, row_config, run_ablation
 from gfsr_tf.study.ablation import markdown_table, replicate_table
 
@@ -19,20 +20,26 @@ def test_rows_differ_only_in_what_they_ablate():
 
 
 def test_goals_against_hand_made_rows():
-    base = {"decor_accuracy": 0.70, "flip_marker_removed": 0.30, "lesion_hit_rate": 0.05,
-            "corr_accuracy": 0.93}
-    good = {"decor_accuracy": 0.81, "flip_marker_removed": 0.15, "lesion_hit_rate": 0.06,
-            "corr_accuracy": 0.90}
+    base = {"decor_accuracy": 0.70, "corr_accuracy": 0.93, "within_class_marker_auc": 0.96,
+            "marker_to_lesion_ratio": 1.2}
+    good = {"decor_accuracy": 0.81, "corr_accuracy": 0.90, "within_class_marker_auc": 0.64,
+            "marker_to_lesion_ratio": 0.29}
     assert all(goals_met(good, base).values())
-    broken = {"decor_accuracy": 0.5, "flip_marker_removed": 0.0, "lesion_hit_rate": 0.0,
-              "corr_accuracy": 0.5}
-    g = goals_met(broken, base)
-    assert g["flip_halved"] and not g["accuracy_gain"] and not g["no_accuracy_cost"]
-    # hit rates are compared at the row's layer
-    base["localization_by_layer"] = {"conv2_block3_out": {"lesion_hit_rate": 0.5}}
-    conv2 = dict(good, target_layer="conv2_block3_out")
-    assert baseline_hit_rate(conv2, base) == 0.5 and not goals_met(conv2, base)["hit_rate_up"]
-    assert baseline_hit_rate(good, base) == 0.05
+    # a timid model: small logits everywhere, but the output still sorts by the marker
+    timid = dict(good, within_class_marker_auc=0.9, marker_to_lesion_ratio=0.31)
+    g = goals_met(timid, base)
+    assert not g["marker_auc"] and not g["marker_ratio"] and g["accuracy_gain"]
+    # a figure the report lacks meets nothing
+    assert not goals_met({"decor_accuracy": 0.9, "corr_accuracy": 0.9}, base)["marker_auc"]
+
+
+def test_gap_closed_against_the_control():
+    base = {"twin_accuracy": 0.80, "marker_effect": 6.0}
+    control = {"twin_accuracy": 0.90, "marker_effect": 0.0}
+    row = {"twin_accuracy": 0.85, "marker_effect": 1.5}
+    assert gap_closed(row, base, control, "twin_accuracy") == pytest.approx(0.5)
+    assert gap_closed(row, base, control, "marker_effect") == pytest.approx(0.75)
+    assert math.isnan(gap_closed(row, base, base, "marker_effect"))
 
 
 def test_smoke_ablation_writes_table_and_resumes(tmp_path):
@@ -54,27 +61,32 @@ def test_smoke_ablation_writes_table_and_resumes(tmp_path):
         run_ablation(["nope"], out_dir=tmp_path, smoke=True)
 
 
-def test_markdown_table_marks_goals():
-    row = {"row": "x", "setting": "64px", "relevance": {}, "corr_accuracy": 0.9,
-           "decor_accuracy": 0.9, "decor_auc": 0.9, "flip_marker_removed": 0.0,
-           "flip_marker_removed_marked": 0.0, "flip_marker_cropped": 0.0, "lesion_hit_rate": 0.5,
-           "lung_hit_rate": 0.5, "marker_hit_rate": 0.0, "train_seconds": 1.0,
-           "target_layer": "conv3_block4_out"}
-    base = dict(row, row="baseline", relevance=None, decor_accuracy=0.6, flip_marker_removed=0.3,
-                lesion_hit_rate=0.1)
-    table = markdown_table([base, row])
-    assert "4/4" in table
+def _result(name, setting, role, **figures):
+    base = {"row": name, "setting": setting, "role": role,
+            "relevance": None if role != "row" else {}, "corr_accuracy": 0.9,
+            "decor_accuracy": 0.7, "within_class_marker_auc": 0.95,
+            "marker_to_lesion_ratio": 1.0, "twin_accuracy": 0.8, "marker_effect": 6.0,
+            "target_layer": "conv3_block4_out", "train_seconds": 1.0}
+    return {**base, **figures}
+
+
+def test_markdown_table_marks_goals_and_the_gap_closed():
+    results = [_result("baseline", "s", "baseline"),
+               _result("control", "s", "control", twin_accuracy=0.9, marker_effect=0.0),
+               _result("x", "s", "row", decor_accuracy=0.85, within_class_marker_auc=0.6,
+                       marker_to_lesion_ratio=0.2, twin_accuracy=0.85, marker_effect=3.0)]
+    table = markdown_table(results)
+    row = [line for line in table.splitlines() if line.startswith("| x |")][0]
+    assert "4/4" in row and "| 0.500 | 0.500 |" in row   # half the gap, on both figures
+    assert "–" in table                                   # figures a result lacks
 
 
 def test_replicate_table_pairs_each_seed_with_its_own_baseline():
-    def row(name, setting, decor, flip, relevance=True):
-        return {"row": name, "setting": setting, "relevance": {} if relevance else None,
-                "decor_accuracy": decor, "flip_marker_removed": flip, "lesion_hit_rate": 0.1,
-                "corr_accuracy": 0.9, "target_layer": "conv3_block4_out"}
-    results = [row("baseline", "64px", 0.70, 0.30, False), row("conv2", "64px", 0.85, 0.10),
-               row("baseline@seed1", "64px-seed1", 0.75, 0.20, False),
-               row("conv2@seed1", "64px-seed1", 0.80, 0.15)]
+    results = [_result("baseline@c16", "c16", "baseline"),
+               _result("b@c16", "c16", "row", decor_accuracy=0.85, within_class_marker_auc=0.6,
+                       marker_to_lesion_ratio=0.2),
+               _result("baseline@c16-seed1", "c16-seed1", "baseline", decor_accuracy=0.75),
+               _result("b@c16-seed1", "c16-seed1", "row", decor_accuracy=0.80)]
     table = replicate_table(results)
-    assert "| conv2 (64px) | 2 | +0.150, +0.050 | 0.33, 0.75 |" in table
-    # lesion hit not above the baseline's on either seed; means: (0.15 + 0.05) / 2, 0.25 / 0.5
-    assert table.strip().endswith("| 0/2 | +0.100 | 0.50 |")
+    assert "| b (c16) | 2 | 0.600 (0.950), 0.950 (0.950) |" in table
+    assert table.strip().endswith("| 1/2 | +0.100 |")
