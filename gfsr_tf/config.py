@@ -105,6 +105,21 @@ class ConceptConfig:
 
 
 @dataclass
+class GazeConfig:
+    """Static gaze heatmaps from fixations (EGD-CXR and the gaze simulation;
+    `datasets.egd_cxr.gaze_heatmap`). The defaults are the reference tool's."""
+    sigma_px: float | None = 150.0      # original pixels (the simulation scales it to its size)
+    sigma_fraction: float = 0.05        # used when sigma_px is None: x the model's image side
+    weighting: str = "count"            # "count" (reference) or "duration"
+    image_list: str | None = None       # only these dicom_ids (a file: one per line or a CSV)
+
+    def __post_init__(self):
+        _positive("gaze", sigma_px=self.sigma_px, sigma_fraction=self.sigma_fraction)
+        if self.weighting not in ("count", "duration"):
+            raise ValueError(f"gaze.weighting must be count or duration, got {self.weighting!r}")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 8
     batch_size: int = 32
@@ -120,6 +135,11 @@ class TrainConfig:
     # (the last epoch's model).
     monitor: str = "val_auc"
     steps_per_epoch: int | None = None  # None: one pass over the training set
+    # "constant" or "triangular2" (the eye-gaze reference's cyclic schedule, stepped per epoch
+    # with a half-cycle of lr_step_epochs: training.trainer.cyclic_multiplier)
+    lr_schedule: str = "constant"
+    lr_step_epochs: int = 5
+    clip_value: float | None = None     # clip every gradient element to [-v, v] (reference: 0.1)
     # A finished run keeps only best.keras and its card; the checkpoints (a model + optimizer
     # state each, ~0.5 GB for ResNet50) are deleted unless this is set.
     keep_checkpoints: bool = False
@@ -131,6 +151,10 @@ class TrainConfig:
                                            self.monitor.endswith(("_auc", "_accuracy"))):
             raise ValueError(f"train.monitor must be last or a val_*_auc / val_*_accuracy "
                              f"figure, got {self.monitor!r}")
+        if self.lr_schedule not in ("constant", "triangular2"):
+            raise ValueError(f"train.lr_schedule must be constant or triangular2, got "
+                             f"{self.lr_schedule!r}")
+        _positive("train", lr_step_epochs=self.lr_step_epochs, clip_value=self.clip_value)
         if self.jit_compile not in ("auto", True, False):
             raise ValueError(f"train.jit_compile must be 'auto', true or false, got "
                              f"{self.jit_compile!r}")
@@ -174,6 +198,7 @@ class StudyConfig:
     data_dir: str | None = None
     dataset: str = "auto"
     requires_data_dir: bool = False     # real-data presets have no benchmark to fall back on
+    gaze: GazeConfig = field(default_factory=GazeConfig)
     val_fraction: float = 0.1           # carved from train for real data without a val split
     # Robustness tests on the test split (evaluators.robustness.PERTURBATIONS): the benchmark's
     # marker twins are always added; "selective_blur" (retina), "periphery_replaced"
@@ -229,7 +254,7 @@ class StudyConfig:
             d["variants"] = [{"name": "baseline", "method": "baseline"},
                              {"name": "gfsr", "method": "gfsr", "options": dict(legacy)}]
         sub = {"benchmark": BenchmarkConfig, "model": ModelConfig, "train": TrainConfig,
-               "concepts": ConceptConfig}
+               "concepts": ConceptConfig, "gaze": GazeConfig}
         for key, klass in sub.items():
             if key in d:
                 d[key] = klass(**_known(klass, d[key], key))

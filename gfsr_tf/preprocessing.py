@@ -32,6 +32,12 @@ def raw_pixels(images) -> tf.Tensor:
     return tf.cast(tf.convert_to_tensor(images), tf.float32)
 
 
+def raw_rgb(images) -> tf.Tensor:
+    """Pixels 0-255 as float32 RGB (gray replicated): keras.applications models that rescale
+    and normalise inside their own graph (EfficientNet)."""
+    return tf.cast(to_rgb(images), tf.float32)
+
+
 def unit_range(images) -> tf.Tensor:
     """Pixels 0-255 -> [0, 1] float32, channels untouched."""
     return raw_pixels(images) / 255.0
@@ -42,6 +48,7 @@ PREPROCESSORS = {
     "resnet50_caffe": (preprocess, "ResNet50 caffe: gray->3 ch, RGB->BGR, ImageNet mean "
                                    "subtracted; input pixels 0-255"),
     "none": (raw_pixels, "pixels 0-255 as float32"),
+    "raw_rgb": (raw_rgb, "gray->3 ch, pixels 0-255 as float32 (the model normalises itself)"),
     "unit": (unit_range, "pixels / 255"),
 }
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gfsr_tf.datasets.gaze_sim import write_dicom  # noqa: F401 (re-exported for tests)
+
 
 def write_class_folders(root: Path, classes=("husky", "wolf"), per_class=8, split=False,
                         size=(40, 30)) -> Path:
@@ -59,24 +61,6 @@ def write_ham10000(root: Path, n=28, size=(60, 45), mask_size=None) -> list[dict
         writer.writeheader()
         writer.writerows(rows)
     return rows
-
-
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2") -> None:
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 def write_egd_cxr(root: Path, n=15, shape=(80, 64)) -> list[dict]:

@@ -99,7 +99,10 @@ def study_config(args):
 
 def load_model_and_card(path):
     from ..artifacts import load_model, read_model_card
-    return load_model(path), read_model_card(path)
+    from ..methods import get_method
+    card = read_model_card(path)
+    # methods whose model has more outputs (the gaze U-Net's decoder) are served as classifiers
+    return get_method(card.get("method", "gfsr")).classifier_view(load_model(path)), card
 
 
 def add_saved_model_arguments(p: argparse.ArgumentParser, folder_prefix: str) -> None:

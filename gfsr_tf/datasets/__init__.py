@@ -6,7 +6,10 @@ from pathlib import Path
 
 from .base import ImageSet
 
-DATASET_KINDS = ("benchmark", "kermany", "medmnist", "ham10000", "egd_cxr", "folders")
+# "gaze_simulation": the embedded eye-gaze simulation without a data dir (its EGD-CXR layout on
+# disk with one)
+DATASET_KINDS = ("benchmark", "kermany", "medmnist", "ham10000", "egd_cxr", "folders",
+                 "gaze_simulation")
 
 
 def detect_kind(path) -> str:
@@ -28,8 +31,10 @@ def detect_kind(path) -> str:
 
 
 def load_dataset(kind: str, path, size: int, *, val_fraction: float = 0.1, seed: int = 0,
-                 skipped: list | None = None) -> dict[str, ImageSet]:
-    """{train, val, test} from a real dataset on disk (kind "auto" detects it)."""
+                 skipped: list | None = None, **gaze) -> dict[str, ImageSet]:
+    """{train, val, test} from a real dataset on disk (kind "auto" detects it). `gaze`:
+    heatmap options of the EGD-CXR loader (sigma_px, sigma_fraction, weighting, image_list),
+    ignored by the other loaders."""
     kind = detect_kind(path) if kind == "auto" else kind
     if kind == "medmnist":
         from .medmnist import load_medmnist
@@ -43,12 +48,12 @@ def load_dataset(kind: str, path, size: int, *, val_fraction: float = 0.1, seed:
         return load_ham10000(path, size, **common)
     if kind == "egd_cxr":
         from .egd_cxr import load_egd_cxr
-        return load_egd_cxr(path, size, **common)
+        return load_egd_cxr(path, size, **common, **gaze)
     if kind == "folders":
         from .folders import load_class_folders
         return load_class_folders(path, size, **common)
     raise ValueError(f"unknown dataset kind {kind!r}; choose auto or one of "
-                     f"{', '.join(DATASET_KINDS[1:])}")
+                     f"{', '.join(DATASET_KINDS[1:-1])}")
 
 
 __all__ = ["ImageSet", "DATASET_KINDS", "detect_kind", "load_dataset"]

@@ -20,6 +20,11 @@ class ImageSet:
                                                image itself where it already has one)
       has_marker  bool    (N,)
       marker_boxes int    (N, 4) y0, x0, y1, x1 of the marker glyph
+      regions     {name: float32 (N, H, W)}     - anatomical masks (EGD-CXR: left_lung,
+                                                  right_lung (patient convention), heart, ...)
+      fixations   list of float (k, 4) arrays    - per image x, y (original pixels), duration
+                                                  (s), start time (s) of each kept fixation
+      transcripts list of [(sentence, end time s)] per image (EGD-CXR dictation)
     """
     images: np.ndarray
     labels: np.ndarray
@@ -32,15 +37,20 @@ class ImageSet:
     gaze: np.ndarray | None = None
     names: list[str] = field(default_factory=list)
     marker_added: np.ndarray | None = None
+    regions: dict | None = None
+    fixations: list | None = None
+    transcripts: list | None = None
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
             raise ValueError(f"images must be (N, H, W, 1|3), got {self.images.shape}")
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
-        for key in ("lungs", "lesions", "twins", "has_marker", "marker_boxes", "gaze",
-                    "marker_added"):
-            value = getattr(self, key)
+        per_image = {key: getattr(self, key) for key in (
+            "lungs", "lesions", "twins", "has_marker", "marker_boxes", "gaze", "marker_added",
+            "fixations", "transcripts")}
+        per_image.update({f"regions[{k}]": v for k, v in (self.regions or {}).items()})
+        for key, value in per_image.items():
             if value is not None and len(value) != len(self.images):
                 raise ValueError(f"{key} has {len(value)} entries for {len(self.images)} images")
 
@@ -54,8 +64,11 @@ class ImageSet:
     def subset(self, index) -> "ImageSet":
         index = np.asarray(index)
         pick = lambda a: None if a is None else a[index]
+        listed = lambda a: None if a is None else [a[i] for i in index]
         return ImageSet(self.images[index], self.labels[index], self.class_names,
                         pick(self.lungs), pick(self.lesions), pick(self.twins),
                         pick(self.has_marker), pick(self.marker_boxes), pick(self.gaze),
-                        [self.names[i] for i in index] if self.names else [],
-                        pick(self.marker_added))
+                        listed(self.names) or [], pick(self.marker_added),
+                        None if self.regions is None else
+                        {k: v[index] for k, v in self.regions.items()},
+                        listed(self.fixations), listed(self.transcripts))

@@ -4,17 +4,24 @@ MIMIC-CXR DICOMs they were read on.
 Files under `root` (any nesting):
   master_sheet.csv   dicom_id, patient_id and one-hot class columns Normal, CHF, pneumonia
   fixations.csv      one row per fixation: DICOM_ID, X_ORIGINAL, Y_ORIGINAL (pixels of the
-                     original DICOM) and FPOGD (fixation duration, s); lower-case x, y, duration
-                     are accepted too
+                     original DICOM), FPOGD (fixation duration, s) and, when present,
+                     "Time (in secs)" (its start); lower-case x, y, duration, time work too
   <dicom_id>.dcm     the MIMIC-CXR DICOMs (read with pydicom)
-Each image gets a static gaze heatmap (`gaze_heatmap`): fixations splatted at their position
-with their duration as weight, Gaussian-smoothed with sigma = `sigma_fraction` x image width
-(0.05 ~ the 2-3 degrees of visual angle a fixation covers at reading distance), max-normalised
-to [0, 1]. Split patient-level 80/10/10 (no patient in two splits), class-stratified, seeded.
+  <dicom_id>/transcript.json  optional (audio_segmentation_transcripts/): the dictation,
+                     {"time_stamped_text": [{"phrase", "begin_time", "end_time"}, ...]}
+  <dicom_id>/{left_lung, right_lung, mediastanum}.png  optional anatomical masks (original
+                     size; patient convention: the patient's left lung is on the image's right;
+                     "mediastanum" is the dataset's spelling). heart = mediastinum minus its
+                     top third.
+Each image gets a static gaze heatmap (`gaze_heatmap`). EGD-CXR stores fixations that fell off
+the image with negative coordinates (e.g. (-1, -1)): they are dropped and counted, never clipped
+onto the corner (where laterality markers sit). Empty or non-numeric fixation cells are skipped
+and counted. Split patient-level 80/10/10 (no patient in two splits), class-stratified, seeded.
 Unreadable DICOMs are skipped, counted and reported; CSVs without the needed columns are errors.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -31,18 +38,53 @@ CLASSES = ("Normal", "CHF", "pneumonia")
 CLASS_NAMES = ("normal", "congestive heart failure", "pneumonia")
 _FIXATION_COLUMNS = {"id": ("dicom_id",), "x": ("x_original", "x"), "y": ("y_original", "y"),
                      "duration": ("fpogd", "duration")}
+_TIME_COLUMNS = ("time (in secs)", "time")
+REGION_FILES = {"left_lung": "left_lung.png", "right_lung": "right_lung.png",
+                "mediastinum": "mediastanum.png"}
+WEIGHTINGS = ("duration", "count")
 
 
 def gaze_heatmap(xs, ys, durations, original_shape, size: int,
-                 sigma_fraction: float = 0.05) -> np.ndarray:
-    """Fixations (x, y in original pixels, duration weights) -> (size, size) float32 in [0, 1].
-    No fixations (or zero total duration) -> all zeros."""
+                 sigma_fraction: float = 0.05, *, sigma_px: float | None = None,
+                 weighting: str = "duration", counts: dict | None = None) -> np.ndarray:
+    """Fixations (x, y in original pixels, durations in s) -> (size, size) float32 in [0, 1].
+
+    Each kept fixation adds its duration ("duration") or 1 ("count", the reference tool) at its
+    pixel; the sum is Gaussian-smoothed and max-normalised. sigma: `sigma_px` original pixels
+    (the reference uses 150; anisotropic after resizing a non-square image: sigma_px * size / w
+    across, * size / h down) or, without it, sigma_fraction x size. Off-image fixations
+    (negative or beyond the original size) and non-finite ones are dropped; `counts` (a dict)
+    receives how many ("off_image", "non_finite"). No fixations kept -> all zeros.
+    """
+    xs, ys, durations = (np.asarray(v, np.float64).ravel() for v in (xs, ys, durations))
+    if not len(xs) == len(ys) == len(durations):
+        raise ValueError(f"xs, ys and durations must have the same length, got {len(xs)}, "
+                         f"{len(ys)} and {len(durations)}")
+    if sigma_px is not None and not sigma_px > 0:
+        raise ValueError(f"sigma_px must be > 0, got {sigma_px}")
+    if sigma_px is None and not sigma_fraction > 0:
+        raise ValueError(f"sigma_fraction must be > 0, got {sigma_fraction}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    finite = np.isfinite(xs) & np.isfinite(ys) & np.isfinite(durations)
+    if np.any(durations[finite] < 0):
+        raise ValueError(f"durations must be >= 0, got {durations[finite].min()}")
     h, w = original_shape
+    inside = finite & (xs >= 0) & (ys >= 0) & (xs < w) & (ys < h)
+    if counts is not None:
+        counts["non_finite"] = counts.get("non_finite", 0) + int(np.sum(~finite))
+        counts["off_image"] = counts.get("off_image", 0) + int(np.sum(finite & ~inside))
+    weights = durations[inside] if weighting == "duration" else np.ones(int(inside.sum()))
     heat = np.zeros((size, size), np.float64)
-    xs = np.clip(np.asarray(xs, np.float64) * size / w, 0, size - 1).round().astype(int)
-    ys = np.clip(np.asarray(ys, np.float64) * size / h, 0, size - 1).round().astype(int)
-    np.add.at(heat, (ys, xs), np.asarray(durations, np.float64))
-    heat = cv2.GaussianBlur(heat, (0, 0), max(sigma_fraction * size, 0.5))
+    cols = np.minimum((xs[inside] * size / w).astype(int), size - 1)   # pixel binning
+    rows = np.minimum((ys[inside] * size / h).astype(int), size - 1)
+    np.add.at(heat, (rows, cols), weights)
+    if sigma_px is not None:
+        sx, sy = sigma_px * size / w, sigma_px * size / h
+    else:
+        sx = sy = sigma_fraction * size
+    heat = cv2.GaussianBlur(heat, (0, 0), sigmaX=max(sx, 0.3), sigmaY=max(sy, 0.3),
+                            borderType=cv2.BORDER_CONSTANT)
     peak = heat.max()
     return (heat / peak if peak > 0 else heat).astype(np.float32)
 
@@ -74,7 +116,16 @@ def _one_file(root: Path, name: str) -> Path:
     return found[0]
 
 
-def _fixations(path: Path) -> dict[str, np.ndarray]:
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _fixations(path: Path, counts: dict) -> dict[str, np.ndarray]:
+    """{dicom_id: (k, 4) x, y, duration, time}; cells that are empty or not numbers become NaN
+    (dropped and counted by `gaze_heatmap`; counted here as "unreadable_cells")."""
     rows = read_csv_rows(path, ())
     columns = set(rows[0]) if rows else set()
     pick = {}
@@ -83,26 +134,90 @@ def _fixations(path: Path) -> dict[str, np.ndarray]:
         if not match:
             raise ValueError(f"{path}: missing a {key} column (one of {list(options)})")
         pick[key] = match[0]
+    time_column = next((c for c in _TIME_COLUMNS if c in columns), None)
     out: dict[str, list] = {}
     for r in rows:
-        out.setdefault(r[pick["id"]], []).append(
-            (float(r[pick["x"]]), float(r[pick["y"]]), float(r[pick["duration"]])))
-    return {k: np.asarray(v) for k, v in out.items()}
+        values = [_number(r[pick[k]]) for k in ("x", "y", "duration")]
+        values.append(_number(r[time_column]) if time_column else float("nan"))
+        counts["unreadable_cells"] = counts.get("unreadable_cells", 0) + \
+            sum(not np.isfinite(v) for v in values[:3])
+        out.setdefault(r[pick["id"]], []).append(values)
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+def read_transcript(path: Path) -> list[tuple[str, float]]:
+    """[(sentence, end time s)] from an EGD-CXR transcript.json."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return [(str(t["phrase"]), float(t["end_time"])) for t in data["time_stamped_text"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"cannot read transcript {path}: {exc}") from None
+
+
+def heart_from_mediastinum(mediastinum: np.ndarray) -> np.ndarray:
+    """The heart: the mediastinum mask minus its top third (by the mask's own row extent)."""
+    rows = np.flatnonzero(mediastinum.any(axis=1))
+    heart = mediastinum.copy()
+    if len(rows):
+        cut = rows[0] + (rows[-1] - rows[0] + 1) // 3
+        heart[:cut] = 0
+    return heart
+
+
+def _regions(folder: Path | None, size: int) -> dict[str, np.ndarray] | None:
+    if folder is None or not all((folder / f).exists() for f in REGION_FILES.values()):
+        return None
+    masks = {}
+    for name, file in REGION_FILES.items():
+        mask = cv2.imread(str(folder / file), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise ValueError(f"cannot read mask {folder / file}")
+        masks[name] = mask > 127
+    masks["heart"] = heart_from_mediastinum(masks["mediastinum"])   # at original resolution
+    return {k: cv2.resize(m.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+            for k, m in masks.items()}
+
+
+def read_image_list(image_list) -> set[str]:
+    """dicom_ids from a list, or a text/CSV file (one id per line, or a dicom_id column)."""
+    if not isinstance(image_list, (str, Path)):
+        return {str(i) for i in image_list}
+    path = Path(image_list)
+    if not path.exists():
+        raise FileNotFoundError(f"image list not found: {path}")
+    lines = [l.strip() for l in path.read_text().splitlines() if l.strip()]
+    if lines and "dicom_id" in lines[0].lower().split(","):
+        return {r["dicom_id"] for r in read_csv_rows(path, ("dicom_id",))}
+    return set(lines)
 
 
 def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
-                 skipped: list | None = None) -> dict[str, ImageSet]:
-    """{train, val, test} ImageSets (gray, 3 classes) with `gaze` heatmaps."""
+                 sigma_px: float | None = None, weighting: str = "duration",
+                 image_list=None, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                 seed: int = 0, skipped: list | None = None,
+                 counts: dict | None = None) -> dict[str, ImageSet]:
+    """{train, val, test} ImageSets (gray, 3 classes) with `gaze` heatmaps (see `gaze_heatmap`
+    for sigma and weighting), the kept fixations, and - where the dataset has them - the
+    transcripts and anatomical `regions`. image_list: only these dicom_ids (a list or a file,
+    e.g. the 1,017 images of Watanabe et al.). `counts` receives the dropped fixations and
+    skipped cells."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data directory not found: {root}")
     skipped = [] if skipped is None else skipped
+    counts = {} if counts is None else counts
     sheet = _one_file(root, "master_sheet.csv")
     rows = read_csv_rows(sheet, ("dicom_id", "patient_id") + tuple(c.lower() for c in CLASSES))
-    fixations = _fixations(_one_file(root, "fixations.csv"))
+    if image_list is not None:
+        wanted = read_image_list(image_list)
+        rows = [r for r in rows if r["dicom_id"] in wanted]
+        if not rows:
+            raise ValueError(f"none of the {len(wanted)} listed images is in {sheet}")
+    fixations = _fixations(_one_file(root, "fixations.csv"), counts)
     dicoms = {p.stem: p for p in root.rglob("*.dcm")}
-    images, gaze, labels, names, patients, unlabelled = [], [], [], [], [], 0
+    transcripts = {p.parent.name: p for p in root.rglob("transcript.json")}
+    images, gaze, labels, names, patients, kept, texts, regions = [], [], [], [], [], [], [], []
+    unlabelled = 0
     for row in tqdm(rows, desc="reading EGD-CXR DICOMs", leave=False, disable=len(rows) < 200):
         hot = [float(row[c.lower()] or 0) > 0 for c in CLASSES]
         if sum(hot) != 1:
@@ -117,9 +232,18 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
         except ValueError:
             skipped.append(str(path))
             continue
-        fx = fixations.get(row["dicom_id"], np.zeros((0, 3)))
-        gaze.append(gaze_heatmap(fx[:, 0], fx[:, 1], fx[:, 2], pixels.shape, size, sigma_fraction))
+        fx = fixations.get(row["dicom_id"], np.zeros((0, 4)))
+        gaze.append(gaze_heatmap(fx[:, 0], fx[:, 1], fx[:, 2], pixels.shape, size,
+                                 sigma_fraction, sigma_px=sigma_px, weighting=weighting,
+                                 counts=counts))
+        h, w = pixels.shape
+        on = np.all(np.isfinite(fx[:, :3]), 1) & (fx[:, 0] >= 0) & (fx[:, 1] >= 0) & \
+            (fx[:, 0] < w) & (fx[:, 1] < h)
+        kept.append(fx[on])
         images.append(cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA))
+        transcript = transcripts.get(row["dicom_id"])
+        texts.append(read_transcript(transcript) if transcript else [])
+        regions.append(_regions(transcript.parent if transcript else None, size))
         labels.append(hot.index(True))
         names.append(row["dicom_id"])
         patients.append(row["patient_id"])
@@ -128,10 +252,17 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
     if unlabelled:
         log.warning("%d rows of %s have not exactly one of %s set; left out",
                     unlabelled, sheet, ", ".join(CLASSES))
+    dropped = {k: v for k, v in counts.items() if v}
+    if dropped:
+        log.warning("EGD-CXR fixations dropped or skipped: %s", dropped)
     if not images:
         raise ValueError(f"no readable, labelled images under {root}")
+    region_set = None
+    if all(r is not None for r in regions):
+        region_set = {k: np.stack([r[k] for r in regions]) for k in regions[0]}
     data = ImageSet(np.stack(images)[..., None], np.asarray(labels, np.int64), CLASS_NAMES,
-                    gaze=np.stack(gaze), names=names)
+                    gaze=np.stack(gaze), names=names, regions=region_set, fixations=kept,
+                    transcripts=texts)
     parts = grouped_split(labels, patients, (1 - val_fraction - test_fraction, val_fraction,
                                              test_fraction), seed)
     return dict(zip(("train", "val", "test"), (data.subset(p) for p in parts)))

@@ -45,11 +45,14 @@ def _glyph(size: int, text: str, height_frac: float, rng: np.random.Generator,
 
 
 def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: float,
-                seed) -> dict:
-    """Render one case. Returns image/twin (float [0,1]), lungs, lesions, marker box.
+                seed, *, heart_scale: float = 1.0, haze: float = 0.0) -> dict:
+    """Render one case. Returns image/twin (float [0,1]), lungs, lesions, marker box, and the
+    anatomy (`lung_sides`: the image-left and image-right lung fields; `heart`; `mediastinum`).
 
     All random draws happen regardless of `marker`/`text`, so the twin (marker=False) of the same
-    seed differs only where the glyph is drawn.
+    seed differs only where the glyph is drawn. heart_scale > 1 enlarges the cardiac silhouette
+    and haze > 0 adds bilateral perihilar haze (the gaze simulation's congestive heart failure);
+    the haze draws from its own stream, so the defaults render exactly what they always did.
     """
     rng = np.random.default_rng(seed)
     s = size
@@ -65,6 +68,7 @@ def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: f
 
     # Lung fields: two tilted ellipses.
     lungs = np.zeros((s, s), np.float32)
+    sides, hila = [], []
     for side in (-1, 1):
         lx = cx + side * rng.uniform(0.32, 0.38)
         ly = cy + rng.uniform(-0.08, 0.0)
@@ -72,7 +76,9 @@ def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: f
         t = np.deg2rad(side * rng.uniform(4, 12))
         u = (xx - lx) * np.cos(t) + (yy - ly) * np.sin(t)
         v = -(xx - lx) * np.sin(t) + (yy - ly) * np.cos(t)
-        lungs = np.maximum(lungs, ((u / a) ** 2 + (v / b) ** 2 <= 1).astype(np.float32))
+        sides.append(((u / a) ** 2 + (v / b) ** 2 <= 1).astype(np.float32))
+        lungs = np.maximum(lungs, sides[-1])
+        hila.append((lx - side * 0.45 * a, ly))    # the medial edge of the field
     soft_lungs = _blur(lungs, s / 64)
     img -= 0.38 * soft_lungs
 
@@ -83,9 +89,20 @@ def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: f
 
     # Heart and mediastinum: brighter.
     hx, hy = cx + rng.uniform(0.0, 0.1), cy + rng.uniform(0.15, 0.3)
-    heart = (((xx - hx) / 0.22) ** 2 + ((yy - hy) / 0.2) ** 2 <= 1).astype(np.float32)
+    heart = (((xx - hx) / (0.22 * heart_scale)) ** 2 + ((yy - hy) / (0.2 * heart_scale)) ** 2
+             <= 1).astype(np.float32)
     mediastinum = ((np.abs(xx - cx) < 0.1) & (yy > cy - 0.7) & (yy < cy + 0.6)).astype(np.float32)
     img += 0.15 * _blur(np.maximum(heart, mediastinum) * (1 - lungs), s / 48)
+    if heart_scale != 1.0:  # a large heart's silhouette shows over the lung fields too
+        img += 0.12 * _blur(heart * lungs, s / 48)
+    if haze > 0:
+        haze_rng = np.random.default_rng([*np.atleast_1d(seed), 4242])
+        field = np.zeros((s, s), np.float32)
+        for hx_, hy_ in hila:
+            r = haze_rng.uniform(0.16, 0.22)
+            field += np.exp(-((xx - hx_) ** 2 + (yy - hy_ - haze_rng.uniform(0, 0.1)) ** 2)
+                            / (2 * r ** 2))
+        img += haze * np.clip(field, 0, 1) * soft_lungs
 
     # Pneumonia: 1-3 patchy opacities built from jittered blurred discs, clipped to the lungs.
     n_lesions = int(rng.integers(1, 4))
@@ -123,7 +140,8 @@ def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: f
         lesions = np.zeros_like(lesions)
     return {"image": np.clip(img, 0, 1), "twin": np.clip(twin, 0, 1),
             "with_marker": np.clip(with_marker, 0, 1), "lungs": lungs, "lesions": lesions,
-            "marker_box": box}
+            "marker_box": box, "lung_sides": sides, "heart": heart,
+            "mediastinum": np.maximum(heart, mediastinum)}
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:

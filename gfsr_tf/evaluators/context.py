@@ -36,6 +36,8 @@ class EvalContext:
     layer: str | None                      # the model's Grad-CAM layer
     method: object = None                  # methods.Method (its explainer); None: Grad-CAM
     out_dir: Path | None = None            # where explanations.npz goes
+    full_model: object = None              # the trained model itself, when `model` is a view of
+                                           # it (e.g. the gaze U-Net's decoder output)
     batch_size: int = 64
     _probs: dict = field(default_factory=dict)
     maps: dict = field(default_factory=dict)

@@ -53,6 +53,12 @@ class Method:
         """make_step bound to a config: what `training.Trainer` takes."""
         return functools.partial(self.make_step, study=study, config=config)
 
+    def classifier_view(self, model):
+        """The single-output classifier (class probabilities) of a trained model, sharing its
+        weights: what Grad-CAM, the evaluators and the export take. Most methods' models are
+        one already."""
+        return model
+
     # ---------------------------------------------------------------------------- explaining
     def explain(self, model, x: np.ndarray, *, layer: str | None = None, class_index=None,
                 batch_size: int = 32):

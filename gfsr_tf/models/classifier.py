@@ -212,6 +212,9 @@ class CamModel:
         last = model.layers[-1]
         self._check_head(last)
         self._dense = last if isinstance(last, keras.layers.Dense) else None
+        activation = getattr(getattr(last, "activation", None), "__name__", "")
+        # one sigmoid per class (the eye-gaze U-Net's head): scores are not a softmax
+        self.multi_label = activation == "sigmoid" and self.num_outputs > 1
         if target is None:  # the layer sits inside a nested sub-model (transfer learning)
             self._inner = _unnest(model, self.layer_name)
         else:

@@ -32,10 +32,13 @@ def predicted_class(logits: tf.Tensor) -> tf.Tensor:
     return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
 
-def probabilities_from_logits(logits: np.ndarray) -> np.ndarray:
-    """(N, 1) -> P(class 1) as (N,); (N, C) -> softmax (N, C)."""
+def probabilities_from_logits(logits: np.ndarray, multi_label: bool = False) -> np.ndarray:
+    """(N, 1) -> P(class 1) as (N,); (N, C) -> softmax (N, C), or with `multi_label` (one
+    sigmoid per class) the per-class sigmoids."""
     if logits.shape[-1] == 1:
         return 1.0 / (1.0 + np.exp(-logits[:, 0]))
+    if multi_label:
+        return 1.0 / (1.0 + np.exp(-logits))
     e = np.exp(logits - logits.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
 
@@ -170,7 +173,7 @@ def explain(model, images, *, layer: str | None = None, class_index=None,
     for start in range(0, n, batch_size):
         cam, logits, c = run(tf.constant(images[start:start + batch_size]),
                              tf.constant(class_index[start:start + batch_size]))
-        p = probabilities_from_logits(logits.numpy())
+        p = probabilities_from_logits(logits.numpy(), cam_model.multi_label)
         probs.append(np.stack([1 - p, p], 1) if p.ndim == 1 else p)
         maps.append(np.clip(cam.numpy(), 0, 1))
         used.append(c.numpy())

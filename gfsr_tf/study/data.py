@@ -12,13 +12,23 @@ def load_data(config, warnings: list | None = None) -> dict[str, ImageSet]:
     config.benchmark.image_size px."""
     if not config.data_dir and config.requires_data_dir:
         raise ValueError(f"{config.name} runs on real data: give --data-dir (see --help)")
+    gaze = config.gaze
+    heatmaps = dict(sigma_px=gaze.sigma_px, sigma_fraction=gaze.sigma_fraction,
+                    weighting=gaze.weighting)
+    if not config.data_dir and config.dataset == "gaze_simulation":
+        from ..datasets.gaze_sim import make_gaze_simulation
+        return make_gaze_simulation(config.benchmark, **heatmaps)
     if not config.data_dir:
         from ..datasets.synthetic import make_benchmark
         return make_benchmark(config.benchmark)
     from ..datasets import load_dataset
     skipped: list[str] = []
-    data = load_dataset(config.dataset, config.data_dir, config.benchmark.image_size,
-                        val_fraction=config.val_fraction, seed=config.train.seed, skipped=skipped)
+    options = {**heatmaps, "image_list": gaze.image_list} \
+        if config.dataset in ("egd_cxr", "gaze_simulation", "auto") else {}
+    data = load_dataset(config.dataset if config.dataset != "gaze_simulation" else "egd_cxr",
+                        config.data_dir, config.benchmark.image_size,
+                        val_fraction=config.val_fraction, seed=config.train.seed,
+                        skipped=skipped, **options)
     if skipped and warnings is not None:
         warnings.append(f"skipped {len(skipped)} unreadable image files: "
                         + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))

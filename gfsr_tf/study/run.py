@@ -106,8 +106,9 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
         run_dir = run_root / variant.name
         model, history, seconds = train_variant(config, method, options, data, targets,
                                                 run_dir, warnings, verbose)
-        ctx = EvalContext(model, get_preprocessor(method.preprocessor), data, config,
-                          method.target_layer(config), method, run_dir)
+        ctx = EvalContext(method.classifier_view(model), get_preprocessor(method.preprocessor),
+                          data, config, method.target_layer(config), method, run_dir,
+                          full_model=model)
         if used == "annotations" and guidance.concepts is not None:
             # Fig 8 shows this model's map on training images that were not annotated
             ctx.splits = {**data, "concept_examples": train.subset(guidance.concept_examples())}

@@ -10,10 +10,15 @@ from ..preprocessing import get_preprocessor
 from ..saliency.gradcam import full_precision, predicted_class
 
 
-def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Per-image CE from logits: binary (single unit) or sparse categorical."""
+def classification_loss(logits: tf.Tensor, labels: tf.Tensor,
+                        multi_label: bool = False) -> tf.Tensor:
+    """Per-image CE from logits: binary (single unit), sparse categorical, or with `multi_label`
+    (one sigmoid per class) the mean over classes of the BCE with the one-hot labels."""
     if logits.shape[-1] == 1:
         return tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(labels, tf.float32), logits[:, 0])
+    if multi_label:
+        onehot = tf.one_hot(tf.cast(labels, tf.int32), logits.shape[-1], dtype=logits.dtype)
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(onehot, logits), -1)
     return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
 
 

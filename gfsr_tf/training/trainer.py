@@ -34,8 +34,26 @@ def resolve_jit(jit_compile) -> bool:
     return bool(jit_compile)
 
 
+def cyclic_multiplier(epoch: int, step_epochs: int, base: float) -> float:
+    """The eye-gaze reference's triangular2 cyclic schedule (Karargyris et al.), stepped per
+    epoch (0-based) and applied as their LambdaLR does: lr = base_lr * (base + (1 - base) * r),
+    r rising 0 -> 1 over `step_epochs`, back to 0, each cycle's amplitude halved - so the rate
+    moves between base_lr**2 and base_lr."""
+    cycle = math.floor(1 + epoch / (2 * step_epochs))
+    x = abs(epoch / step_epochs - 2 * cycle + 1)
+    return base + (1 - base) * max(0.0, 1 - x) / 2 ** (cycle - 1)
+
+
+def learning_rate(train: TrainConfig, epoch: int) -> float:
+    """The learning rate of 1-based `epoch`."""
+    if train.lr_schedule == "triangular2":
+        return train.learning_rate * cyclic_multiplier(epoch - 1, train.lr_step_epochs,
+                                                       train.learning_rate)
+    return train.learning_rate
+
+
 def make_optimizer(train: TrainConfig, model: keras.Model):
-    optimizer = keras.optimizers.Adam(train.learning_rate)
+    optimizer = keras.optimizers.Adam(train.learning_rate, clipvalue=train.clip_value)
     if train.mixed_precision:  # dynamic loss scaling keeps float16 gradients from underflowing
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
@@ -99,14 +117,17 @@ class Trainer:
     def _scores(self, images: np.ndarray, labels: np.ndarray, prefix: str) -> dict:
         from sklearn.metrics import roc_auc_score
         logits = self.predict_logits(images)
-        ce = float(np.mean(classification_loss(tf.constant(logits), tf.constant(labels))))
-        probs = probabilities_from_logits(logits)
+        multi_label = self.step.cam_model.multi_label
+        ce = float(np.mean(classification_loss(tf.constant(logits), tf.constant(labels),
+                                               multi_label)))
+        probs = probabilities_from_logits(logits, multi_label)
         if probs.ndim == 1:
             pred = (probs > 0.5).astype(int)
             auc = roc_auc_score(labels, probs) if len(set(labels)) == 2 else math.nan
-        else:
+        else:  # macro one-vs-rest on each class's own score column
             pred = probs.argmax(1)
-            auc = roc_auc_score(labels, probs, multi_class="ovr") \
+            onehot = labels[:, None] == np.arange(probs.shape[1])
+            auc = roc_auc_score(onehot, probs, average="macro") \
                 if len(set(labels)) == probs.shape[1] else math.nan
         return {f"{prefix}_loss": ce, f"{prefix}_accuracy": float(np.mean(pred == labels)),
                 f"{prefix}_auc": float(auc)}
@@ -171,6 +192,9 @@ class Trainer:
         for epoch in range(int(self.epoch.numpy()) + 1, self.cfg.epochs + 1):
             self._reseed(epoch)
             logged = self.step.on_epoch(epoch)
+            if self.cfg.lr_schedule != "constant":
+                logged["learning_rate"] = learning_rate(self.cfg, epoch)
+                self.optimizer.learning_rate.assign(logged["learning_rate"])
             ds = self._dataset(train, targets, epoch)
             n_batches = len(ds) if steps is None else min(steps, len(ds))
             bar = keras.utils.Progbar(n_batches, verbose=self.verbose,

@@ -1,0 +1,38 @@
+"""Maps against the radiologist's gaze (data with `gaze` heatmaps, e.g. EGD-CXR or the gaze
+simulation), on the last test split: the model's decoder output (models with a `gaze` output),
+its Grad-CAM, and a constant map - the mean training heatmap - that any useful map must beat.
+The decoder maps are saved beside the Grad-CAMs (explanations.npz, key `<split>/decoder`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..evaluation.heatmaps import heatmap_metrics
+
+
+def decoder_maps(model, preprocess, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """The `gaze` output (N, H, W) of a model that has one."""
+    gaze = model.get_layer("gaze").output
+    import keras
+    head = keras.Model(model.inputs, gaze)
+    out = [np.asarray(head(preprocess(images[i:i + batch_size]), training=False))[..., 0]
+           for i in range(0, len(images), batch_size)]
+    return np.clip(np.concatenate(out), 0, 1).astype(np.float32)
+
+
+def evaluate(ctx) -> dict:
+    split = ctx.tests[-1] if ctx.tests else None
+    data = ctx.splits.get(split)
+    if data is None or data.gaze is None:
+        return {}
+    target = data.gaze
+    train = ctx.splits["train"]
+    mean_map = train.gaze.mean(0) if train.gaze is not None else target.mean(0)
+    maps = {"constant (mean training heatmap)": np.broadcast_to(mean_map, target.shape)}
+    if ctx.layer:
+        maps["grad-cam"] = ctx.heatmaps(split)
+    full = getattr(ctx, "full_model", None)
+    if full is not None and "gaze" in [layer.name for layer in full.layers]:
+        ctx.maps[f"{split}/decoder"] = decoder_maps(full, ctx.preprocess, data.images)
+        maps["decoder"] = ctx.maps[f"{split}/decoder"]
+    metrics = {name: heatmap_metrics(np.clip(m, 0, 1), target) for name, m in maps.items()}
+    return {"gaze": {"split": split, "metrics": metrics}}
