@@ -65,8 +65,11 @@ def _conv_bn_relu(x, filters: int, name: str):
 
 def build_gaze_unet(num_classes: int = 3, input_shape=(224, 224, 3), weights="auto", *,
                     decoder: bool = True, dropout: float = 0.5, seed: int | None = None,
+                    bn_momentum: float | None = None,
                     warnings: list | None = None) -> keras.Model:
-    """The gaze U-Net ([probabilities, gaze]) or, with decoder=False, its classifier alone."""
+    """The gaze U-Net ([probabilities, gaze]) or, with decoder=False, its classifier alone.
+    bn_momentum: every BatchNorm's (Keras' 0.99 needs ~1000 steps to settle its running
+    statistics; short CPU runs then validate on unsettled ones and predict one class)."""
     if input_shape[0] != input_shape[1]:
         raise ValueError(f"the gaze U-Net takes square images, got {input_shape[:2]}")
     check_size(int(input_shape[0]))
@@ -80,7 +83,8 @@ def build_gaze_unet(num_classes: int = 3, input_shape=(224, 224, 3), weights="au
     probabilities = keras.layers.Activation("sigmoid", name="probabilities",
                                             dtype="float32")(logits)
     if not decoder:
-        return keras.Model(encoder.input, probabilities, name="gaze_classifier")
+        return _momentum(keras.Model(encoder.input, probabilities, name="gaze_classifier"),
+                         bn_momentum)
     y = bottleneck
     for k, (skip, filters) in enumerate(zip(SKIPS, DECODER_FILTERS), 1):
         y = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"decoder{k}_up")(y)
@@ -90,7 +94,16 @@ def build_gaze_unet(num_classes: int = 3, input_shape=(224, 224, 3), weights="au
         y = _conv_bn_relu(y, filters, f"decoder{k}")
     gaze_logits = keras.layers.Conv2D(1, 1, name="gaze_logits", dtype="float32")(y)
     gaze = keras.layers.Activation("sigmoid", name="gaze", dtype="float32")(gaze_logits)
-    return keras.Model(encoder.input, [probabilities, gaze], name="gaze_unet")
+    return _momentum(keras.Model(encoder.input, [probabilities, gaze], name="gaze_unet"),
+                     bn_momentum)
+
+
+def _momentum(model: keras.Model, bn_momentum: float | None) -> keras.Model:
+    if bn_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return model
 
 
 def classifier_view(model: keras.Model) -> keras.Model:

@@ -76,7 +76,8 @@ class GazeUnet(Method):
     def build_model(self, study, config, num_classes, input_shape, warnings):
         return build_gaze_unet(num_classes, input_shape, study.model.weights,
                                decoder=config.decoder, dropout=config.dropout,
-                               seed=study.train.seed, warnings=warnings)
+                               seed=study.train.seed, bn_momentum=study.model.bn_momentum,
+                               warnings=warnings)
 
     def make_step(self, model, optimizer, study, config):
         return GazeUnetStep(model, optimizer, config=config, preprocessor=self.preprocessor,
