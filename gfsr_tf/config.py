@@ -67,6 +67,9 @@ class ModelConfig:
     # Keras' ResNet50 uses BatchNorm momentum 0.99, whose running statistics need ~1000 steps to
     # settle; short CPU runs validate on unsettled statistics unless this is lowered.
     bn_momentum: float | None = 0.9
+    # More than two classes: one sigmoid per class trained with BCE on one-hot labels (as the
+    # eye-gaze papers do) instead of a softmax; evaluators read each class's own score.
+    multi_label: bool = False
 
     def __post_init__(self):
         if self.backbone not in ("resnet50", "small_cnn"):
@@ -204,6 +207,9 @@ class StudyConfig:
     # marker twins are always added; "selective_blur" (retina), "periphery_replaced"
     # (dermatology; with `reference_image`, else the training images' median border colour).
     robustness: tuple = ("marker_cropped",)
+    # The audit's pasted overlays besides the laterality "R" ("text": an "AP" text overlay in the
+    # top-right corner; `gfsr audit --text-overlay`)
+    audit_overlays: tuple = ()
     reference_image: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -224,6 +230,10 @@ class StudyConfig:
 
     def __post_init__(self):
         self.robustness = tuple(self.robustness)
+        self.audit_overlays = tuple(self.audit_overlays)
+        if not set(self.audit_overlays) <= {"text"}:
+            raise ValueError(f"study.audit_overlays may hold 'text' only, got "
+                             f"{self.audit_overlays}")
         self.evaluators = tuple(self.evaluators)
         self.variants = tuple(v if isinstance(v, VariantConfig) else VariantConfig(**v)
                               for v in self.variants)

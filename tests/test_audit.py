@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from gfsr_tf.config import BenchmarkConfig
-from gfsr_tf.datasets.synthetic import make_split, paste_marker
+from gfsr_tf.datasets.synthetic import make_split, paste_marker, paste_overlay
 from gfsr_tf.evaluation.faithfulness import deletion_insertion
 from gfsr_tf.evaluators import EvalContext
 from gfsr_tf.evaluators.audit import evaluate as audit
@@ -116,6 +116,17 @@ def test_audit_on_real_data_pastes_a_marker():
     expected = (_corner_logit(pasted) - _corner_logit(data.images)).mean()
     assert a["marker_effect_addition"]["estimate"] == pytest.approx(expected, rel=1e-4)
     assert "pasted" in a["marker_source"] and "marker_effect_removal" not in a
+    # the text overlay goes into the top-right corner, which this model never reads
+    study = preset("smoke")
+    study.audit_overlays = ("text",)
+    ctx = EvalContext(corner_model(), get_preprocessor("none"), {"test": data}, study,
+                      "features")
+    text = audit(ctx)["audit"]["text_overlay"]
+    overlaid = paste_overlay(data.images, seed=study.train.seed, kind="text")
+    assert np.any(overlaid != data.images)
+    assert text["effect_addition"]["estimate"] == pytest.approx(
+        (_corner_logit(overlaid) - _corner_logit(data.images)).mean(), abs=1e-6)
+    assert text["effect_addition"]["estimate"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_deletion_and_insertion_by_hand():

@@ -91,6 +91,18 @@ def test_simulation_round_trips_through_the_egd_cxr_layout(simulation, tmp_path)
                 np.testing.assert_array_equal(s.regions[region][j], m.regions[region][i])
             np.testing.assert_allclose(s.fixations[j], m.fixations[i])
     assert counts["off_image"] > 0 and counts.get("non_finite", 0) == 0
+    # an image list (a file of dicom_ids) keeps only those; empty and non-numeric fixation
+    # cells are skipped and counted
+    names = sorted(loaded)[:10]
+    (tmp_path / "list.txt").write_text("\n".join(names))
+    with open(tmp_path / "fixations.csv", "a") as f:
+        # columns: DICOM_ID, Time (in secs), FPOGD, X_ORIGINAL, Y_ORIGINAL
+        f.write(f"{names[0]},1.0,,,5\n{names[0]},1.0,0.3,abc,4\n")
+    counts = {}
+    subset = load_egd_cxr(tmp_path, 32, sigma_px=scaled_sigma(150, 32), weighting="count",
+                          image_list=tmp_path / "list.txt", counts=counts)
+    assert sorted(n for s in subset.values() for n in s.names) == names
+    assert counts["unreadable_cells"] == 3 and counts["non_finite"] == 2
 
 
 def test_simulation_anatomy_follows_the_patient_convention(simulation):
@@ -252,3 +264,25 @@ def test_gaze_unet_trains_and_resumes_exactly(unet_case, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_multi_label_heads_train_and_explain_with_one_sigmoid_per_class():
+    import keras
+    from gfsr_tf.models import CamModel, build_classifier
+    from gfsr_tf.saliency import explain
+    from gfsr_tf.training.step import ClassificationStep
+    model = build_classifier(3, (32, 32, 3), None, backbone="small_cnn", multi_label=True,
+                             seed=0)
+    assert CamModel(model).multi_label and not CamModel(
+        build_classifier(3, (32, 32, 3), None, backbone="small_cnn")).multi_label
+    x = np.random.default_rng(0).uniform(-50, 50, (4, 32, 32, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 1])
+    out = explain(model, x, class_index=labels)
+    np.testing.assert_allclose(out.probabilities, model(x).numpy(), atol=1e-5)  # sigmoids
+    model.get_layer("dropout").rate = 0.0        # the step's forward pass is in training mode
+    logits = CamModel(model)(x, training=True)[1].numpy()            # BatchNorm on the batch
+    expected = np.mean(np.maximum(logits, 0) - logits * np.eye(3)[labels]
+                       + np.log1p(np.exp(-np.abs(logits))))
+    step = ClassificationStep(model, keras.optimizers.SGD(0.0), preprocessor="none")
+    got = step({"image": tf.constant(x), "label": tf.constant(labels)})["ce"].numpy()
+    assert got == pytest.approx(expected, rel=1e-4)

@@ -13,6 +13,9 @@ def add_parser(sub):
     p = sub.add_parser("audit", help="the shortcut audit of a saved binary classifier: marker "
                        "effects in logits, within-class marker AUC, deletion/insertion")
     add_saved_model_arguments(p, "audit")
+    p.add_argument("--text-overlay", action="store_true",
+                   help="also paste an 'AP' text overlay into every image's top-right corner "
+                        "and report its effect")
     p.set_defaults(func=run)
 
 
@@ -26,6 +29,8 @@ def run(args) -> dict:
                          f"{args.model} has {outputs}")
     config = saved_model_study(args, model, card, "audit")
     config.evaluators = ("audit",)
+    if args.text_overlay:
+        config.audit_overlays = ("text",)
     evaluate_saved_model(model, card, config, args.out, layer=args.layer)
     root = Path(args.out) / config.name
     audit = json.loads((root / "report.json").read_text())["model"].get("audit", {})

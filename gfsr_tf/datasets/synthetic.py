@@ -191,19 +191,33 @@ def make_benchmark(config: BenchmarkConfig) -> dict[str, ImageSet]:
     return {split: make_split(config, split) for split in SPLITS}
 
 
-def paste_marker(images: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Any images (N, H, W, C) uint8 with the benchmark's laterality "R" drawn into the top-left
-    corner (max-blended, brightness 0.85-1 of full scale): the marker-added counterfactual for
-    data without twins. Seeded per image, so a rerun draws the same glyphs."""
+# pasted overlays: name -> (text, height as a fraction of the side, corner, brightness range)
+OVERLAYS = {"laterality": ("R", 0.14, "left", (0.85, 1.0)),
+            "text": ("AP", 0.09, "right", (0.8, 0.8))}
+
+
+def paste_overlay(images: np.ndarray, seed: int = 0, kind: str = "laterality") -> np.ndarray:
+    """Any images (N, H, W, C) uint8 with an overlay max-blended in: "laterality", the
+    benchmark's "R" marker in the top-left corner (brightness 0.85-1 of full scale), or "text",
+    its "AP" text overlay in the top-right corner. The marker-added counterfactual for data
+    without twins. Seeded per image, so a rerun draws the same glyphs."""
+    if kind not in OVERLAYS:
+        raise ValueError(f"overlay must be one of {', '.join(OVERLAYS)}, got {kind!r}")
+    text, height, corner, (lo, hi) = OVERLAYS[kind]
     out = np.array(images, copy=True)
     size = images.shape[1]
     for i in range(len(out)):
-        glyph, _ = _glyph(size, "R", 0.14, np.random.default_rng([seed, 77, i]), "left")
+        glyph, _ = _glyph(size, text, height, np.random.default_rng([seed, 77, i]), corner)
         glyph = cv2.resize(glyph, (images.shape[2], images.shape[1])) if images.shape[1] != \
             images.shape[2] else glyph
-        brightness = np.random.default_rng([seed, 78, i]).uniform(0.85, 1.0)
+        brightness = np.random.default_rng([seed, 78, i]).uniform(lo, hi)
         out[i] = np.maximum(out[i], _to_uint8(brightness * glyph)[..., None])
     return out
+
+
+def paste_marker(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """`paste_overlay` with the laterality "R" (the audit's "does my model react to an R?")."""
+    return paste_overlay(images, seed, "laterality")
 
 
 def simulate_scribbles(lungs: np.ndarray, seed: int = 0, strokes: int = 3) -> np.ndarray:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..datasets.synthetic import paste_marker
+from ..datasets.synthetic import paste_marker, paste_overlay
 from ..evaluation import box_masks, decision_change, energy_inside, mean_ci
 from ..evaluation.faithfulness import deletion_insertion
 from .context import decide
@@ -90,6 +90,11 @@ def evaluate(ctx) -> dict:
     out["flip_addition"] = decision_change(decide(p)[unmarked], decide(q)[unmarked],
                                            p[unmarked], q[unmarked], 2)
     out["marker_added_accuracy"] = float(np.mean(decide(q) == labels))
+    if "text" in ctx.study.audit_overlays:  # a text overlay ("AP") pasted into every image
+        r = ctx.predict(paste_overlay(data.images, ctx.study.train.seed, "text"))
+        out["text_overlay"] = {"effect_addition": mean_ci(log_odds(r) - z),
+                               "flip_addition": decision_change(decide(p), decide(r), p, r, 2),
+                               "accuracy": float(np.mean(decide(r) == labels))}
     if data.twins is None or data.has_marker is None:
         out["marker_source"] = "pasted laterality marker (no counterfactual twins)"
         return {"audit": out}

@@ -62,7 +62,7 @@ def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="a
                      dense_units: int = 128, dropout: float = 0.3,
                      bn_momentum: float | None = None, seed: int | None = None,
                      warnings: list | None = None, mixed_precision: bool = False,
-                     backbone: str = "resnet50") -> keras.Model:
+                     backbone: str = "resnet50", multi_label: bool = False) -> keras.Model:
     """Build the classifier. Two classes use one sigmoid unit; more use softmax.
 
     weights: "auto" (ImageNet if obtainable, else random init with a warning appended to
@@ -70,6 +70,7 @@ def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="a
     mixed_precision: build under Keras' "mixed_float16" policy (a GPU option: float16 compute,
     float32 variables); the logits and probabilities stay float32.
     backbone: "resnet50" (the paper's) or "small_cnn" (tests; `weights` is ignored).
+    multi_label: more than two classes get one sigmoid each instead of a softmax.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -82,15 +83,15 @@ def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="a
         keras.config.set_dtype_policy("mixed_float16")
         try:
             return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum,
-                          warnings, backbone)
+                          warnings, backbone, multi_label)
         finally:
             keras.config.set_dtype_policy(previous)
     return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings,
-                  backbone)
+                  backbone, multi_label)
 
 
 def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings,
-           backbone_name="resnet50"):
+           backbone_name="resnet50", multi_label=False):
     backbone = small_cnn(tuple(input_shape)) if backbone_name == "small_cnn" else \
         _backbone(tuple(input_shape), weights, warnings)
     if bn_momentum is not None:
@@ -103,7 +104,7 @@ def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum,
     units = 1 if num_classes == 2 else num_classes
     # float32 head: logits and probabilities keep full precision under mixed precision
     logits = keras.layers.Dense(units, name=LOGITS_LAYER, dtype="float32")(x)
-    activation = "sigmoid" if units == 1 else "softmax"
+    activation = "sigmoid" if units == 1 or multi_label else "softmax"
     outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER, dtype="float32")(logits)
     return keras.Model(backbone.input, outputs, name="gfsr_classifier")
 

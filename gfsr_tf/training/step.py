@@ -73,7 +73,8 @@ class ClassificationStep(TrainStep):
         with tf.GradientTape() as tape:
             _, logits = self.cam_model(x, training=True)
             logits = full_precision(logits)
-            ce = tf.reduce_mean(classification_loss(logits, batch["label"]))
+            ce = tf.reduce_mean(classification_loss(logits, batch["label"],
+                                                    self.cam_model.multi_label))
             scaled = self.scaled(ce)
         self.apply_gradients(tape, scaled)
         return {"loss": ce, "ce": ce, "acc": accuracy(logits, batch["label"])}

@@ -101,7 +101,7 @@ class GfsrStep(TrainStep):
             else:
                 _, logits = self.cam_model(inputs, training=True)
             logits = full_precision(logits)
-            per_image = classification_loss(logits, targets)
+            per_image = classification_loss(logits, targets, self.cam_model.multi_label)
             if cfg.consistency_weight > 0:  # CE(x) + CE(x~) + w (z(x) - z(x~))^2
                 ce = tf.reduce_mean(per_image[:n]) + tf.reduce_mean(per_image[n:])
                 terms["consistency"] = tf.reduce_mean(consistency_penalty(logits[:n],
