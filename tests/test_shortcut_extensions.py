@@ -134,9 +134,14 @@ def test_consistency_step_loss_equals_the_hand_computation():
     assert out["relevance"].numpy() > 0
     assert out["loss"].numpy() == pytest.approx(
         expected + 2.0 * out["relevance"].numpy(), rel=1e-5)
-    # during a warm-up only the classification terms count
+    # during a warm-up only the plain images' CE counts
     paper.on.assign(0.0)
-    assert paper(batch)["loss"].numpy() == pytest.approx(expected_ce, rel=1e-5)
+    assert paper(batch)["loss"].numpy() == pytest.approx(bce(zx), rel=1e-5)
+    # (a) on every image: the counterfactuals replace the images once the warm-up is over
+    replace = _step(RelevanceConfig(weight=0.0, counterfactual_rate=1.0), model)
+    assert replace(batch)["loss"].numpy() == pytest.approx(bce(zx), rel=1e-5)
+    replace.on.assign(1.0)
+    assert replace(batch)["loss"].numpy() == pytest.approx(bce(zc), rel=1e-5)
 
 
 def test_extensions_train_with_finite_gradients_and_cannot_be_fused(tmp_path):

@@ -141,6 +141,12 @@ CAUSAL_ROWS = (
      "(b) towards random blobs: grounding or regularisation?"),
     ("ext-b-propagated-masks", {**CONSISTENCY, "mask_source": "annotations"}, {}, "row", {},
      "(b) with masks propagated from scribbles on 5 images per class"),
+    # The marker is a curriculum (README): from-scratch ResNet50 learns the lesions late, and
+    # only while the marker carries it. Train plainly first, then remove the marker.
+    ("ext-b-warmup", {**CONSISTENCY, "warmup_epochs": 8}, {}, "row", {},
+     "(b) after 8 plain epochs"),
+    ("ext-a-warmup", {**PAPER, "weight": 0.0, "counterfactual_rate": 1.0, "warmup_epochs": 8},
+     {}, "row", {}, "(a) on every image after 8 plain epochs"),
 )
 ROWS.update({f"{config}@c16{tag}": Row(f"c16{tag}", relevance, dict(model), note, role, dict(data))
              for tag in ("", "-seed1", "-seed2")

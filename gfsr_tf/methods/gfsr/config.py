@@ -21,7 +21,9 @@ class RelevanceConfig:
     # log p(true class), straight from the loss gradient (no extra pass; a contrastive CAM).
     fused_cam: str = "logit"
     cam_class: str = "true"             # "true" (ground-truth class) | "predicted"
-    warmup_epochs: int = 0              # GAIN-style: relevance loss off for the first epochs
+    # Guidance off for the first epochs (GAIN-style): the relevance loss, the extension
+    # penalties and the counterfactual images (their CE and the augmentation) start after it.
+    warmup_epochs: int = 0
     # Where the masks come from (gfsr_tf.guidance): "lungs" (benchmark: true lung fields,
     # blurred), "lesions" (benchmark: lesion mask on pneumonia images, lung fields on normal
     # ones; HAM10000: the lesion masks), "gaze" (EGD-CXR eye-gaze heatmaps), "annotations"

@@ -50,8 +50,8 @@ class GfsrStep(TrainStep):
             seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int32), 7])
             replace = tf.random.stateless_uniform(tf.shape(labels), seed) < cfg.counterfactual_rate
         x_cf = counterfactual_batch(x, masks, dilation, replace)
-        if cfg.consistency_weight == 0:
-            return x_cf, labels, masks
+        if cfg.consistency_weight == 0:  # augmentation, from the end of the warm-up on
+            return tf.where(self.on > 0, x_cf, x), labels, masks
         return (tf.concat([x, x_cf], 0), tf.concat([labels, labels], 0),
                 tf.concat([masks, masks], 0))
 
@@ -103,7 +103,8 @@ class GfsrStep(TrainStep):
             logits = full_precision(logits)
             per_image = classification_loss(logits, targets, self.cam_model.multi_label)
             if cfg.consistency_weight > 0:  # CE(x) + CE(x~) + w (z(x) - z(x~))^2
-                ce = tf.reduce_mean(per_image[:n]) + tf.reduce_mean(per_image[n:])
+                # during a warm-up the counterfactuals are computed but do not count
+                ce = tf.reduce_mean(per_image[:n]) + self.on * tf.reduce_mean(per_image[n:])
                 terms["consistency"] = tf.reduce_mean(consistency_penalty(logits[:n],
                                                                           logits[n:]))
             else:
