@@ -90,3 +90,18 @@ def test_replicate_table_pairs_each_seed_with_its_own_baseline():
     table = replicate_table(results)
     assert "| b (c16) | 2 | 0.600 (0.950), 0.950 (0.950) |" in table
     assert table.strip().endswith("| 1/2 | +0.100 |")
+
+
+def test_causal_smoke_rows_with_a_control_and_an_extension(tmp_path):
+    out = run_ablation(["control@c16", "ext-b-warmup@c16"], out_dir=tmp_path, smoke=True,
+                       name="causal", verbose=0)
+    roles = {r["row"]: r["role"] for r in out["results"]}
+    assert roles == {"baseline@c16": "baseline", "control@c16": "control",
+                     "ext-b-warmup@c16": "row"}
+    # the control trains without the shortcut; the rows select the last epoch's model
+    assert row_config("control@c16").benchmark.marker_rate_normal == 0.5
+    assert row_config("oracle@c16").benchmark.marker_rate_pneumonia == 0.0
+    assert row_config("ext-b-warmup@c16", smoke=True).train.monitor == "last"
+    for r in out["results"]:
+        assert 0 <= r["within_class_marker_auc"] <= 1 and r["twin_accuracy"] >= 0
+    assert "gap closed" in out["markdown"]

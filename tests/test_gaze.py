@@ -286,3 +286,33 @@ def test_multi_label_heads_train_and_explain_with_one_sigmoid_per_class():
     step = ClassificationStep(model, keras.optimizers.SGD(0.0), preprocessor="none")
     got = step({"image": tf.constant(x), "label": tf.constant(labels)})["ce"].numpy()
     assert got == pytest.approx(expected, rel=1e-4)
+
+
+# ---------------------------------------------------------------------------- the experiment
+
+def _experiment(*args, cwd):
+    import subprocess
+    import sys
+    from conftest import REPO
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "gaze_unet.py"), *args],
+                          capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+def test_gaze_experiment_bad_input_is_one_line_and_exit_1(tmp_path):
+    r = _experiment("--rows", "unet,nope", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: unknown rows")
+    r = _experiment("--data-dir", str(tmp_path / "missing"), cwd=tmp_path)
+    assert r.returncode == 1 and "data directory not found" in r.stderr
+
+
+@pytest.mark.slow  # two EfficientNet rows: ~1.5 min on 2 cores
+def test_gaze_experiment_smoke_rows_resume(tmp_path):
+    r = _experiment("--smoke", "--seeds", "0", "--out", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    root = tmp_path / "gaze_unet_smoke"
+    for f in ("results.md", "results.json", "table1_auc.png", "panels.png"):
+        assert (root / f).exists()
+    table = (root / "results.md").read_text()
+    assert "paper: unet" in table and "| unet@seed0_smoke |" in table and "decoder" in table
+    again = _experiment("--smoke", "--seeds", "0", "--out", str(tmp_path), cwd=tmp_path)
+    assert again.returncode == 0 and "epoch 1/1" not in again.stdout   # read back, not retrained
