@@ -128,7 +128,7 @@ def test_consistency_step_loss_equals_the_hand_computation():
     assert out["ce"].numpy() == pytest.approx(expected_ce, rel=1e-5)
     assert out["loss"].numpy() == pytest.approx(expected, rel=1e-5)
     # (d): the paper's term is added with its weight, on the CAMs of x and x~
-    paper = _step(RelevanceConfig(weight=2.0, consistency_weight=w), model)
+    paper = _step(RelevanceConfig(weight=2.0, consistency_weight=w, warmup_epochs=1), model)
     paper.on.assign(1.0)
     out = paper(batch)
     assert out["relevance"].numpy() > 0
@@ -199,3 +199,21 @@ def test_checkpoint_selection_by_last_epoch_and_twin_validation(tmp_path):
     no_twins.twins = None
     with pytest.raises(ValueError, match="not a validation figure"):
         bad.fit(train, no_twins)
+
+
+def test_warm_up_trains_on_the_plain_batch_then_on_the_stacked_one_traced(tmp_path):
+    """ext-b with a warm-up: one traced step serves both phases (the batch doubles only once
+    the guidance is on), so warm-up epochs cost what plain training costs."""
+    data = make_split(BenchmarkConfig(image_size=16), "train", 4)
+    batch = {"image": tf.constant(data.images), "label": tf.constant(data.labels.astype(np.int32)),
+             "mask": tf.constant(relevance_masks(data))}
+    step = functools.partial(GfsrStep, target_layer="target", config=RelevanceConfig(
+        weight=0.0, consistency_weight=1.0, warmup_epochs=1))
+    trainer = Trainer(tiny_classifier(size=16), tmp_path / "w", step,
+                      train=TrainConfig(batch_size=4), verbose=0)
+    warm = trainer.train_step(batch)                       # on = 0 before the first epoch
+    trainer.step.on.assign(1.0)
+    guided = trainer.train_step(batch)
+    assert warm["consistency"].numpy() == 0 and guided["consistency"].numpy() > 0
+    assert guided["ce"].numpy() > 1.5 * warm["ce"].numpy()  # CE(x) + CE(x~) vs CE(x)
+    assert trainer.train_step.experimental_get_tracing_count() == 1

@@ -52,8 +52,12 @@ class GfsrStep(TrainStep):
         x_cf = counterfactual_batch(x, masks, dilation, replace)
         if cfg.consistency_weight == 0:  # augmentation, from the end of the warm-up on
             return tf.where(self.on > 0, x_cf, x), labels, masks
-        return (tf.concat([x, x_cf], 0), tf.concat([labels, labels], 0),
-                tf.concat([masks, masks], 0))
+        stacked = (tf.concat([x, x_cf], 0), tf.concat([labels, labels], 0),
+                   tf.concat([masks, masks], 0))
+        if cfg.warmup_epochs == 0:
+            return stacked
+        # warm-up epochs train on x alone (the batch doubles only once the guidance is on)
+        return tf.cond(self.on > 0, lambda: stacked, lambda: (x, labels, masks))
 
     def __call__(self, batch):
         x, labels = self.preprocess(batch["image"]), batch["label"]
@@ -103,10 +107,14 @@ class GfsrStep(TrainStep):
             logits = full_precision(logits)
             per_image = classification_loss(logits, targets, self.cam_model.multi_label)
             if cfg.consistency_weight > 0:  # CE(x) + CE(x~) + w (z(x) - z(x~))^2
-                # during a warm-up the counterfactuals are computed but do not count
-                ce = tf.reduce_mean(per_image[:n]) + self.on * tf.reduce_mean(per_image[n:])
-                terms["consistency"] = tf.reduce_mean(consistency_penalty(logits[:n],
-                                                                          logits[n:]))
+                # (during a warm-up the batch holds x alone: the x~ terms are 0)
+                counterfactual = per_image[n:]
+                ce = tf.reduce_mean(per_image[:n]) + tf.math.divide_no_nan(
+                    tf.reduce_sum(counterfactual), tf.cast(tf.size(counterfactual), tf.float32))
+                terms["consistency"] = tf.cond(
+                    tf.shape(logits)[0] > n,
+                    lambda: tf.reduce_mean(consistency_penalty(logits[:n], logits[n:])),
+                    lambda: tf.zeros(()))
             else:
                 ce = tf.reduce_mean(per_image)
             loss = ce + self.on * (cfg.weight * terms["relevance"]
