@@ -217,3 +217,18 @@ def test_warm_up_trains_on_the_plain_batch_then_on_the_stacked_one_traced(tmp_pa
     assert warm["consistency"].numpy() == 0 and guided["consistency"].numpy() > 0
     assert guided["ce"].numpy() > 1.5 * warm["ce"].numpy()  # CE(x) + CE(x~) vs CE(x)
     assert trainer.train_step.experimental_get_tracing_count() == 1
+
+
+def test_warm_up_then_linear_ramp_of_the_guidance_gate():
+    step = _step(RelevanceConfig(weight=1.0, warmup_epochs=2, ramp_epochs=4),
+                 tiny_classifier(size=8))
+    gates = []
+    for epoch in range(1, 9):
+        step.on_epoch(epoch)
+        gates.append(float(step.on.numpy()))
+    assert gates == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    from gfsr_tf.methods.gfsr.describe import gfsr_configuration
+    line = gfsr_configuration({"weight": 0.0, "consistency_weight": 0.1, "warmup_epochs": 8,
+                               "ramp_epochs": 4}, "conv3_block4_out")
+    assert line.startswith("extension beyond the paper: logit consistency")
+    assert "warmup_epochs 8 (paper: 0)" in line and "ramp_epochs 4" in line

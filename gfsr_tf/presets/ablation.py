@@ -147,6 +147,9 @@ CAUSAL_ROWS = (
      "(b) after 8 plain epochs"),
     ("ext-a-warmup", {**PAPER, "weight": 0.0, "counterfactual_rate": 1.0, "warmup_epochs": 8},
      {}, "row", {}, "(a) on every image after 8 plain epochs"),
+    ("ext-b-warmup-ramp", {**CONSISTENCY, "consistency_weight": 0.1, "warmup_epochs": 8,
+                           "ramp_epochs": 4}, {}, "row", {},
+     "(b) w 0.1, after 8 plain epochs, ramped up over 4 (ext-b-warmup collapsed)"),
 )
 ROWS.update({f"{config}@c16{tag}": Row(f"c16{tag}", relevance, dict(model), note, role, dict(data))
              for tag in ("", "-seed1", "-seed2")

@@ -7,6 +7,7 @@ import math
 # The paper's GFSR configuration (Contreras & Bocklitz, chest X-ray): what "paper-faithful" means.
 PAPER_GFSR = {"target_layer": "conv3_block4_out", "weight": 1.0, "alpha": 0.5, "beta": 1.0,
               "focal_gamma": 2.0, "second_order": True, "cam_class": "true", "warmup_epochs": 0,
+              "ramp_epochs": 0,
               "cam_mode": "training", "cam_cells": "all"}
 # Terms beyond the paper's loss (RelevanceConfig): option -> what the report calls it
 EXTENSIONS = {"input_gradient_weight": "input-gradient penalty outside the mask",

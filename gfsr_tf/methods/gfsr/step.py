@@ -23,7 +23,8 @@ class GfsrStep(TrainStep):
         self.rel = config
         self.guided = config.guided
         self.targets = ("mask",) if self.guided else ()
-        # 1 once the warm-up is over: gates the relevance loss and the extension penalties
+        # 0 during the warm-up, then (ramped up to) 1: scales the relevance loss and the
+        # extension penalties
         self.on = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         self._fused = None
         if self.guided and config.fused:
@@ -33,7 +34,9 @@ class GfsrStep(TrainStep):
             self._fused = split_at(model, target_layer)
 
     def on_epoch(self, epoch):
-        on = 1.0 if epoch > self.rel.warmup_epochs else 0.0
+        past = epoch - self.rel.warmup_epochs
+        on = 0.0 if past <= 0 else min(1.0, past / self.rel.ramp_epochs) \
+            if self.rel.ramp_epochs else 1.0
         self.on.assign(on)
         return {"lambda": self.rel.weight * on}
 
