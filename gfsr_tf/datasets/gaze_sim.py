@@ -169,7 +169,9 @@ def write_egd_cxr_layout(root, config: BenchmarkConfig, splits=SPLITS) -> Path:
     """Write the simulation in the EGD-CXR on-disk layout under `root`: master_sheet.csv,
     fixations.csv (X_ORIGINAL, Y_ORIGINAL, FPOGD, Time (in secs)), a MIMIC-style DICOM tree and
     audio_segmentation_transcripts/<dicom_id>/{transcript.json, left_lung.png, right_lung.png,
-    mediastanum.png}. One patient per case."""
+    mediastanum.png}. One patient per case. Its originals are ~1/10 of a real radiograph's
+    width, so read it back with `sigma_px=scaled_sigma(150, config.image_size)` to get the
+    in-memory heatmaps (150 px is the reference's sigma on real radiographs)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     sheet, fixations = [], []
