@@ -67,8 +67,12 @@ COLUMNS = [("within_class_marker_auc", "marker AUC within class"),
            ("decor_auc", "decor AUC"), ("corr_accuracy", "corr acc"),
            ("deletion_auc", "deletion AUC"), ("insertion_auc", "insertion AUC"),
            ("lesion_hit_rate", "lesion hit"), ("train_seconds", "train s")]
+# (row - baseline) / (control - baseline); undefined ("–") when the two coincide. A baseline
+# trained long enough can be *more* competent on the twins than the control (the marker is a
+# curriculum), which makes the twin-accuracy fraction meaningless: read it with its sign.
 GAP_KEYS = (("twin_accuracy", "gap closed: twin acc"),
-            ("marker_effect", "gap closed: marker effect"))
+            ("marker_effect", "gap closed: marker effect"),
+            ("decor_accuracy", "gap closed: decor acc"))
 
 
 def _cell(value, key: str = "") -> str:
