@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config import StudyConfig, VariantConfig
 from ..study.ablation import AblationRow, run_rows
-from . import benchmark, smoke as smoke_preset
+from . import smoke as smoke_preset
 
 
 @dataclass
@@ -173,8 +173,9 @@ def row_config(name: str, smoke: bool = False) -> StudyConfig:
     if name not in ROWS:
         raise ValueError(f"unknown ablation row {name!r}; known: {', '.join(ROWS)}")
     row = ROWS[name]
-    config = benchmark.get_config()
-    config.model.target_layer = "conv3_block4_out"  # rows start from the paper's layer
+    # every row starts from the study defaults (8 epochs, best validation AUC, the paper's
+    # layer), not from the main job's preset, so rows measured before it changed stay valid
+    config = StudyConfig(name=name)
     for section, values in SETTINGS[row.setting].items():
         for key, value in values.items():
             setattr(getattr(config, section), key, value)

@@ -1,18 +1,31 @@
-"""The main job: baseline vs GFSR on the embedded shortcut benchmark (64 px, 8 epochs).
+"""The main job: baseline vs guided training on the embedded shortcut benchmark (64 px).
 
-The paper's relevance loss and hyper-parameters with Grad-CAM at conv2_block3_out instead of
-conv3_block4_out, chosen by the shortcut ablation (README, "Does guided focus remove
-shortcuts?"): no configuration met the goals on every run; conv2 was marginally the best pooled
-over both studies (mean change of decorrelated accuracy +0.017 over six seeds, paper-faithful
-+0.001) - at 64 px a conv3 cell sees ~the whole image. On real data without lung masks (the
-Kermany layout, PneumoniaMNIST) GFSR trains towards masks propagated from `--annotations`, else
-from lung-field template annotations.
+The guided model is the configuration that removed the marker in the causal shortcut study
+(README, "Does guided focus remove shortcuts?"; rows `ext-b-warmup-ramp@c16*`): an extension
+beyond the paper, not GFSR's Grad-CAM loss - Grad-CAM guidance moved the CAM but not the
+decision on every seed measured (the paper-faithful configuration stays the `paper` preset).
+  - 8 plain epochs first: from-scratch ResNet50 learns the subtle lesions only while the marker
+    carries the loss down (the marker is a curriculum);
+  - then every image also appears with a counterfactual background - everything outside its
+    dilated lung mask taken from another training image - and the loss is CE(x) + CE(x~) +
+    w (z(x) - z(x~))^2 with w ramped 0 -> 0.1 over 4 epochs (full weight at once collapsed
+    the network);
+  - 16 epochs, where the no-shortcut control converges; the last epoch's model is kept, so
+    checkpoint selection never sees the correlated validation set (for both models).
+On real data without lung masks the guided model uses masks propagated from `--annotations`,
+else from lung-field template annotations.
 """
 from ..config import StudyConfig, make_smoke
+
+# the guided variant's options (methods.gfsr.RelevanceConfig)
+REMOVES_THE_MARKER = {"weight": 0.0, "consistency_weight": 0.1, "warmup_epochs": 8,
+                      "ramp_epochs": 4}
 
 
 def get_config(smoke: bool = False) -> StudyConfig:
     c = StudyConfig()
-    c.model.target_layer = "conv2_block3_out"
+    c.train.epochs = 16
+    c.train.monitor = "last"
+    c.variant("gfsr").options.update(REMOVES_THE_MARKER)
     c.annotation_template = "lung_fields"   # used only on real data without lung masks
     return make_smoke(c) if smoke else c
