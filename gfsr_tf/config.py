@@ -292,6 +292,11 @@ def make_smoke(c: StudyConfig) -> StudyConfig:
     c.concepts.weights = None
     c.train = TrainConfig(epochs=1, batch_size=4, steps_per_epoch=2, deterministic=True)
     c.gradcam_examples = 2
+    # a warm-up longer than the smoke run would leave every guidance term untested
+    for variant in c.variants:
+        for key in ("warmup_epochs", "ramp_epochs"):
+            if variant.options.get(key):
+                variant.options[key] = 0
     return c
 
 
