@@ -26,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..config import BenchmarkConfig
 from .base import ImageSet
@@ -131,7 +132,7 @@ def make_gaze_split(config: BenchmarkConfig, split: str, n: int | None = None, *
     labels = _labels(n, config.seed, split)
     images, gaze, kept, transcripts, lesions = [], [], [], [], []
     regions: dict[str, list] = {"left_lung": [], "right_lung": [], "mediastinum": [], "heart": []}
-    for i in range(n):
+    for i in tqdm(range(n), desc=f"simulating gaze ({split})", leave=False, disable=n < 200):
         case = render_gaze_case(size, int(labels[i]), config.lesion_opacity,
                                 (config.seed, _SPLIT_IDS[split], i))
         fx = case["fixations"]
@@ -178,7 +179,8 @@ def write_egd_cxr_layout(root, config: BenchmarkConfig, splits=SPLITS) -> Path:
     for split in splits:
         n = {"train": config.n_train, "val": config.n_val}.get(split, config.n_test)
         labels = _labels(n, config.seed, split)
-        for i in range(n):
+        for i in tqdm(range(n), desc=f"writing EGD-CXR layout ({split})", leave=False,
+                      disable=n < 50):
             case = render_gaze_case(config.image_size, int(labels[i]), config.lesion_opacity,
                                     (config.seed, _SPLIT_IDS[split], i))
             dicom_id, patient = case_name(split, i), f"p{_SPLIT_IDS[split]}{i:06d}"
