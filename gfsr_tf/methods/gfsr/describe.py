@@ -27,8 +27,6 @@ def gfsr_configuration(options: dict, target_layer: str) -> str:
     current = {**options, "target_layer": target_layer}
     changed = [f"{k} {current[k]!r} (paper: {v!r})" for k, v in PAPER_GFSR.items()
                if current.get(k, v) != v]
-    if options.get("weight", 1.0) == 0:
-        changed.append("no relevance loss (weight 0)")
     extensions = [f"{label} ({key.replace('_', ' ')} {options[key]})"
                   for key, label in EXTENSIONS.items() if options.get(key, 0) > 0]
     if extensions:
