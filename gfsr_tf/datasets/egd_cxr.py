@@ -44,6 +44,13 @@ REGION_FILES = {"left_lung": "left_lung.png", "right_lung": "right_lung.png",
 WEIGHTINGS = ("duration", "count")
 
 
+def on_image(xs, ys, durations, original_shape) -> np.ndarray:
+    """(k,) bool: the fixations a heatmap keeps - finite, and inside the original image."""
+    h, w = original_shape
+    finite = np.isfinite(xs) & np.isfinite(ys) & np.isfinite(durations)
+    return finite & (xs >= 0) & (ys >= 0) & (xs < w) & (ys < h)
+
+
 def gaze_heatmap(xs, ys, durations, original_shape, size: int,
                  sigma_fraction: float = 0.05, *, sigma_px: float | None = None,
                  weighting: str = "duration", counts: dict | None = None) -> np.ndarray:
@@ -70,7 +77,7 @@ def gaze_heatmap(xs, ys, durations, original_shape, size: int,
     if np.any(durations[finite] < 0):
         raise ValueError(f"durations must be >= 0, got {durations[finite].min()}")
     h, w = original_shape
-    inside = finite & (xs >= 0) & (ys >= 0) & (xs < w) & (ys < h)
+    inside = on_image(xs, ys, durations, original_shape)
     if counts is not None:
         counts["non_finite"] = counts.get("non_finite", 0) + int(np.sum(~finite))
         counts["off_image"] = counts.get("off_image", 0) + int(np.sum(finite & ~inside))
@@ -236,10 +243,7 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
         gaze.append(gaze_heatmap(fx[:, 0], fx[:, 1], fx[:, 2], pixels.shape, size,
                                  sigma_fraction, sigma_px=sigma_px, weighting=weighting,
                                  counts=counts))
-        h, w = pixels.shape
-        on = np.all(np.isfinite(fx[:, :3]), 1) & (fx[:, 0] >= 0) & (fx[:, 1] >= 0) & \
-            (fx[:, 0] < w) & (fx[:, 1] < h)
-        kept.append(fx[on])
+        kept.append(fx[on_image(fx[:, 0], fx[:, 1], fx[:, 2], pixels.shape)])
         images.append(cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA))
         transcript = transcripts.get(row["dicom_id"])
         texts.append(read_transcript(transcript) if transcript else [])

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..config import BenchmarkConfig
 from .base import ImageSet
-from .egd_cxr import CLASS_NAMES, CLASSES, gaze_heatmap, heart_from_mediastinum
+from .egd_cxr import CLASS_NAMES, CLASSES, gaze_heatmap, heart_from_mediastinum, on_image
 from .synthetic import render_case
 
 SPLITS = ("train", "val", "test")
@@ -139,7 +139,7 @@ def make_gaze_split(config: BenchmarkConfig, split: str, n: int | None = None, *
         images.append(cv2.resize(case["pixels"], (size, size), interpolation=cv2.INTER_AREA))
         gaze.append(gaze_heatmap(fx[:, 0], fx[:, 1], fx[:, 2], shape, size, sigma_fraction,
                                  sigma_px=sigma, weighting=weighting))
-        kept.append(fx[(fx[:, 0] >= 0) & (fx[:, 1] >= 0)])
+        kept.append(fx[on_image(fx[:, 0], fx[:, 1], fx[:, 2], shape)])
         transcripts.append(case["transcript"])
         for k in regions:
             regions[k].append(_downsample_mask(case["regions"][k], size))

@@ -4,6 +4,7 @@ its Grad-CAM, and a constant map - the mean training heatmap - that any useful m
 The decoder maps are saved beside the Grad-CAMs (explanations.npz, key `<split>/decoder`)."""
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from ..evaluation.heatmaps import heatmap_metrics
@@ -11,9 +12,7 @@ from ..evaluation.heatmaps import heatmap_metrics
 
 def decoder_maps(model, preprocess, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """The `gaze` output (N, H, W) of a model that has one."""
-    gaze = model.get_layer("gaze").output
-    import keras
-    head = keras.Model(model.inputs, gaze)
+    head = keras.Model(model.inputs, model.get_layer("gaze").output)
     out = [np.asarray(head(preprocess(images[i:i + batch_size]), training=False))[..., 0]
            for i in range(0, len(images), batch_size)]
     return np.clip(np.concatenate(out), 0, 1).astype(np.float32)

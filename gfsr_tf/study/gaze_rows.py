@@ -37,7 +37,7 @@ def _result(config, root: Path, verbose: int) -> dict:
     report = run_study(config, root, verbose=verbose, render=False)
     seconds = time.perf_counter() - start
     section = report["model"]
-    test = [s for s in ("test",) if s in section["predictions"]][0]
+    test = "test"                  # the gaze data's test split (EGD-CXR and the simulation)
     probs = np.asarray(section["predictions"][test])
     labels = np.asarray(report["data"][test]["labels"])
     names = report["class_names"]
