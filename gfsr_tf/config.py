@@ -146,6 +146,10 @@ class TrainConfig:
     # A finished run keeps only best.keras and its card; the checkpoints (a model + optimizer
     # state each, ~0.5 GB for ResNet50) are deleted unless this is set.
     keep_checkpoints: bool = False
+    # A guided variant whose first epochs are plain training (a warm-up) starts from the
+    # baseline's state after them instead of repeating identical work (same seed, data order,
+    # initial weights); off: every variant trains from scratch.
+    share_warmup: bool = True
 
     def __post_init__(self):
         _positive("train", epochs=self.epochs, batch_size=self.batch_size,

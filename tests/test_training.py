@@ -293,3 +293,52 @@ def test_a_finished_run_deletes_its_checkpoints_and_is_read_back(data, tmp_path)
         Gfsr(_small(), tmp_path, train=dataclasses.replace(cfg, epochs=2),
              relevance=RelevanceConfig(weight=0.0)).fit(train, val)
     assert "\n" not in str(info.value)
+
+
+def test_a_warmup_started_from_the_baselines_snapshot_matches_training_it_from_scratch(
+        data, tmp_path):
+    # GFSR with a 2-epoch warm-up (extension b: consistency, no CAM term) trained from scratch
+    # vs started from a baseline run's state after epoch 2: the warm-up is plain training, so
+    # both end equal (to round-off: the gated step adds terms multiplied by 0)
+    from gfsr_tf.methods.baseline import BaselineStep
+    train, val = data
+    masks = {"mask": relevance_masks(train)}
+    cfg = TrainConfig(epochs=3, batch_size=4, steps_per_epoch=1)
+    relevance = RelevanceConfig(weight=0.0, consistency_weight=0.1, warmup_epochs=2)
+    scratch = _small()
+    Gfsr(scratch, tmp_path / "scratch", train=cfg, relevance=relevance).fit(train, val, masks)
+    baseline = Trainer(_small(), tmp_path / "baseline",
+                       functools.partial(BaselineStep, logits_layer="conv3_block4_out"),
+                       train=cfg, verbose=0)
+    base_history = baseline.fit(train, val, snapshot_epochs={2})
+    snapshot = tmp_path / "baseline" / "snapshots" / "epoch-2"
+    assert (snapshot / "ckpt.index").exists()
+    shared = _small()
+    history = Gfsr(shared, tmp_path / "shared", train=cfg, relevance=relevance).fit(
+        train, val, masks, start_from=snapshot)
+    assert [h.get("shared_from") for h in history] == ["baseline", "baseline", None]
+    assert history[1]["val_loss"] == base_history[1]["val_loss"]
+    assert history[2]["consistency"] > 0        # epoch 3 trained guided, in this run
+    lr = cfg.learning_rate
+    for a, b in zip(scratch.trainable_weights, shared.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=3 * lr, err_msg=a.path)
+    # a rerun resumes its own finished run, never the snapshot again
+    again = Gfsr(_small(), tmp_path / "shared", train=cfg, relevance=relevance).fit(
+        train, val, masks, start_from=snapshot)
+    assert [h["epoch"] for h in again] == [1, 2, 3]
+
+
+def test_the_study_shares_each_warmup_with_the_baseline_that_precedes_it(tmp_path):
+    from gfsr_tf.config import StudyConfig, VariantConfig
+    from gfsr_tf.study.run import plan_shared_epochs
+    c = StudyConfig()
+    c.train.epochs = 16
+    c.variants = [VariantConfig("baseline", "baseline"),
+                  VariantConfig("warm", "gfsr", {"warmup_epochs": 8}),
+                  VariantConfig("cold", "gfsr", {}),
+                  VariantConfig("long", "gfsr", {"warmup_epochs": 16})]
+    plan = plan_shared_epochs(c, tmp_path)
+    assert plan == {"baseline": {"snapshot_epochs": {8}},
+                    "warm": {"start_from": tmp_path / "baseline" / "snapshots" / "epoch-8"}}
+    c.train.share_warmup = False
+    assert plan_shared_epochs(c, tmp_path) == {}

@@ -37,6 +37,11 @@ class Method:
         the step as the batch's "mask"."""
         return None
 
+    def plain_epochs(self, config) -> int:
+        """How many first epochs train exactly as the baseline method does (same model, step
+        and data order): a study starts such a variant from its baseline's state after them."""
+        return 0
+
     def target_layer(self, study) -> str | None:
         """The layer the method's explainer reads (None: its default)."""
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -49,10 +50,11 @@ def validate(config: StudyConfig) -> None:
 
 
 def train_variant(config: StudyConfig, method, options, data: dict, targets: dict, run_dir: Path,
-                  warnings: list, verbose: int = 1) -> tuple[keras.Model, list[dict], float]:
+                  warnings: list, verbose: int = 1, **shared) -> tuple[keras.Model, list[dict],
+                                                                       float]:
     """Train one variant (a registered method with its parsed options), resuming if run_dir
     holds a checkpoint, and write its model card; returns the best model as saved, its history
-    and training seconds."""
+    and training seconds. `shared`: Trainer.fit's snapshot_epochs / start_from."""
     train = data["train"]
     size = train.images.shape[1]
     # what the preprocessor makes of the pixels is what the model takes (gray -> RGB for ResNet50)
@@ -60,7 +62,7 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
     model = method.build_model(config, options, train.num_classes, input_shape, warnings)
     trainer = Trainer(model, run_dir, method.step_factory(options, config), train=config.train,
                       verbose=verbose)
-    history = trainer.fit(train, data["val"], targets)
+    history = trainer.fit(train, data["val"], targets, **shared)
     # Training time from the per-epoch log, so a resumed or re-evaluated run reports it whole.
     seconds = float(sum(h["seconds"] for h in history))
     write_model_card(run_dir / "best.keras", method=method.name,
@@ -69,6 +71,28 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
                      preprocessor=method.preprocessor, target_layer=method.target_layer(config),
                      config=config.to_dict(), extra=method.training_fields(options))
     return keras.models.load_model(run_dir / "best.keras"), history, seconds
+
+
+def plan_shared_epochs(config: StudyConfig, run_root: Path) -> dict[str, dict]:
+    """Trainer.fit keywords per variant: the baseline variant leaves a snapshot after each
+    later variant's plain (warm-up) epochs, and that variant starts from it. The baseline must
+    come first in `config.variants`; with `train.share_warmup` off nothing is shared."""
+    if not config.train.share_warmup:
+        return {}
+    plan: dict[str, dict] = {}
+    donor = None
+    for variant in config.variants:
+        method = get_method(variant.method)
+        if method.name == "baseline" and donor is None:
+            donor = variant.name
+            plan[donor] = {"snapshot_epochs": set()}
+            continue
+        k = method.plain_epochs(method.make_config(variant.options))
+        if donor is not None and 0 < k < config.train.epochs:
+            plan[donor]["snapshot_epochs"].add(k)
+            plan[variant.name] = {"start_from": run_root / donor / "snapshots"
+                                  / f"epoch-{k}"}
+    return plan
 
 
 def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
@@ -90,6 +114,7 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
                     "class_names": list(train.class_names), "data": data_summary(data),
                     "timing": {"data_seconds": data_seconds}}
     trained = []
+    sharing = plan_shared_epochs(config, run_root)
     for variant in config.variants:
         method = get_method(variant.method)
         options = method.make_config(variant.options)
@@ -105,7 +130,8 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
                   + (f", guidance {used}" if used else ""))
         run_dir = run_root / variant.name
         model, history, seconds = train_variant(config, method, options, data, targets,
-                                                run_dir, warnings, verbose)
+                                                run_dir, warnings, verbose,
+                                                **sharing.get(variant.name, {}))
         ctx = EvalContext(method.classifier_view(model), get_preprocessor(method.preprocessor),
                           data, config, method.target_layer(config), method, run_dir,
                           full_model=model)
@@ -130,6 +156,9 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
         split = data[eval_split(data)]
         save_examples(run_root / "examples.npz", split,
                       example_index(split, config.gradcam_examples))
+    if not config.train.keep_checkpoints:  # every variant has trained: no one needs them now
+        for variant in trained:
+            shutil.rmtree(run_root / variant.name / "snapshots", ignore_errors=True)
     # One warning per distinct message (each model build may repeat it).
     report["warnings"] = list(dict.fromkeys(warnings))
     report["timing"]["total_seconds"] = time.perf_counter() - t0

@@ -6,6 +6,11 @@ the newest is kept) and, on improvement, `best.keras` written atomically. Rerunn
 command resumes where it stopped; a finished run deletes its checkpoints (unless
 `TrainConfig.keep_checkpoints`) and a rerun reads its history back. The artifact is always the
 plain Keras model.
+
+Shared epochs: a run can leave a snapshot of itself after epoch k (`snapshot_epochs`) and another
+run of the same model, data and training config can start from it (`start_from`) instead of
+repeating those epochs - the study uses this for a guided method's warm-up, which is plain
+training identical to the baseline's (same seed, data order and initial weights).
 """
 from __future__ import annotations
 
@@ -165,15 +170,46 @@ class Trainer:
         log_path.write_text("".join(json.dumps(h) + "\n" for h in history))
         return history
 
-    def fit(self, train: ImageSet, val: ImageSet, targets: dict | None = None) -> list[dict]:
-        """Train (or resume) to `TrainConfig.epochs`; returns the per-epoch records."""
+    def _write_snapshot(self, epoch: int, history: list[dict]) -> None:
+        """The state after `epoch` (checkpoint, best model, log) for a run that shares it."""
+        snap = self.run_dir / "snapshots" / f"epoch-{epoch}"
+        shutil.rmtree(snap, ignore_errors=True)
+        snap.mkdir(parents=True)
+        self.checkpoint.write(str(snap / "ckpt"))
+        shutil.copy2(self.run_dir / "best.keras", snap / "best.keras")
+        (snap / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+
+    def _start_from(self, snapshot: Path, log_path: Path) -> None:
+        """Begin where another run's snapshot stands: its weights, optimizer state, epoch, best
+        score, best model and logged epochs (marked `shared_from`)."""
+        self.checkpoint.read(str(snapshot / "ckpt")).assert_existing_objects_matched()
+        shutil.copy2(snapshot / "best.keras", self.run_dir / "best.keras")
+        donor = snapshot.parent.parent.name
+        lines = [json.loads(line) for line in (snapshot / "metrics.jsonl").read_text().splitlines()
+                 if line]
+        log_path.write_text("".join(json.dumps({**h, "shared_from": donor}) + "\n"
+                                    for h in lines))
+        if self.verbose:
+            print(f"starting {self.run_dir} from {donor}'s state after epoch "
+                  f"{int(self.epoch.numpy())} (identical training so far)")
+
+    def fit(self, train: ImageSet, val: ImageSet, targets: dict | None = None, *,
+            snapshot_epochs=(), start_from: str | os.PathLike | None = None) -> list[dict]:
+        """Train (or resume) to `TrainConfig.epochs`; returns the per-epoch records.
+
+        snapshot_epochs: epochs after which to leave a snapshot (run_dir/snapshots/epoch-k).
+        start_from: another run's snapshot to begin from when this run has not started (the
+        caller vouches that its training up to that epoch is identical)."""
         if self.cfg.deterministic:
             tf.config.experimental.enable_op_determinism()
         targets = {k: v for k, v in (targets or {}).items() if k in self.step.targets}
         self._check_targets(train, targets)
         log_path = self.run_dir / "metrics.jsonl"
         restored = self.manager.latest_checkpoint
-        if restored:
+        fresh = not restored and not (self.run_dir / "best.keras").exists()
+        if fresh and start_from is not None and Path(start_from, "ckpt.index").exists():
+            self._start_from(Path(start_from), log_path)
+        elif restored:
             self.checkpoint.restore(restored).assert_existing_objects_matched()
             if self.verbose:
                 print(f"resuming {self.run_dir} after epoch {int(self.epoch.numpy())}")
@@ -232,6 +268,8 @@ class Trainer:
             self.epoch.assign(epoch)
             self.manager.save(checkpoint_number=epoch)
             history.append(record)
+            if epoch in snapshot_epochs:
+                self._write_snapshot(epoch, history)
             if self.verbose:
                 print("  " + "  ".join(f"{k}={v:.4g}" for k, v in record.items()
                                        if isinstance(v, float)))

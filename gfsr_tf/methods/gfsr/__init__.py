@@ -18,6 +18,10 @@ class Gfsr(Baseline):
     def guidance(self, config: RelevanceConfig):
         return (config.mask_source, config.mask_blur_sigma) if config.guided else None
 
+    def plain_epochs(self, config: RelevanceConfig) -> int:
+        # the warm-up gate zeroes every guidance term and the counterfactual batch (step.py)
+        return config.warmup_epochs
+
     def make_step(self, model, optimizer, study, config):
         return GfsrStep(model, optimizer, config=config, target_layer=self.target_layer(study),
                         preprocessor=self.preprocessor,
