@@ -138,9 +138,13 @@ class TrainConfig:
     # (the last epoch's model).
     monitor: str = "val_auc"
     steps_per_epoch: int | None = None  # None: one pass over the training set
-    # "constant" or "triangular2" (the eye-gaze reference's cyclic schedule, stepped per epoch
-    # with a half-cycle of lr_step_epochs: training.trainer.cyclic_multiplier)
+    # "constant", "triangular2" (the eye-gaze reference's cyclic schedule, stepped per epoch
+    # with a half-cycle of lr_step_epochs: training.trainer.cyclic_multiplier) or "onecycle"
+    # (MedicalPatchNet's: per step, cosine up from lr/25 to lr over the first 5 % of the steps,
+    # cosine down to lr/25/1e4: training.trainer.one_cycle)
     lr_schedule: str = "constant"
+    optimizer: str = "adam"             # or "adamw" (decoupled weight decay, MedicalPatchNet)
+    weight_decay: float = 0.01          # adamw only
     lr_step_epochs: int = 5
     clip_value: float | None = None     # clip every gradient element to [-v, v] (reference: 0.1)
     # A finished run keeps only best.keras and its card; the checkpoints (a model + optimizer
@@ -158,9 +162,11 @@ class TrainConfig:
                                            self.monitor.endswith(("_auc", "_accuracy"))):
             raise ValueError(f"train.monitor must be last or a val_*_auc / val_*_accuracy "
                              f"figure, got {self.monitor!r}")
-        if self.lr_schedule not in ("constant", "triangular2"):
-            raise ValueError(f"train.lr_schedule must be constant or triangular2, got "
+        if self.lr_schedule not in ("constant", "triangular2", "onecycle"):
+            raise ValueError(f"train.lr_schedule must be constant, triangular2 or onecycle, got "
                              f"{self.lr_schedule!r}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"train.optimizer must be adam or adamw, got {self.optimizer!r}")
         _positive("train", lr_step_epochs=self.lr_step_epochs, clip_value=self.clip_value)
         if self.jit_compile not in ("auto", True, False):
             raise ValueError(f"train.jit_compile must be 'auto', true or false, got "

@@ -15,24 +15,31 @@ log = logging.getLogger(__name__)
 
 LOGITS_LAYER = "logits"
 OUTPUT_LAYER = "probabilities"
-RANDOM_INIT_WARNING = ("ImageNet weights unavailable ({reason}); the ResNet50 backbone starts from "
+RANDOM_INIT_WARNING = ("ImageNet weights unavailable ({reason}); the {name} backbone starts from "
                        "random initialisation - results are not comparable with ImageNet-initialised runs")
 
 
-def _backbone(input_shape, weights, warnings: list | None):
+def pretrained_or_random(build, weights, warnings: list | None, name: str = "ResNet50"):
+    """build(weights) with `weights` "auto" (ImageNet if obtainable, else random init with a
+    warning appended to `warnings`), "imagenet", None or a weights file."""
     if weights == "auto":
         try:
-            return keras.applications.ResNet50(include_top=False, weights="imagenet",
-                                               input_shape=input_shape)
+            return build("imagenet")
         except Exception as exc:  # offline, no cache: fall back loudly
-            message = RANDOM_INIT_WARNING.format(reason=f"{type(exc).__name__}: {str(exc)[:120]}")
+            message = RANDOM_INIT_WARNING.format(reason=f"{type(exc).__name__}: {str(exc)[:120]}",
+                                                 name=name)
             log.warning(message)
             if warnings is not None:
                 warnings.append(message)
             weights = None
     if weights not in (None, "imagenet") and not tf.io.gfile.exists(str(weights)):
         raise FileNotFoundError(f"weights file not found: {weights}")
-    return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=input_shape)
+    return build(weights)
+
+
+def _backbone(input_shape, weights, warnings: list | None):
+    return pretrained_or_random(lambda w: keras.applications.ResNet50(
+        include_top=False, weights=w, input_shape=input_shape), weights, warnings)
 
 
 # Stage outputs of the small CNN carry the names of ResNet50's at the same strides (4, 8, 16, 32),

@@ -17,18 +17,15 @@ classification-only variant (decoder=False) is that classifier alone.
 """
 from __future__ import annotations
 
-import logging
-
 import keras
 
-log = logging.getLogger(__name__)
+from .classifier import pretrained_or_random
+
 
 SKIPS = ("block5c_add", "block3b_add", "block2b_add", "stem_activation", None)
 DECODER_FILTERS = (256, 128, 64, 32, 16)
 BOTTLENECK = "block7a_project_bn"
 STRIDE = 32
-RANDOM_INIT_WARNING = ("ImageNet weights for EfficientNetB0 unavailable ({reason}); the gaze "
-                       "U-Net's encoder starts from random initialisation")
 
 
 def check_size(size: int) -> None:
@@ -39,19 +36,9 @@ def check_size(size: int) -> None:
 
 
 def _encoder(input_shape, weights, warnings):
-    if weights == "auto":
-        try:
-            return keras.applications.EfficientNetB0(include_top=False, weights="imagenet",
-                                                     input_shape=input_shape)
-        except Exception as exc:  # offline: fall back loudly
-            message = RANDOM_INIT_WARNING.format(reason=f"{type(exc).__name__}: "
-                                                        f"{str(exc)[:120]}")
-            log.warning(message)
-            if warnings is not None:
-                warnings.append(message)
-            weights = None
-    return keras.applications.EfficientNetB0(include_top=False, weights=weights,
-                                             input_shape=input_shape)
+    return pretrained_or_random(lambda w: keras.applications.EfficientNetB0(
+        include_top=False, weights=w, input_shape=input_shape), weights, warnings,
+        "gaze U-Net's EfficientNetB0")
 
 
 def _conv_bn_relu(x, filters: int, name: str):

@@ -1,7 +1,8 @@
 """Post-hoc explainers to compare against, behind the call signature of `explain`.
 
 Grad-CAM++, Score-CAM and SmoothGrad come from tf-keras-vis, LIME from the `lime` package (the
-paper's Fig 4a); nothing here re-implements them. Every method returns an `Explanation` with
+paper's Fig 4a); nothing here re-implements them. Eigen-CAM is written here: neither
+tf-keras-vis nor any Keras package offers it (pytorch-grad-cam's is PyTorch-only). Every method returns an `Explanation` with
 heatmaps (N, H, W) in [0, 1] at the input size, for the requested class (default: predicted).
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import tensorflow as tf
 from ..models.classifier import output_tensor
 from .gradcam import Explanation, explain
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad", "lime")
+METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad", "lime", "eigencam")
 
 
 def _probabilities(model, images, batch_size):
@@ -48,6 +49,9 @@ def explain_posthoc(model, images, method: str = "gradcam", *, layer: str | None
     if method == "lime":
         heat = _lime(model, images, cls, batch_size, **options)
         return Explanation(probs, heat, cls, layer or "")
+    if method == "eigencam":
+        return Explanation(probs, eigencam(model, images, layer=layer, batch_size=batch_size),
+                           cls, layer or "")
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
     from tf_keras_vis.saliency import Saliency
     from tf_keras_vis.scorecam import Scorecam
@@ -100,3 +104,40 @@ def _lime(model, images, cls, batch_size, num_samples: int = 500, n_segments: in
         heat = np.vectorize(lambda s: max(weights.get(s, 0.0), 0.0))(result.segments)
         out[i] = heat / heat.max() if heat.max() > 0 else heat
     return out
+
+
+def eigen_projection(activations: np.ndarray) -> np.ndarray:
+    """Eigen-CAM (Muhammad & Yeasin 2020) of activations (N, h, w, C): per image, the (h*w, C)
+    matrix with its channel means subtracted is projected on its first right-singular vector,
+    then ReLU and min-max to [0, 1]. Class-agnostic. An SVD's sign is arbitrary, so the sign is
+    fixed to make the projection correlate positively with the channel-mean activation map
+    (pytorch-grad-cam leaves it to the solver, which can return the inverted map)."""
+    a = np.asarray(activations, np.float64)
+    n, h, w, c = a.shape
+    out = np.zeros((n, h, w))
+    for i in range(n):
+        m = a[i].reshape(h * w, c)
+        centred = m - m.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        proj = centred @ vt[0]
+        mean_map = m.mean(1)
+        if np.dot(proj - proj.mean(), mean_map - mean_map.mean()) < 0:
+            proj = -proj
+        proj = np.maximum(proj, 0)
+        span = proj.max() - proj.min()
+        out[i] = ((proj - proj.min()) / span if span > 0 else np.zeros_like(proj)).reshape(h, w)
+    return out
+
+
+def eigencam(model, images, *, layer: str | None = None, batch_size: int = 32) -> np.ndarray:
+    """Eigen-CAM heatmaps (N, H, W) in [0, 1] at the input size (bilinear upsampling) of the
+    activations at `layer` (default: the last 4-D layer) for model inputs `images`."""
+    from ..models import CamModel
+    cam_model = CamModel(model, layer)
+    maps = []
+    for start in range(0, len(images), batch_size):
+        acts, _ = cam_model(tf.constant(images[start:start + batch_size]), training=False)
+        proj = eigen_projection(acts.numpy())
+        maps.append(tf.image.resize(proj[..., None].astype(np.float32), images.shape[1:3],
+                                    method="bilinear")[..., 0].numpy())
+    return np.clip(np.concatenate(maps), 0, 1)

@@ -49,6 +49,24 @@ def cyclic_multiplier(epoch: int, step_epochs: int, base: float) -> float:
     return base + (1 - base) * max(0.0, 1 - x) / 2 ** (cycle - 1)
 
 
+def one_cycle(step: int, total_steps: int, peak: float, pct_start: float = 0.05,
+              div_factor: float = 25.0, final_div_factor: float = 1e4) -> float:
+    """MedicalPatchNet's schedule, with the step indices of PyTorch's OneCycleLR (cosine
+    annealing): from peak / div_factor at step 0 up to `peak` at step pct_start * total - 1, then
+    down to peak / div_factor / final_div_factor at step total - 1."""
+    start = peak / div_factor
+    end = start / final_div_factor
+    up_end = float(pct_start * total_steps) - 1
+    down_end = float(total_steps - 1)
+
+    def anneal(a, b, frac):
+        return b + (a - b) * (1 + math.cos(math.pi * min(max(frac, 0.0), 1.0))) / 2
+
+    if step <= up_end:
+        return anneal(start, peak, step / up_end if up_end > 0 else 1.0)
+    return anneal(peak, end, (step - up_end) / (down_end - up_end) if down_end > up_end else 1.0)
+
+
 def learning_rate(train: TrainConfig, epoch: int) -> float:
     """The learning rate of 1-based `epoch`."""
     if train.lr_schedule == "triangular2":
@@ -58,7 +76,11 @@ def learning_rate(train: TrainConfig, epoch: int) -> float:
 
 
 def make_optimizer(train: TrainConfig, model: keras.Model):
-    optimizer = keras.optimizers.Adam(train.learning_rate, clipvalue=train.clip_value)
+    if train.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(train.learning_rate, weight_decay=train.weight_decay,
+                                           clipvalue=train.clip_value)
+    else:
+        optimizer = keras.optimizers.Adam(train.learning_rate, clipvalue=train.clip_value)
     if train.mixed_precision:  # dynamic loss scaling keeps float16 gradients from underflowing
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
@@ -228,11 +250,12 @@ class Trainer:
         for epoch in range(int(self.epoch.numpy()) + 1, self.cfg.epochs + 1):
             self._reseed(epoch)
             logged = self.step.on_epoch(epoch)
-            if self.cfg.lr_schedule != "constant":
+            if self.cfg.lr_schedule == "triangular2":
                 logged["learning_rate"] = learning_rate(self.cfg, epoch)
                 self.optimizer.learning_rate.assign(logged["learning_rate"])
             ds = self._dataset(train, targets, epoch)
             n_batches = len(ds) if steps is None else min(steps, len(ds))
+            cycle = self.cfg.lr_schedule == "onecycle"
             bar = keras.utils.Progbar(n_batches, verbose=self.verbose,
                                       stateful_metrics=list(logged))
             if self.verbose:
@@ -240,6 +263,10 @@ class Trainer:
             sums: dict[str, float] = {}
             start = time.perf_counter()
             for i, batch in enumerate(ds.take(n_batches)):
+                if cycle:  # per step; the step counter is in the checkpoint, so resumes agree
+                    self.optimizer.learning_rate.assign(one_cycle(
+                        (epoch - 1) * n_batches + i, self.cfg.epochs * n_batches,
+                        self.cfg.learning_rate))
                 out = {k: float(v) for k, v in self.train_step(batch).items()}
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v
