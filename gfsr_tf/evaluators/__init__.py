@@ -3,13 +3,14 @@ takes an `EvalContext` and returns the keys it adds to the model's report sectio
 compute are cached in the context and saved as `<variant>/explanations.npz`."""
 from __future__ import annotations
 
-from . import audit, classification, examples, focus, gaze, localization, robustness
+from . import audit, classification, examples, focus, gaze, localization, maps, robustness
 from .comparison import compare, compare_models
 from .context import EvalContext, decide
 
 EVALUATORS = {"classification": classification.evaluate, "robustness": robustness.evaluate,
               "localization": localization.evaluate, "focus": focus.evaluate,
-              "audit": audit.evaluate, "gaze": gaze.evaluate, "examples": examples.evaluate}
+              "audit": audit.evaluate, "gaze": gaze.evaluate, "examples": examples.evaluate,
+              "maps": maps.evaluate}
 
 
 def check_names(names) -> None:

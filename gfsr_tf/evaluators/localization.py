@@ -20,7 +20,9 @@ def evaluate(ctx) -> dict:
     lesions = data.lesions[has]
     marked = data.has_marker[has] if data.has_marker is not None else None
     by_layer = {}
-    for name in dict.fromkeys([ctx.layer, *REFERENCE_LAYERS]):
+    # a method whose conv layers do not see whole images (a patch model) has only its own map
+    compared = REFERENCE_LAYERS if getattr(ctx.method, "compares_layers", True) else ()
+    for name in dict.fromkeys([ctx.layer, *compared]):
         if not ctx.has_layer(name):
             continue
         heat = ctx.heatmaps(ctx.eval_split, name)[has]

@@ -18,6 +18,9 @@ class Method:
     name: str = ""
     config_class: type = NoOptions
     preprocessor: str = "resnet50_caffe"   # gfsr_tf.preprocessing.PREPROCESSORS name
+    # the localization evaluator also reads Grad-CAM at the ResNet stages beside the method's
+    # layer (False where those layers do not see whole images)
+    compares_layers: bool = True
 
     # ------------------------------------------------------------------------- configuration
     def make_config(self, options: dict | None = None):

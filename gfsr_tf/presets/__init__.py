@@ -16,7 +16,7 @@ PRESETS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
 def preset(name: str, smoke: bool = False) -> StudyConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    config = importlib.import_module(f"{__name__}.{name}").get_config()
+    config = importlib.import_module(f"{__name__}.{name}").get_config(smoke)
     return make_smoke(config) if smoke and not config.smoke else config
 
 

@@ -26,7 +26,8 @@ from .markdown import summary_markdown, variants
 FIGURES = (("roc.png", "ROC curves"), ("confusion.png", "Confusion matrices"),
            ("gradcam_grid.png", "Grad-CAM per variant | input (lesion outline)"),
            ("concepts.png", "Relevance masks propagated from annotations (paper Fig 8)"),
-           ("training.png", "Training curves"))
+           ("training.png", "Training curves"),
+           ("patch_maps.png", "Explanation maps per model (MedicalPatchNet Fig. 5 layout)"))
 
 
 def render_run(run_dir) -> Path:
@@ -43,6 +44,7 @@ def render_run(run_dir) -> Path:
         figures.plot_gradcam_grid(run_dir, names, run_dir / "gradcam_grid.png")
         figures.plot_training(report, names, run_dir / "training.png")
         figures.plot_run_concepts(report, run_dir, names, run_dir / "concepts.png")
+        figures.plot_map_rows(run_dir, names, run_dir / "patch_maps.png")
     write_html(report, run_dir, FIGURES)
     return run_dir
 

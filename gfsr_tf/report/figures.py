@@ -174,3 +174,46 @@ def plot_run_concepts(report, run_dir, names, path) -> bool:
     plot_concepts(saved["images"], saved["segments"], saved["concept_map"], saved["masks"],
                   path, titles, cams)
     return True
+
+
+def plot_map_rows(run_dir, names, path) -> bool:
+    """MedicalPatchNet's Fig. 5 layout from the maps evaluator's saved examples: one row per
+    image - the input, each patch model's signed raw map (red for, blue against the class,
+    centred on 0), then every other model's maps (Grad-CAM, Grad-CAM++, Eigen-CAM)."""
+    saved = {n: maps for n, maps in _saved_maps(Path(run_dir), names).items()
+             if "maps/images" in maps}
+    if not saved:
+        return False
+    images = next(iter(saved.values()))["maps/images"].astype(np.float32)
+    columns = []                                     # (title, maps, signed)
+    for n, maps in saved.items():
+        if "maps/signed_raw" in maps:
+            columns.append((f"{n}: raw patch map", maps["maps/signed_raw"], True))
+            continue
+        columns += [(f"{n}: {k.removeprefix('maps/')}", maps[k], False) for k in maps
+                    if k.startswith("maps/") and k not in ("maps/images",)]
+    plt = _plt()
+    cols = len(columns) + 1
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)),
+                             squeeze=False)
+    for r in range(len(images)):
+        image = images[r, ..., 0] if images.shape[-1] == 1 else images[r] / 255
+        axes[r][0].imshow(image, cmap="gray")
+        axes[r][0].set_title("input", fontsize=8)
+        for c, (title, maps, signed) in enumerate(columns, 1):
+            ax = axes[r][c]
+            heat = maps[r].astype(np.float32)
+            if signed:
+                bound = float(np.abs(heat).max()) or 1.0
+                ax.imshow(image, cmap="gray")
+                ax.imshow(heat, cmap="RdBu_r", vmin=-bound, vmax=bound, alpha=0.6)
+            else:
+                ax.imshow(image, cmap="gray")
+                ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_title(title[:34], fontsize=7)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -81,6 +81,38 @@ def _method_sections(report, names) -> list[str]:
     return lines
 
 
+def _maps_table(report, names) -> list[str]:
+    """The maps evaluator: every map of every model against the lesion masks, for faithfulness
+    and for the marker; patch models' twin decomposition."""
+    rows = [(n, name, m) for n in names for name, m in (report[n].get("maps") or {}).items()]
+    if not rows:
+        return []
+    split = report[names[0]].get("maps_split", "test")
+    lines = ["", f"## Explanation maps against the lesion masks ({split}; thresholds tuned on "
+             "validation)", "",
+             "| model | map | hit rate (95% CI) | mIoU TP only | mIoU TP/FP/FN | mIoU TP/FP/FN, "
+             "below-Youden maps empty | deletion AUC ↓ | insertion AUC ↑ | argmax on the "
+             "marker (marked positives) |", "|---|---|---|---|---|---|---|---|---|"]
+    for n, name, m in rows:
+        per_class = m.get("per_class", {})
+        hit = ci(next(iter(per_class.values()))["hit_rate_ci"]) if len(per_class) == 1 \
+            else fmt(m.get("hit_rate_macro"))
+        lines.append(f"| {n} | {name} | {hit} | {fmt(m.get('miou_tp_macro'))} | "
+                     f"{fmt(m.get('miou_tpfpfn_macro'))} | {fmt(m.get('miou_tpfpfn_youden'))} | "
+                     f"{fmt(m.get('deletion_auc'))} | {fmt(m.get('insertion_auc'))} | "
+                     f"{fmt(m.get('marker_argmax_share'))} |")
+    for n in names:
+        t = report[n].get("patch_twins")
+        if t:
+            lines += ["", f"`{n}` on {t['pairs']} twin pairs (marker vs none): image logit "
+                      f"change {t['mean_image_logit_change']:+.3f}, of which the "
+                      f"{t['marker_patches_per_image']:.1f} patches touching the marker move "
+                      f"{t['mean_change_in_marker_patches']:+.3f} on average; largest change of "
+                      f"any other patch {t['max_abs_change_outside_marker_patches']:.1e}; "
+                      f"ΔZ = mean Δz_i to {t['max_decomposition_error']:.1e}."]
+    return lines
+
+
 def summary_markdown(report: dict) -> str:
     names = variants(report)
     lines = [f"# {report['config']['name']}", ""]
@@ -148,6 +180,7 @@ def summary_markdown(report: dict) -> str:
             f = report[n].get("focus")
             if f:
                 lines.append(f"| {n} | {ci(f['hit_rate_ci'])} | {ci(f['energy_inside_ci'])} |")
+    lines += _maps_table(report, names)
     comparisons = report.get("comparisons") or (
         {"gfsr": report["comparison"]} if "comparison" in report else {})
     for variant, by_split in comparisons.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..models.patchnet import PATCH_GRID, is_patch_model, patch_count
+from ..models.patchnet import IMAGE_LOGITS, PATCH_GRID, is_patch_model, patch_count
 from .gradcam import Explanation
 
 KINDS = ("raw", "scaled")
@@ -83,12 +83,13 @@ def black(preprocess, channels: int) -> np.ndarray:
     return np.asarray(preprocess(np.zeros((1, 1, 1, channels), np.float32)))[0, 0, 0]
 
 
-def patch_saliency(model, x: np.ndarray, *, fill=0.0, offset: int | None = None,
-                   kind: str = "raw", class_index=None, batch_size: int = 32,
-                   progress: bool = False) -> np.ndarray:
-    """Signed patch maps (N, S, S) of model inputs `x` (preprocessed). fill: the padding value
-    per channel (`black(preprocess, channels)`); offset: o (default p: the block map);
-    class_index: per image or one for all (default: the predicted class)."""
+def patch_maps(model, x: np.ndarray, *, fill=0.0, offset: int | None = None,
+               class_index=None, kinds=KINDS, batch_size: int = 32,
+               progress: bool = False) -> dict[str, np.ndarray]:
+    """Signed patch maps {kind: (N, S, S)} of model inputs `x` (preprocessed), every kind from
+    one set of shifted passes. fill: the padding value per channel (`black(preprocess,
+    channels)`); offset: o (default p: the block map); class_index: per image or one for all
+    (default: the predicted class)."""
     images = np.asarray(x, np.float32)
     n_img, size = len(images), images.shape[1]
     n_patch = patch_count(model)
@@ -105,18 +106,33 @@ def patch_saliency(model, x: np.ndarray, *, fill=0.0, offset: int | None = None,
     pad = [(0, 0), (half, p - half), (half, p - half)] + [(0, 0)] * (images.ndim - 3)
     padded = np.pad(images - fill, pad) + fill     # black borders
     pairs = [(sy, sx) for sy in steps for sx in steps]
-    total = np.zeros((n_img, size + 2 * p, size + 2 * p))
+    totals = {kind: np.zeros((n_img, size + 2 * p, size + 2 * p)) for kind in kinds}
     bar = keras.utils.Progbar(len(pairs), verbose=int(progress))
     for k, (sy, sx) in enumerate(pairs):
         # I_s(u) = I(u + s): the window of the padded image starting at s + p/2
         shifted = padded[:, sy + half:sy + half + size, sx + half:sx + half + size]
         grid, probs = patch_logits(model, shifted, batch_size)
-        values = patch_values(grid, probs, cls, kind, head)
-        painted = np.repeat(np.repeat(values, p, axis=1), p, axis=2)
-        # M(v) = M_s(v - s): painted back at +s (canvas origin at -p, so index v + p)
-        total[:, sy + p:sy + p + size, sx + p:sx + p + size] += painted
+        for kind, total in totals.items():
+            values = patch_values(grid, probs, cls, kind, head)
+            painted = np.repeat(np.repeat(values, p, axis=1), p, axis=2)
+            # M(v) = M_s(v - s): painted back at +s (canvas origin at -p, so index v + p)
+            total[:, sy + p:sy + p + size, sx + p:sx + p + size] += painted
         bar.update(k + 1)
-    return (total[:, p:p + size, p:p + size] / len(pairs)).astype(np.float32)
+    return {kind: (total[:, p:p + size, p:p + size] / len(pairs)).astype(np.float32)
+            for kind, total in totals.items()}
+
+
+def patch_saliency(model, x: np.ndarray, *, kind: str = "raw", **options) -> np.ndarray:
+    """One kind of `patch_maps` (N, S, S)."""
+    return patch_maps(model, x, kinds=(kind,), **options)[kind]
+
+
+def image_logits(model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """The model's own image logits Z (N, K) (its "logits" layer, not recomputed here)."""
+    run = keras.Model(model.inputs[0], model.get_layer(IMAGE_LOGITS).output)
+    return np.concatenate([np.asarray(run(np.asarray(x[i:i + batch_size], np.float32),
+                                          training=False))
+                           for i in range(0, len(x), batch_size)])
 
 
 def explain_patches(model, x, *, fill=0.0, offset=None, kind="raw", class_index=None,
