@@ -255,3 +255,51 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="has no 'patch_logits' layer"):
         patch_logits(keras.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None),
                      _images(1, channels=3))
+
+
+def test_maps_and_masks_that_do_not_match_are_clear_errors():
+    from gfsr_tf.evaluation import hit_rate
+    from gfsr_tf.evaluation.faithfulness import deletion_insertion
+    masks = np.zeros((3, 8, 8), bool)
+    with pytest.raises(ValueError, match="2 maps but 3 masks"):
+        hit_rate(np.zeros((2, 8, 8)), masks)
+    nan = np.zeros((3, 8, 8))
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="saliency maps contain NaN"):
+        hit_rate(nan, masks)
+    with pytest.raises(ValueError, match="maps contain NaN or inf"):
+        deletion_insertion(lambda x: np.ones((len(x), 2)), np.zeros((3, 8, 8, 1)), nan, 1, 0.0)
+
+
+def _experiment(*args, timeout=600):
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(repo / "experiments" / "patchnet.py"), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_patchnet_experiment_smoke_writes_every_section(tmp_path):
+    r = _experiment("--smoke", "--quiet", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    root = tmp_path / "patchnet_smoke"
+    report = json.loads((root / "report.json").read_text())
+    maps = report["patchnet"]["maps"]
+    assert {"patch_raw_o32", "patch_scaled_o32", "patch_raw_o8", "patch_scaled_o8"} <= set(maps)
+    assert {"gradcam@conv5_block3_out", "gradcam++@conv3_block4_out",
+            "eigencam@conv5_block3_out"} <= set(report["baseline"]["maps"])
+    for entry in (*maps.values(), *report["baseline"]["maps"].values()):
+        assert {"hit_rate_macro", "miou_tp_macro", "miou_tpfpfn_macro", "deletion_auc",
+                "insertion_auc", "marker_argmax_share"} <= set(entry)
+    twins = report["patchnet"]["patch_twins"]
+    assert twins["max_abs_change_outside_marker_patches"] <= 1e-5
+    assert twins["max_decomposition_error"] <= 1e-5
+    assert "auc" in report["comparisons"]["patchnet"]["test_correlated"]
+    assert (root / "patch_maps.png").stat().st_size > 10_000
+    assert "Explanation maps against the lesion masks" in (root / "summary.md").read_text()
+
+
+def test_patchnet_experiment_bad_input_exits_one_with_one_line(tmp_path):
+    r = _experiment("--smoke", "--image-size", "33", "--out", str(tmp_path))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == \
+        "error: image size 33 is not divisible by patches P = 2"
