@@ -171,8 +171,13 @@ def explain(model, images, *, layer: str | None = None, class_index=None,
 
     probs, maps, used = [], [], []
     for start in range(0, n, batch_size):
-        cam, logits, c = run(tf.constant(images[start:start + batch_size]),
-                             tf.constant(class_index[start:start + batch_size]))
+        x, cls = images[start:start + batch_size], class_index[start:start + batch_size]
+        k = len(x)
+        if n > batch_size and k < batch_size:  # pad the last batch: one trace per layer, not two
+            x = np.concatenate([x, np.repeat(x[-1:], batch_size - k, 0)])
+            cls = np.concatenate([cls, np.repeat(cls[-1:], batch_size - k)])
+        cam, logits, c = run(tf.constant(x), tf.constant(cls))
+        cam, logits, c = cam[:k], logits[:k], c[:k]
         p = probabilities_from_logits(logits.numpy(), cam_model.multi_label)
         probs.append(np.stack([1 - p, p], 1) if p.ndim == 1 else p)
         maps.append(np.clip(cam.numpy(), 0, 1))
