@@ -26,7 +26,7 @@ from ..evaluation import box_masks, choose_threshold, hit_rate, iou, mean_ci
 from ..evaluation.faithfulness import deletion_insertion
 from ..evaluation.localization import binarise, iou_curve, normalise_maps
 from ..models.patchnet import PATCH_GRID, is_patch_model, patch_count
-from ..saliency.patches import black, patch_logits, patch_maps
+from ..saliency.patches import black, patch_logits, patch_maps, positive_part
 
 FAITHFULNESS_IMAGES = 32
 FAITHFULNESS_STEPS = 12
@@ -75,12 +75,7 @@ def _last_stage(model):
 
 
 def _positive(maps: dict) -> tuple:
-    """Signed patch maps -> their positive parts, max-normalised (as Grad-CAM's)."""
-    out = []
-    for signed in maps.values():
-        pos = np.clip(signed, 0, None)
-        out.append(pos / (pos.reshape(len(pos), -1).max(1)[:, None, None] + 1e-12))
-    return tuple(out)
+    return tuple(positive_part(signed) for signed in maps.values())
 
 
 def _tune(maps, masks, true_pos_only: bool) -> float:

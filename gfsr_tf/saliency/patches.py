@@ -15,8 +15,11 @@ maps do not depend on the batch size.
 """
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ..models.patchnet import IMAGE_LOGITS, PATCH_GRID, is_patch_model, patch_count
 from .gradcam import Explanation
@@ -24,12 +27,28 @@ from .gradcam import Explanation
 KINDS = ("raw", "scaled")
 
 
+_GRID_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _grid_model(model):
-    """model input -> (patch logit grid (N, P, P, K), class probabilities)."""
+    """model input -> (patch logit grid (N, P, P, K), class probabilities), traced once per
+    model (the shifted grid calls it n^2 times per batch)."""
     if not is_patch_model(model):
         raise ValueError(f"model {model.name!r} has no {PATCH_GRID!r} layer: patch maps need a "
                          "MedicalPatchNet (gfsr_tf.models.patchnet)")
-    return keras.Model(model.inputs[0], [model.get_layer(PATCH_GRID).output, model.outputs[0]])
+    if model not in _GRID_MODELS:
+        both = keras.Model(model.inputs[0], [model.get_layer(PATCH_GRID).output,
+                                             model.outputs[0]])
+        _GRID_MODELS[model] = tf.function(lambda x: both(x, training=False),
+                                          reduce_retracing=True)
+    return _GRID_MODELS[model]
+
+
+def positive_part(signed: np.ndarray) -> np.ndarray:
+    """Signed maps -> their positive part, max-normalised per image (as Grad-CAM's), so the
+    localization metrics read every method alike."""
+    pos = np.clip(signed, 0, None)
+    return (pos / (pos.reshape(len(pos), -1).max(1)[:, None, None] + 1e-12)).astype(np.float32)
 
 
 def _head(model) -> str:
@@ -62,7 +81,7 @@ def patch_logits(model, x: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray
     grids, probs = [], []
     run = _grid_model(model)
     for i in range(0, len(x), batch_size):
-        g, p = run(np.asarray(x[i:i + batch_size], np.float32), training=False)
+        g, p = run(tf.constant(np.asarray(x[i:i + batch_size], np.float32)))
         grids.append(np.asarray(g))
         probs.append(np.asarray(p))
     return np.concatenate(grids), np.concatenate(probs)
@@ -137,15 +156,11 @@ def image_logits(model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
 
 def explain_patches(model, x, *, fill=0.0, offset=None, kind="raw", class_index=None,
                     batch_size: int = 32) -> Explanation:
-    """`patch_saliency` as an `Explanation`: heatmaps are the positive part, max-normalised
-    (as Grad-CAM's), so the localization metrics read every method alike; the signed maps are
-    what `patch_saliency` returns."""
+    """`patch_saliency` as an `Explanation` whose heatmaps are its `positive_part`."""
     signed = patch_saliency(model, x, fill=fill, offset=offset, kind=kind,
                             class_index=class_index, batch_size=batch_size)
     _, probs = patch_logits(model, np.asarray(x, np.float32), batch_size)
     probs = np.concatenate([1 - probs, probs], 1) if probs.shape[-1] == 1 else probs
     cls = np.broadcast_to(np.asarray(probs.argmax(1) if class_index is None else class_index,
                                      int), (len(signed),))
-    pos = np.clip(signed, 0, None)
-    heat = pos / (pos.reshape(len(pos), -1).max(1)[:, None, None] + 1e-12)
-    return Explanation(probs, heat.astype(np.float32), cls, f"{PATCH_GRID}/{kind}/o={offset}")
+    return Explanation(probs, positive_part(signed), cls, f"{PATCH_GRID}/{kind}/o={offset}")
