@@ -124,12 +124,15 @@ def _backbone_on(tensor, backbone: str, patch_shape, weights, stem_init: str,
 
 def build_patchnet(num_classes: int = 2, input_shape=(128, 128, 3), patches: int = 4,
                    weights="auto", *, backbone: str = "resnet50", dropout: float = 0.2,
-                   stem_init: str = "sum", multi_label: bool = False, seed: int | None = None,
+                   stem_init: str = "sum", multi_label: bool = False,
+                   bn_momentum: float | None = None, seed: int | None = None,
                    warnings: list | None = None) -> keras.Model:
     """MedicalPatchNet. Two classes use one sigmoid unit (the house's binary head); more use a
     softmax, or one sigmoid each with `multi_label` (the paper's chest X-ray setting).
     weights: as `build_classifier` ("auto" falls back to random init with a warning).
-    stem_init: "sum" or "random" - the stem of a 1-channel input (see `_backbone_on`)."""
+    stem_init: "sum" or "random" - the stem of a 1-channel input (see `_backbone_on`).
+    bn_momentum: BatchNorm momentum of the backbone (as `build_classifier`: Keras' 0.99 needs
+    ~1000 steps to settle; short CPU runs validate on unsettled statistics otherwise)."""
     if backbone not in BACKBONES:
         raise ValueError(f"unknown patch backbone {backbone!r}; choose one of "
                          f"{', '.join(BACKBONES)}")
@@ -155,7 +158,12 @@ def build_patchnet(num_classes: int = 2, input_shape=(128, 128, 3), patches: int
     logits = keras.layers.GlobalAveragePooling2D(name=IMAGE_LOGITS)(grid)
     activation = "sigmoid" if units == 1 or multi_label else "softmax"
     outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER, dtype="float32")(logits)
-    return keras.Model(inputs, outputs, name=f"medical_patchnet_p{patches}")
+    model = keras.Model(inputs, outputs, name=f"medical_patchnet_p{patches}")
+    if bn_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return model
 
 
 def is_patch_model(model) -> bool:

@@ -53,7 +53,8 @@ class PatchNet(Method):
         return build_patchnet(num_classes, input_shape, config.patches, study.model.weights,
                               backbone=config.backbone, dropout=config.dropout,
                               stem_init=config.stem_init, multi_label=study.model.multi_label,
-                              seed=study.train.seed, warnings=warnings)
+                              bn_momentum=study.model.bn_momentum, seed=study.train.seed,
+                              warnings=warnings)
 
     def make_step(self, model, optimizer, study, config):
         return ClassificationStep(model, optimizer, preprocessor=self.preprocessor,
