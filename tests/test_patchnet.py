@@ -303,3 +303,27 @@ def test_patchnet_experiment_bad_input_exits_one_with_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == \
         "error: image size 33 is not divisible by patches P = 2"
+
+
+def test_block_map_for_scoring_is_the_grid_upsampled_bilinearly_and_passes_are_reused():
+    from gfsr_tf.saliency import patches
+    model = _patchnet(4)
+    x = _images(3, seed=7)
+    grid, _ = patch_logits(model, x)
+    smooth = patches.patch_maps(model, x, class_index=1, kinds=("raw",), paint="bilinear")["raw"]
+    expected = tf.image.resize(grid[..., :1].astype(np.float32), (SIZE, SIZE),
+                               method="bilinear")[..., 0].numpy()
+    np.testing.assert_allclose(smooth, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="bilinear for the unshifted map"):
+        patches.patch_maps(model, x, offset=4, paint="bilinear")
+    # a second class / kind of the same images runs no new pass
+    calls = []
+    original = patches.patch_logits
+    patches.patch_logits = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        patches.patch_maps(model, x, offset=4, class_index=0, kinds=("scaled",))
+        first = len(calls)
+        patches.patch_maps(model, x, offset=4, class_index=1, kinds=("raw",))
+    finally:
+        patches.patch_logits = original
+    assert len(calls) == first

@@ -44,9 +44,11 @@ def map_functions(ctx) -> dict:
         fill = black(ctx.preprocess, 1)
         out = {}
         for o in dict.fromkeys((p, max(1, p // 4))):
+            # the block map is scored as the P x P grid upsampled bilinearly, like every CAM
+            paint = "bilinear" if o == p else "blocks"
             out[(f"patch_raw_o{o}", f"patch_scaled_o{o}")] = \
-                lambda x, cls, o=o: _positive(patch_maps(model, x, fill=fill, offset=o,
-                                                         class_index=cls))
+                lambda x, cls, o=o, paint=paint: _positive(patch_maps(
+                    model, x, fill=fill, offset=o, class_index=cls, paint=paint))
         return out
     from ..saliency import explain
     from ..saliency.posthoc import eigencam, explain_posthoc
@@ -143,7 +145,7 @@ def evaluate(ctx) -> dict:
     out = {name: {**_macro(per_class), "per_class": per_class}
            for name, per_class in results.items()}
     section = {"maps": out, "maps_split": ctx.eval_split}
-    if is_patch_model(ctx.model) and data.twins is not None:
+    if is_patch_model(ctx.model) and patch_count(ctx.model) > 1 and data.twins is not None:
         section["patch_twins"] = patch_twins(ctx.model, x_test, np.asarray(
             ctx.preprocess(data.twins)), data)
     if classes:

@@ -15,6 +15,8 @@ maps do not depend on the batch size.
 """
 from __future__ import annotations
 
+import collections
+import hashlib
 import weakref
 
 import keras
@@ -102,43 +104,86 @@ def black(preprocess, channels: int) -> np.ndarray:
     return np.asarray(preprocess(np.zeros((1, 1, 1, channels), np.float32)))[0, 0, 0]
 
 
-def patch_maps(model, x: np.ndarray, *, fill=0.0, offset: int | None = None,
-               class_index=None, kinds=KINDS, batch_size: int = 32,
-               progress: bool = False) -> dict[str, np.ndarray]:
-    """Signed patch maps {kind: (N, S, S)} of model inputs `x` (preprocessed), every kind from
-    one set of shifted passes. fill: the padding value per channel (`black(preprocess,
-    channels)`); offset: o (default p: the block map); class_index: per image or one for all
-    (default: the predicted class)."""
+_PASSES: collections.OrderedDict = collections.OrderedDict()
+_PASSES_KEPT = 4
+
+
+def shifted_passes(model, x: np.ndarray, *, fill=0.0, offset: int | None = None,
+                   batch_size: int = 32, progress: bool = False) -> list:
+    """[(s_y, s_x, logit grid (N, P, P, K), probabilities (N, K))] of every shifted copy of the
+    model inputs `x`. The last few results are kept (keyed by model, the inputs' bytes, fill
+    and offset), so maps of other classes or kinds of the same images cost no new pass."""
     images = np.asarray(x, np.float32)
-    n_img, size = len(images), images.shape[1]
-    n_patch = patch_count(model)
-    p = size // n_patch
+    size = images.shape[1]
+    p = size // patch_count(model)
     offset = p if offset is None else int(offset)
     steps = shifts(p, offset)
-    head = _head(model)
-    if class_index is None:
-        _, probs = patch_logits(model, images, batch_size)
-        class_index = (probs[:, 0] >= 0.5).astype(int) if probs.shape[-1] == 1 \
-            else probs.argmax(1)
-    cls = np.broadcast_to(np.asarray(class_index, int), (n_img,))
+    fill = np.asarray(fill, np.float32)
+    # a model trained further (same object) must not read its old passes
+    weights = model.weights
+    fingerprint = tuple(float(np.sum(np.asarray(weights[i]))) for i in
+                        (0, len(weights) // 2, -1)) if weights else ()
+    key = (id(model), fingerprint, hashlib.sha1(images.tobytes()).hexdigest(), images.shape,
+           fill.tobytes(), offset)
+    if key in _PASSES:
+        _PASSES.move_to_end(key)
+        return _PASSES[key]
     half = p // 2
     pad = [(0, 0), (half, p - half), (half, p - half)] + [(0, 0)] * (images.ndim - 3)
     padded = np.pad(images - fill, pad) + fill     # black borders
     pairs = [(sy, sx) for sy in steps for sx in steps]
-    totals = {kind: np.zeros((n_img, size + 2 * p, size + 2 * p)) for kind in kinds}
     bar = keras.utils.Progbar(len(pairs), verbose=int(progress))
+    out = []
     for k, (sy, sx) in enumerate(pairs):
         # I_s(u) = I(u + s): the window of the padded image starting at s + p/2
         shifted = padded[:, sy + half:sy + half + size, sx + half:sx + half + size]
-        grid, probs = patch_logits(model, shifted, batch_size)
-        for kind, total in totals.items():
+        out.append((int(sy), int(sx), *patch_logits(model, shifted, batch_size)))
+        bar.update(k + 1)
+    _PASSES[key] = out
+    while len(_PASSES) > _PASSES_KEPT:
+        _PASSES.popitem(last=False)
+    return out
+
+
+def patch_maps(model, x: np.ndarray, *, fill=0.0, offset: int | None = None,
+               class_index=None, kinds=KINDS, batch_size: int = 32, paint: str = "blocks",
+               progress: bool = False) -> dict[str, np.ndarray]:
+    """Signed patch maps {kind: (N, S, S)} of model inputs `x` (preprocessed), every kind from
+    one set of shifted passes (`shifted_passes`). fill: the padding value per channel
+    (`black(preprocess, channels)`); offset: o (default p: the block map); class_index: per
+    image or one for all (default: the predicted class). paint: "blocks" (each patch's value
+    over its p x p block) or, for the unshifted map only, "bilinear" (the P x P grid upsampled
+    bilinearly, as every CAM is before a pointing game: a block map's argmax is otherwise the
+    top-left pixel of its best patch)."""
+    images = np.asarray(x, np.float32)
+    n_img, size = len(images), images.shape[1]
+    p = size // patch_count(model)
+    passes = shifted_passes(model, images, fill=fill, offset=offset, batch_size=batch_size,
+                            progress=progress)
+    if paint not in ("blocks", "bilinear") or (paint == "bilinear" and len(passes) > 1):
+        raise ValueError(f"paint must be blocks, or bilinear for the unshifted map (o = p), "
+                         f"got {paint!r} with {len(passes)} shifts")
+    head = _head(model)
+    if class_index is None:
+        probs = next(pr for sy, sx, _, pr in passes if sy == 0 and sx == 0)
+        class_index = (probs[:, 0] >= 0.5).astype(int) if probs.shape[-1] == 1 \
+            else probs.argmax(1)
+    cls = np.broadcast_to(np.asarray(class_index, int), (n_img,))
+    out = {}
+    for kind in kinds:
+        if paint == "bilinear":
+            values = patch_values(passes[0][2], passes[0][3], cls, kind, head)
+            out[kind] = tf.image.resize(values[..., None].astype(np.float32), (size, size),
+                                        method="bilinear")[..., 0].numpy()
+            continue
+        total = np.zeros((n_img, size + 2 * p, size + 2 * p))
+        for sy, sx, grid, probs in passes:
             values = patch_values(grid, probs, cls, kind, head)
             painted = np.repeat(np.repeat(values, p, axis=1), p, axis=2)
             # M(v) = M_s(v - s): painted back at +s (canvas origin at -p, so index v + p)
             total[:, sy + p:sy + p + size, sx + p:sx + p + size] += painted
-        bar.update(k + 1)
-    return {kind: (total[:, p:p + size, p:p + size] / len(pairs)).astype(np.float32)
-            for kind, total in totals.items()}
+        out[kind] = (total[:, p:p + size, p:p + size] / len(passes)).astype(np.float32)
+    return out
 
 
 def patch_saliency(model, x: np.ndarray, *, kind: str = "raw", **options) -> np.ndarray:
