@@ -142,8 +142,8 @@ def test_presets_load_and_unknown_is_clear():
                                                               ("gfsr", "gfsr")]
     gfsr = get_method("gfsr").make_config(default.variant("gfsr").options)
     assert gfsr.weight == 0.0 and gfsr.consistency_weight == 0.1
-    assert (gfsr.warmup_epochs, gfsr.ramp_epochs) == (8, 4)
-    assert (default.train.epochs, default.train.monitor) == (16, "last")
+    assert (gfsr.warmup_epochs, gfsr.ramp_epochs) == (6, 3)
+    assert (default.train.epochs, default.train.monitor) == (12, "last")
     assert default.benchmark.image_size == 64
     # the smoke run drops the warm-up, so every guidance term runs in it
     smoke = get_method("gfsr").make_config(preset("benchmark", smoke=True).variant("gfsr").options)
@@ -294,7 +294,7 @@ def test_report_says_which_gfsr_configuration_it_is():
     default = gfsr_configuration({**paper, **main_job.variant("gfsr").options},
                                  main_job.model.target_layer)
     assert default.startswith("extension beyond the paper: logit consistency under "
-                              "counterfactual backgrounds") and "warmup_epochs 8" in default
+                              "counterfactual backgrounds") and "warmup_epochs 6" in default
     extension = dict(paper, input_gradient_weight=1.0)
     assert gfsr_configuration(extension, "conv3_block4_out").startswith("extension beyond the paper")
 
