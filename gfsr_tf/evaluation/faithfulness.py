@@ -16,6 +16,15 @@ import numpy as np
 from .localization import _to_size
 
 
+def blurred_baseline(images: np.ndarray) -> np.ndarray:
+    """The images Gaussian-blurred with sigma = size / 16: the "removed" pixels' values (a blur
+    keeps the intensity statistics, so deletion does not test the model on black holes)."""
+    import cv2
+    sigma = images.shape[1] / 16
+    out = np.stack([cv2.GaussianBlur(im.astype(np.float32), (0, 0), sigma) for im in images])
+    return out.reshape(images.shape)
+
+
 def perturbation_curves(predict, images: np.ndarray, maps: np.ndarray, class_index,
                         baseline: np.ndarray, steps: int = 16) -> dict:
     """predict: images (N, H, W, C) -> class probabilities (N, K); images and baseline in the

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..datasets.synthetic import paste_marker, paste_overlay
 from ..evaluation import box_masks, decision_change, energy_inside, mean_ci
-from ..evaluation.faithfulness import deletion_insertion
+from ..evaluation.faithfulness import blurred_baseline, deletion_insertion
 from .context import decide
 
 AUDIT_FAITHFULNESS_IMAGES = 32
@@ -64,12 +64,6 @@ def observational_effects(z, labels, marked) -> dict:
     return {"marker_effect_by_class": by_class, "marker_effect": marker,
             "lesion_effect": lesion_effect,
             "marker_to_lesion_ratio": marker / lesion_effect if lesion_effect else float("nan")}
-
-
-def _blurred(images: np.ndarray) -> np.ndarray:
-    sigma = images.shape[1] / 16
-    out = np.stack([cv2.GaussianBlur(im.astype(np.float32), (0, 0), sigma) for im in images])
-    return out.reshape(images.shape)
 
 
 def evaluate(ctx) -> dict:
@@ -128,7 +122,7 @@ def evaluate(ctx) -> dict:
             return np.stack([1 - probs, probs], 1)
 
         faith = deletion_insertion(probabilities, images, ctx.heatmaps(name)[:k], labels[:k],
-                                   _blurred(images), FAITHFULNESS_STEPS)
+                                   blurred_baseline(images), FAITHFULNESS_STEPS)
         out["deletion_auc"] = faith["deletion_auc"]
         out["insertion_auc"] = faith["insertion_auc"]
         out["faithfulness_images"] = k

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..evaluation import box_masks, choose_threshold, hit_rate, iou, mean_ci
-from ..evaluation.faithfulness import deletion_insertion
+from ..evaluation.faithfulness import blurred_baseline, deletion_insertion
 from ..evaluation.localization import binarise, iou_curve, normalise_maps
 from ..models.patchnet import PATCH_GRID, is_patch_model, patch_count
 from ..saliency.patches import black, patch_logits, patch_maps, positive_part
@@ -125,11 +125,11 @@ def evaluate(ctx) -> dict:
     for c in classes:
         test_masks = _class_masks(data, c)
         val_masks = _class_masks(val, c) if x_val is not None else None
-        prob_c = p_test if p_test.ndim == 1 else p_test[:, c]
+        prob_c = _class_probability(p_test, c)
         youden = None
         if x_val is not None and (val.labels == c).any() and (val.labels != c).any():
-            vp = p_val if p_val.ndim == 1 else p_val[:, c]
-            youden = choose_threshold((val.labels == c).astype(int), vp, "youden")
+            youden = choose_threshold((val.labels == c).astype(int), _class_probability(p_val, c),
+                                      "youden")
         positives = np.flatnonzero(test_masks.reshape(len(data), -1).any(1))
         for key, function in functions.items():
             names = key if isinstance(key, tuple) else (key,)
@@ -161,6 +161,13 @@ def evaluate(ctx) -> dict:
     return section
 
 
+def _class_probability(probs: np.ndarray, c: int) -> np.ndarray:
+    """P(class c) from binary P(class 1) (N,) or class probabilities (N, K)."""
+    if probs.ndim == 1:
+        return probs if c == 1 else 1.0 - probs
+    return probs[:, c]
+
+
 def _as_tuple(value):
     return value if isinstance(value, tuple) else (value,)
 
@@ -188,7 +195,6 @@ def _score(ctx, data, heat, vheat, masks, val_masks, c, prob_c, youden, positive
             entry["miou_tpfpfn_youden"] = _miou(heat, masks, t_all, False, prob_c < youden)
     k = positives[:FAITHFULNESS_IMAGES]
     if len(k):
-        from .audit import _blurred
         images = data.images[k].astype(np.float32)
 
         def probabilities(x):
@@ -196,7 +202,7 @@ def _score(ctx, data, heat, vheat, masks, val_masks, c, prob_c, youden, positive
             return np.stack([1 - p, p], 1) if p.ndim == 1 else p
 
         faith = deletion_insertion(probabilities, images, heat[k], np.full(len(k), c),
-                                   _blurred(images), FAITHFULNESS_STEPS)
+                                   blurred_baseline(images), FAITHFULNESS_STEPS)
         entry.update(deletion_auc=faith["deletion_auc"], insertion_auc=faith["insertion_auc"],
                      faithfulness_images=int(len(k)))
     if data.has_marker is not None and data.marker_boxes is not None:
