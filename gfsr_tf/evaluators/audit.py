@@ -24,7 +24,6 @@ the top-left corner of every test image (`paste_marker`): "does my model react t
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from ..datasets.synthetic import paste_marker, paste_overlay

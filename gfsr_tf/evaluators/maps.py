@@ -25,7 +25,7 @@ import numpy as np
 from ..evaluation import box_masks, choose_threshold, hit_rate, iou, mean_ci
 from ..evaluation.faithfulness import blurred_baseline, deletion_insertion
 from ..evaluation.localization import binarise, iou_curve, normalise_maps
-from ..models.patchnet import PATCH_GRID, is_patch_model, patch_count
+from ..models.patchnet import is_patch_model, patch_count
 from ..saliency.patches import black, patch_logits, patch_maps, positive_part
 
 FAITHFULNESS_IMAGES = 32
