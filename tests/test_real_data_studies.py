@@ -100,3 +100,18 @@ def test_real_pneumoniamnist_smoke(shared_data, tmp_path):
                                   "--out", str(tmp_path), "--quiet"])
     assert report["data"]["test"]["n"] == 624 and report["masks"]["annotator"] == "template"
     assert "at_youden_threshold" in report["gfsr"]["metrics"]["test"]
+
+
+def test_patchnet_smoke_on_ham10000_scores_every_class_with_lesion_masks(tmp_path):
+    # seven classes: softmax heads, per-class maps and thresholds, macro means
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import patchnet
+    write_ham10000(tmp_path / "ham", n=40)
+    report = patchnet.main(["--smoke", "--data-dir", str(tmp_path / "ham"),
+                            "--out", str(tmp_path / "runs"), "--quiet"])
+    maps = report["patchnet"]["maps"]["patch_raw_o8"]
+    present = {str(c) for c in set(report["data"]["test"]["labels"])}
+    assert set(maps["per_class"]) <= present and len(maps["per_class"]) >= 2
+    hits = [e["hit_rate"] for e in maps["per_class"].values()]
+    assert maps["hit_rate_macro"] == pytest.approx(np.nanmean(hits))
+    assert "patch_twins" not in report["patchnet"]        # real data: no counterfactual twins

@@ -80,8 +80,11 @@ def _positive(maps: dict) -> tuple:
     return tuple(positive_part(signed) for signed in maps.values())
 
 
-def _tune(maps, masks, true_pos_only: bool) -> float:
-    """The threshold on min-max maps that maximises the objective's mean IoU on validation."""
+def _tune(maps, masks, true_pos_only: bool) -> float | None:
+    """The threshold on min-max maps that maximises the objective's mean IoU on validation
+    (None when validation holds no image the objective can score)."""
+    if len(maps) == 0 or (true_pos_only and not masks.reshape(len(masks), -1).any()):
+        return None
     curve = iou_curve(maps, masks, N_THRESHOLDS)            # NaN rows: empty masks
     if not true_pos_only:   # an empty mask scores 1 if nothing is predicted, else 0 (an FP)
         norm = normalise_maps(maps).reshape(len(maps), -1)
@@ -188,10 +191,13 @@ def _score(ctx, data, heat, vheat, masks, val_masks, c, prob_c, youden, positive
         val_own = (ctx.splits["val"].labels == c)
         t_tp = _tune(vheat[val_own], val_masks[val_own], True)
         t_all = _tune(vheat, val_masks, False)
+        nan = float("nan")
         entry.update(threshold_tp=t_tp, threshold_tpfpfn=t_all,
-                     miou_tp=_miou(heat[own], masks[own], t_tp, True),
-                     miou_tpfpfn=_miou(heat, masks, t_all, False))
-        if youden is not None:
+                     miou_tp=nan if t_tp is None else _miou(heat[own], masks[own], t_tp, True),
+                     miou_tpfpfn=nan if t_all is None else _miou(heat, masks, t_all, False))
+        if t_tp is None:
+            entry["note"] = "no validation image of this class has a mask: threshold not tuned"
+        if youden is not None and t_all is not None:
             entry["miou_tpfpfn_youden"] = _miou(heat, masks, t_all, False, prob_c < youden)
     k = positives[:FAITHFULNESS_IMAGES]
     if len(k):
