@@ -41,6 +41,7 @@ class EvalContext:
     full_model: object = None              # the trained model itself, when `model` is a view of
                                            # it (e.g. the gaze U-Net's decoder output)
     batch_size: int = 128
+    verbose: int = 0                       # progress bars of the long evaluators (maps)
     _probs: dict = field(default_factory=dict)
     maps: dict = field(default_factory=dict)
 

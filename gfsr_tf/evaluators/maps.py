@@ -20,6 +20,7 @@ and for patch models, on every counterfactual twin pair, the decomposition of th
 """
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from ..evaluation import box_masks, choose_threshold, hit_rate, iou, mean_ci
@@ -125,6 +126,11 @@ def evaluate(ctx) -> dict:
     p_test = ctx.predict(data.images, ctx.eval_split)
     p_val = ctx.predict(val.images, "val") if x_val is not None else None
     results: dict = {}
+    bar = keras.utils.Progbar(len(classes) * len(functions), verbose=ctx.verbose,
+                              unit_name="map")
+    if ctx.verbose:
+        print(f"maps: {len(functions)} explainers x {len(classes)} class(es) on "
+              f"{ctx.eval_split} and val")
     for c in classes:
         test_masks = _class_masks(data, c)
         val_masks = _class_masks(val, c) if x_val is not None else None
@@ -145,6 +151,7 @@ def evaluate(ctx) -> dict:
                 results.setdefault(name, {})[str(c)] = entry
                 if c == classes[-1]:
                     ctx.maps[f"maps/{name}"] = heat[_examples(data, c)]
+            bar.add(1)
     out = {name: {**_macro(per_class), "per_class": per_class}
            for name, per_class in results.items()}
     section = {"maps": out, "maps_split": ctx.eval_split}

@@ -134,7 +134,7 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
                                                 **sharing.get(variant.name, {}))
         ctx = EvalContext(method.classifier_view(model), get_preprocessor(method.preprocessor),
                           data, config, method.target_layer(config), method, run_dir,
-                          full_model=model)
+                          full_model=model, verbose=verbose)
         if used == "annotations" and guidance.concepts is not None:
             # Fig 8 shows this model's map on training images that were not annotated
             ctx.splits = {**data, "concept_examples": train.subset(guidance.concept_examples())}
