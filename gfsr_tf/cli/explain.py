@@ -16,7 +16,8 @@ def add_parser(sub):
                    "8/16-bit; gray, RGB, RGBA)")
     p.add_argument("--out", default="explanations")
     p.add_argument("--method", default="gradcam", help="gradcam (ours, in-graph; default), or "
-                   "for comparison gradcam++, scorecam, smoothgrad (tf-keras-vis), lime, eigencam")
+                   "for comparison gradcam++, scorecam, smoothgrad (tf-keras-vis), lime, "
+                   "eigencam")
     p.add_argument("--layer", help="target layer (default: the model card's, else the last 4-D "
                    "layer - inside a nested backbone too)")
     p.add_argument("--class-index", type=int, help="class to explain (default: predicted)")

@@ -6,10 +6,10 @@ raw:    the class's patch logit z_i (single-unit binary head: class 1 = z, class
 scaled: the raw value times the image's class probability sigma(Z) (1 - p for class 0 of a
         binary head), broadcast over the patches of that image only.
 Shifted-grid smoothing (offset o): the image is moved by s in {-p/2, -p/2 + o, ..., p/2 - o}
-(`shifts`; o = p: no shift) along each axis (padded with black: the preprocessed value of a black pixel, which equals padding
-the raw pixels before the per-pixel preprocessing), each shifted copy's
-map is painted and moved back, and the n^2 maps (n = p / o) are averaged, so pixels within p/2
-of the border are attenuated, as in the reference code. o = p is the single block map. Every
+(`shifts`; o = p: no shift, the single block map) along each axis, padded with black (the
+preprocessed value of a black pixel, which equals padding the raw pixels before the per-pixel
+preprocessing); each shifted copy's map is painted and moved back, and the n^2 maps (n = p / o)
+are averaged, so pixels within p/2 of the border are attenuated, as in the reference code. Every
 shifted copy is an image of its own (its own sigma(Z_s)); the model runs in inference mode, so
 maps do not depend on the batch size.
 """
