@@ -26,7 +26,7 @@ import numpy as np
 from ..evaluation import box_masks, choose_threshold, hit_rate, iou, mean_ci
 from ..evaluation.faithfulness import blurred_baseline, deletion_insertion
 from ..evaluation.localization import binarise, iou_curve, normalise_maps
-from ..models.patchnet import is_patch_model, patch_count
+from ..models.patchnet import is_patch_model, last_stage, patch_count
 from ..saliency.patches import black, patch_logits, patch_maps, positive_part
 
 FAITHFULNESS_IMAGES = 32
@@ -71,10 +71,7 @@ def _last_stage(model):
     """The backbone's last conv stage: the input of a patch model's pooling, else the last 4-D
     layer."""
     from ..models import last_conv_layer
-    try:
-        return model.get_layer("patch_pool").input._keras_history[0].name
-    except ValueError:
-        return last_conv_layer(model)
+    return last_stage(model) if is_patch_model(model) else last_conv_layer(model)
 
 
 def _positive(maps: dict) -> tuple:
@@ -147,7 +144,7 @@ def evaluate(ctx) -> dict:
                 if x_val is not None else (None,) * len(names)
             for name, heat, vheat in zip(names, test_maps, val_maps):
                 entry = _score(ctx, data, heat, vheat, test_masks, val_masks, c, prob_c, youden,
-                               positives, x_test)
+                               positives)
                 results.setdefault(name, {})[str(c)] = entry
                 if c == classes[-1]:
                     ctx.maps[f"maps/{name}"] = heat[_examples(data, c)]
@@ -190,7 +187,7 @@ def _examples(data, c) -> np.ndarray:
     return pick[:EXAMPLES]
 
 
-def _score(ctx, data, heat, vheat, masks, val_masks, c, prob_c, youden, positives, x_test):
+def _score(ctx, data, heat, vheat, masks, val_masks, c, prob_c, youden, positives):
     own = data.labels == c
     hits = hit_rate(heat[own], masks[own])
     entry = {"hit_rate": hits["hit_rate"], "hit_rate_ci": mean_ci(hits["hits"]), "n": hits["n"]}

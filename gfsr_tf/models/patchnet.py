@@ -172,3 +172,9 @@ def is_patch_model(model) -> bool:
 
 def patch_count(model) -> int:
     return int(model.get_layer(PATCH_GRID).output.shape[1])
+
+
+def last_stage(model) -> str:
+    """The name of the backbone's last conv stage (the layer the patch pooling reads): a
+    one-patch model's Grad-CAM layer."""
+    return model.get_layer("patch_pool").input._keras_history[0].name

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ...models.patchnet import PATCH_GRID, build_patchnet, check_geometry, patch_count
+from ...models.patchnet import (PATCH_GRID, build_patchnet, check_geometry, last_stage,
+                                patch_count)
 from ...training.step import ClassificationStep
 from ..base import Method
 from ..registry import register
@@ -69,8 +70,7 @@ class PatchNet(Method):
         from ...saliency.patches import black, explain_patches
         spec = (layer or PATCH_GRID).split("/")
         if spec[0] != PATCH_GRID or patch_count(model) == 1:
-            conv = model.get_layer("patch_pool").input if spec[0] == PATCH_GRID else None
-            name = conv._keras_history[0].name if conv is not None else layer
+            name = last_stage(model) if spec[0] == PATCH_GRID else layer
             return super().explain(model, x, layer=name, class_index=class_index,
                                    batch_size=batch_size)
         p = int(x.shape[1]) // patch_count(model)
