@@ -45,6 +45,10 @@ class BenchmarkConfig:
     lesion_opacity: float = 0.3
     # A second shortcut: a text overlay in the top-right corner that favours "normal".
     text_overlay: bool = False
+    # Multi-label variant (SegX): a second finding, a basal opacity inside one lung with its own
+    # mask, on about half the images of every split (drawn from its own random stream, so the
+    # images without it are the benchmark's bit for bit); the marker follows finding 1 only.
+    second_finding: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -135,8 +139,10 @@ class TrainConfig:
     deterministic: bool = True          # tf.config.experimental.enable_op_determinism
     # Best-model criterion (maximised): val_auc or val_accuracy (on data with counterfactual
     # twins also val_twin_auc / val_twin_accuracy, which the shortcut does not reward) or "last"
-    # (the last epoch's model).
+    # (the last epoch's model), or val_loss (minimised; a segmenter's).
     monitor: str = "val_auc"
+    # stop when the monitored figure has not improved for this many epochs (None: never)
+    early_stopping_patience: int | None = None
     steps_per_epoch: int | None = None  # None: one pass over the training set
     # "constant", "triangular2" (the eye-gaze reference's cyclic schedule, stepped per epoch
     # with a half-cycle of lr_step_epochs: training.trainer.cyclic_multiplier) or "onecycle"
@@ -158,10 +164,11 @@ class TrainConfig:
     def __post_init__(self):
         _positive("train", epochs=self.epochs, batch_size=self.batch_size,
                   learning_rate=self.learning_rate, steps_per_epoch=self.steps_per_epoch)
-        if self.monitor != "last" and not (self.monitor.startswith("val_") and
-                                           self.monitor.endswith(("_auc", "_accuracy"))):
-            raise ValueError(f"train.monitor must be last or a val_*_auc / val_*_accuracy "
-                             f"figure, got {self.monitor!r}")
+        if self.monitor not in ("last", "val_loss") and not (
+                self.monitor.startswith("val_") and self.monitor.endswith(("_auc", "_accuracy"))):
+            raise ValueError(f"train.monitor must be last, val_loss or a val_*_auc / "
+                             f"val_*_accuracy figure, got {self.monitor!r}")
+        _positive("train", early_stopping_patience=self.early_stopping_patience)
         if self.lr_schedule not in ("constant", "triangular2", "onecycle"):
             raise ValueError(f"train.lr_schedule must be constant, triangular2 or onecycle, got "
                              f"{self.lr_schedule!r}")

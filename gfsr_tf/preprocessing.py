@@ -38,6 +38,16 @@ def raw_rgb(images) -> tf.Tensor:
     return tf.cast(to_rgb(images), tf.float32)
 
 
+IMAGENET_RGB_MEAN, IMAGENET_RGB_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def torch_mode(images) -> tf.Tensor:
+    """Pixels 0-255 -> DenseNet input (keras.applications' "torch" mode): gray->RGB, / 255,
+    minus the ImageNet mean, over its standard deviation, per RGB channel."""
+    x = tf.cast(to_rgb(images), tf.float32) / 255.0
+    return (x - tf.constant(IMAGENET_RGB_MEAN)) / tf.constant(IMAGENET_RGB_STD)
+
+
 def unit_range(images) -> tf.Tensor:
     """Pixels 0-255 -> [0, 1] float32, channels untouched."""
     return raw_pixels(images) / 255.0
@@ -50,6 +60,7 @@ PREPROCESSORS = {
     "none": (raw_pixels, "pixels 0-255 as float32"),
     "raw_rgb": (raw_rgb, "gray->3 ch, pixels 0-255 as float32 (the model normalises itself)"),
     "unit": (unit_range, "pixels / 255"),
+    "torch": (torch_mode, "DenseNet torch mode: gray->3 ch, / 255, ImageNet RGB mean and std"),
 }
 
 

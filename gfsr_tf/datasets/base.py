@@ -25,6 +25,11 @@ class ImageSet:
       fixations   list of float (k, 4) arrays    - per image x, y (original pixels), duration
                                                   (s), start time (s) of each kept fixation
       transcripts list of [(sentence, end time s)] per image (EGD-CXR dictation)
+      label_sets  int64 (N, K) 0/1             - multi-label ground truth (several findings per
+                                                  image); `label_matrix()` is the one-hot of
+                                                  `labels` where it is None
+      class_masks bool  (N, K, H, W)           - per-class ground-truth regions (multi-label
+                                                  localization; empty where a class is absent)
     """
     images: np.ndarray
     labels: np.ndarray
@@ -40,6 +45,8 @@ class ImageSet:
     regions: dict | None = None
     fixations: list | None = None
     transcripts: list | None = None
+    label_sets: np.ndarray | None = None
+    class_masks: np.ndarray | None = None
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
@@ -48,11 +55,19 @@ class ImageSet:
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         per_image = {key: getattr(self, key) for key in (
             "lungs", "lesions", "twins", "has_marker", "marker_boxes", "gaze", "marker_added",
-            "fixations", "transcripts")}
+            "fixations", "transcripts", "label_sets", "class_masks")}
         per_image.update({f"regions[{k}]": v for k, v in (self.regions or {}).items()})
         for key, value in per_image.items():
             if value is not None and len(value) != len(self.images):
                 raise ValueError(f"{key} has {len(value)} entries for {len(self.images)} images")
+        k = len(self.class_names)
+        if self.label_sets is not None and np.shape(self.label_sets)[1:] != (k,):
+            raise ValueError(f"label_sets {np.shape(self.label_sets)} must be (N, {k}): one 0/1 "
+                             f"column per class {self.class_names}")
+        if self.class_masks is not None and \
+                np.shape(self.class_masks)[1:] != (k,) + self.images.shape[1:3]:
+            raise ValueError(f"class_masks {np.shape(self.class_masks)} must be (N, {k}, "
+                             f"{self.images.shape[1]}, {self.images.shape[2]})")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -60,6 +75,12 @@ class ImageSet:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def label_matrix(self) -> np.ndarray:
+        """(N, K) 0/1: `label_sets`, or the one-hot of `labels` for single-label data."""
+        if self.label_sets is not None:
+            return np.asarray(self.label_sets, np.int64)
+        return (np.asarray(self.labels)[:, None] == np.arange(self.num_classes)).astype(np.int64)
 
     def subset(self, index) -> "ImageSet":
         index = np.asarray(index)
@@ -71,4 +92,5 @@ class ImageSet:
                         listed(self.names) or [], pick(self.marker_added),
                         None if self.regions is None else
                         {k: v[index] for k, v in self.regions.items()},
-                        listed(self.fixations), listed(self.transcripts))
+                        listed(self.fixations), listed(self.transcripts),
+                        pick(self.label_sets), pick(self.class_masks))

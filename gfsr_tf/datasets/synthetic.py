@@ -182,9 +182,64 @@ def make_split(config: BenchmarkConfig, split: str, n: int | None = None) -> Ima
         twins[i, ..., 0] = _to_uint8(case["twin"])
         added[i, ..., 0] = _to_uint8(case["with_marker"])
         lungs[i], lesions[i], boxes[i] = case["lungs"], case["lesions"], case["marker_box"]
-    return ImageSet(images, labels.astype(np.int64), ("normal", "pneumonia"), lungs=lungs,
+    data = ImageSet(images, labels.astype(np.int64), ("normal", "pneumonia"), lungs=lungs,
                     lesions=lesions, twins=twins, has_marker=has_marker, marker_boxes=boxes,
                     names=[f"{split}_{i:05d}" for i in range(n)], marker_added=added)
+    if config.second_finding:
+        data = add_second_finding(data, config.lesion_opacity, (config.seed, _SPLIT_IDS[split]))
+    return data
+
+
+MULTILABEL_CLASSES = ("normal", "pneumonia", "basal_opacity")
+
+
+def basal_opacity(lungs: np.ndarray, seed) -> np.ndarray:
+    """A soft opacity (H, W) in [0, 1] in the lower third of one lung field (side drawn)."""
+    rng = np.random.default_rng(seed)
+    s = lungs.shape[0]
+    half = np.zeros_like(lungs)
+    side = int(rng.integers(2))
+    cols = slice(0, s // 2) if side == 0 else slice(s // 2, s)
+    half[:, cols] = lungs[:, cols]
+    rows = np.flatnonzero(half.any(1))
+    if len(rows) == 0:
+        return half
+    top, bottom = rows[0], rows[-1]
+    base = np.zeros_like(lungs)
+    base[int(bottom - (bottom - top) / 3):bottom + 1] = 1.0
+    inside = np.argwhere(half * base > 0)
+    blob = np.zeros_like(lungs)
+    centre = inside[rng.integers(len(inside))]
+    for (py, px), r in zip(rng.normal(0, 0.04 * s, (3, 2)) + centre,
+                           rng.uniform(0.05, 0.08, 3) * s):
+        cv2.circle(blob, (int(px), int(py)), max(1, int(r)), 1.0, -1)
+    return _blur(blob, s / 48) * half
+
+
+def add_second_finding(data: ImageSet, opacity: float, stream) -> ImageSet:
+    """The multi-label benchmark: each image gets a basal opacity with probability 1/2 (drawn
+    per image from `stream`, its own generator), in the image, its twin and its marker-added
+    counterfactual alike. Classes (normal, pneumonia, basal_opacity); `label_sets` and
+    `class_masks` (normal: empty; pneumonia: the lesions; basal_opacity: its mask > 0.3)."""
+    n, s = len(data), data.images.shape[1]
+    rng = np.random.default_rng([*stream, 20_251])
+    present = rng.random(n) < 0.5
+    masks = np.zeros((n, 3, s, s), bool)
+    out = {k: getattr(data, k).copy() for k in ("images", "twins", "marker_added")}
+    for i in np.flatnonzero(present):
+        patch = basal_opacity((data.lungs[i] > 0.5).astype(np.float32), [*stream, 20_251, i])
+        masks[i, 2] = patch > 0.3
+        for key in out:
+            pixels = out[key][i, ..., 0].astype(np.float32) / 255 + opacity * patch
+            out[key][i, ..., 0] = _to_uint8(np.clip(pixels, 0, 1))
+    pneumonia = data.labels == 1
+    masks[:, 1] = data.lesions
+    sets = np.stack([~pneumonia & ~present, pneumonia, present], 1).astype(np.int64)
+    labels = np.where(pneumonia, 1, np.where(present, 2, 0)).astype(np.int64)
+    return ImageSet(out["images"], labels, MULTILABEL_CLASSES, lungs=data.lungs,
+                    lesions=data.lesions, twins=out["twins"], has_marker=data.has_marker,
+                    marker_boxes=data.marker_boxes, names=data.names,
+                    marker_added=out["marker_added"], label_sets=sets, class_masks=masks)
 
 
 def make_benchmark(config: BenchmarkConfig) -> dict[str, ImageSet]:

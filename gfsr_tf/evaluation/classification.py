@@ -196,3 +196,97 @@ def mean_ci(values, n_resamples: int = 1000, seed: int = 0, level: float = 0.95)
     idx = np.random.default_rng(seed).integers(0, len(values), (n_resamples, len(values)))
     lo, hi = np.quantile(values[idx].mean(1), [(1 - level) / 2, (1 + level) / 2])
     return {"estimate": float(values.mean()), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+# --- multi-label: one sigmoid per class, per-class thresholds -----------------------------------
+
+def _counts_above(labels: np.ndarray, probs: np.ndarray, candidates: np.ndarray):
+    """(tp, fp, fn, tn) of the decisions p > tau for each candidate tau."""
+    above = probs[None, :] > candidates[:, None]
+    pos = labels.astype(bool)[None, :]
+    tp = (above & pos).sum(1).astype(np.float64)
+    fp = (above & ~pos).sum(1).astype(np.float64)
+    return tp, fp, pos.sum() - tp, (~pos).sum() - fp
+
+
+def multilabel_thresholds(label_sets, probs, rule: str = "f1", class_names=None,
+                          warnings_out: list | None = None) -> np.ndarray:
+    """Per-class thresholds tau_j on validation for decisions p_j > tau_j: "f1" maximises the
+    class's F1, "youden" its sensitivity + specificity - 1 (candidates: 0 and every validation
+    probability; ties keep the highest tau). A class without positives (or without negatives)
+    in validation gets 0.5, with a warning appended to `warnings_out`."""
+    sets, probs = np.asarray(label_sets).astype(int), np.asarray(probs, np.float64)
+    if sets.shape != probs.shape or sets.ndim != 2:
+        raise ValueError(f"label sets {sets.shape} and probabilities {probs.shape} must be the "
+                         "same (N, K) shape")
+    if rule not in ("f1", "youden"):
+        raise ValueError(f"rule must be 'f1' or 'youden', got {rule!r}")
+    names = list(class_names) if class_names is not None else [str(j) for j in range(sets.shape[1])]
+    out = np.full(sets.shape[1], 0.5)
+    for j in range(sets.shape[1]):
+        if sets[:, j].min() == sets[:, j].max():
+            message = (f"class {names[j]!r} has {'no positives' if sets[:, j].max() == 0 else 'no negatives'} "
+                       "in validation: its threshold is 0.5")
+            warnings.warn(message, stacklevel=2)
+            if warnings_out is not None:
+                warnings_out.append(message)
+            continue
+        candidates = np.unique(np.concatenate([[0.0], probs[:, j]]))
+        tp, fp, fn, tn = _counts_above(sets[:, j], probs[:, j], candidates)
+        score = 2 * tp / np.maximum(2 * tp + fp + fn, 1) if rule == "f1" else \
+            tp / (tp + fn) + tn / (tn + fp) - 1
+        out[j] = candidates[len(score) - 1 - np.argmax(score[::-1])]
+    return out
+
+
+def _multilabel_rows(sets: np.ndarray, probs: np.ndarray, tau: np.ndarray) -> dict:
+    """Per-class metrics for R resamples at once: sets, probs (R, N, K) -> (R, K) each."""
+    from sklearn.metrics import average_precision_score
+    pred = probs > tau
+    pos = sets.astype(bool)
+    tp = (pred & pos).sum(1).astype(np.float64)
+    fp = (pred & ~pos).sum(1).astype(np.float64)
+    fn = (~pred & pos).sum(1).astype(np.float64)
+    tn = (~pred & ~pos).sum(1).astype(np.float64)
+    r, _, k = probs.shape
+    auprc = np.full((r, k), np.nan)
+    for i in range(r):
+        for j in range(k):
+            if 0 < pos[i, :, j].sum() < pos.shape[1]:
+                auprc[i, j] = average_precision_score(pos[i, :, j], probs[i, :, j])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"auroc": np.stack([_auc_rows(sets[..., j], probs[..., j]) for j in range(k)], -1),
+                "auprc": auprc, "f1": 2 * tp / (2 * tp + fp + fn),
+                "sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp)}
+
+
+def multilabel_metrics(label_sets, probs, thresholds, class_names=None, n_resamples: int = 500,
+                       seed: int = 0, level: float = 0.95) -> dict:
+    """Per class and macro (mean over classes): AUROC, AUPRC, F1, sensitivity and specificity
+    at the per-class thresholds, each {estimate, ci_low, ci_high} with a seeded percentile
+    bootstrap over images (a resample where a class is single-valued leaves that class out of
+    that resample's macro mean)."""
+    sets, probs = np.asarray(label_sets).astype(int), np.asarray(probs, np.float64)
+    tau = np.asarray(thresholds, np.float64)
+    if sets.shape != probs.shape or sets.ndim != 2 or tau.shape != (sets.shape[1],):
+        raise ValueError(f"label sets {sets.shape}, probabilities {probs.shape} and thresholds "
+                         f"{tau.shape} do not match: (N, K), (N, K), (K,)")
+    names = list(class_names) if class_names is not None else [str(j) for j in range(sets.shape[1])]
+    point = _multilabel_rows(sets[None], probs[None], tau)
+    idx = np.random.default_rng(seed).integers(0, len(sets), (n_resamples, len(sets)))
+    boot = _multilabel_rows(sets[idx], probs[idx], tau)
+
+    def summary(value, samples):
+        samples = samples[np.isfinite(samples)]
+        lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2]) if len(samples) \
+            else (math.nan, math.nan)
+        return {"estimate": float(value), "ci_low": float(lo), "ci_high": float(hi)}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = {"n": int(len(sets)), "thresholds": dict(zip(names, tau.tolist())),
+               "per_class": {name: {m: summary(point[m][0, j], boot[m][:, j]) for m in point}
+                             for j, name in enumerate(names)},
+               "macro": {m: summary(np.nanmean(point[m][0]), np.nanmean(boot[m], 1))
+                         for m in point}}
+    return out

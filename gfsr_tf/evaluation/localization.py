@@ -190,13 +190,23 @@ def auitc(maps: np.ndarray, masks: np.ndarray, n_thresholds: int = 101) -> dict:
     return {"auitc": _nanmean(areas), "per_image": areas, "n": int((~np.isnan(areas)).sum())}
 
 
-def iou_top_k(maps: np.ndarray, masks: np.ndarray, k: float = 5.0) -> dict:
-    """IoU@top-k% (SegX): per image, the pixels strictly above the map's (100 - k)th percentile
-    (numpy's linear interpolation) form the prediction. NaN for empty masks (and for constant
-    maps, whose prediction is empty)."""
-    maps, masks = _check(maps, masks)
+def top_k_pixels(maps: np.ndarray, k: float = 5.0) -> np.ndarray:
+    """Per map, the pixels strictly above its (100 - k)th percentile (numpy's linear
+    interpolation): SegX's T_k binarisation. A constant map keeps nothing."""
+    maps = np.asarray(maps, np.float32)
     flat = maps.reshape(len(maps), -1)
     cut = np.percentile(flat, 100.0 - k, axis=1)
-    pred = (flat > cut[:, None]).reshape(maps.shape)
-    ious = iou(pred, masks, true_pos_only=True)
+    return (flat > cut[:, None]).reshape(maps.shape)
+
+
+def iou_top_k(maps: np.ndarray, masks: np.ndarray, k: float = 5.0, empty: str = "nan") -> dict:
+    """IoU@top-k% (SegX): the `top_k_pixels` of each map (upsampled bilinearly to the masks'
+    size) against the masks. empty="nan": images whose mask or prediction is empty are
+    undefined (NaN, CheXlocalize); "zero": an empty prediction scores 0 and only an empty
+    ground truth is NaN (SegX/SegU: masking a map cannot drop hard cases)."""
+    if empty not in ("nan", "zero"):
+        raise ValueError(f"empty must be 'nan' or 'zero', got {empty!r}")
+    maps, masks = _check(maps, masks)
+    ious = iou(top_k_pixels(maps, k), masks, true_pos_only=empty == "nan")
+    ious[~masks.reshape(len(masks), -1).any(1)] = np.nan
     return {"iou": _nanmean(ious), "ious": ious, "n": int((~np.isnan(ious)).sum())}

@@ -49,6 +49,16 @@ class Method:
         """The layer the method's explainer reads (None: its default)."""
         return None
 
+    def layer_for(self, study, config) -> str | None:
+        """target_layer of one variant (a method whose options choose the backbone overrides
+        this); what the model card records."""
+        return self.target_layer(study)
+
+    def preprocessor_for(self, config) -> str:
+        """The preprocessor of one variant's model (the model card's): the method's, unless its
+        options choose a backbone that expects another."""
+        return self.preprocessor
+
     # ------------------------------------------------------------------------------ building
     def build_model(self, study, config, num_classes: int, input_shape, warnings: list):
         raise NotImplementedError

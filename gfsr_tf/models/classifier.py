@@ -1,4 +1,6 @@
 """The GFSR classifier: ResNet50 -> GlobalMaxPool -> Dense(128) -> Dropout -> logits -> activation.
+SegX's classifiers are the same builder with `head="multilabel"` (one sigmoid per class),
+`backbone="densenet121"` and `pooling="avg"` (GAP -> Dense(256, ReLU) -> Dense(K)).
 
 One flat functional graph (the head is built on `backbone.output`), so the target conv block and
 the logits come out of the same model, and the saved artifact is a plain Keras model.
@@ -37,7 +39,11 @@ def pretrained_or_random(build, weights, warnings: list | None, name: str = "Res
     return build(weights)
 
 
-def _backbone(input_shape, weights, warnings: list | None):
+def _backbone(input_shape, weights, warnings: list | None, name: str = "resnet50"):
+    if name == "densenet121":
+        return pretrained_or_random(lambda w: keras.applications.DenseNet121(
+            include_top=False, weights=w, input_shape=input_shape), weights, warnings,
+            "DenseNet121")
     return pretrained_or_random(lambda w: keras.applications.ResNet50(
         include_top=False, weights=w, input_shape=input_shape), weights, warnings)
 
@@ -62,25 +68,40 @@ def small_cnn(input_shape) -> keras.Model:
     return keras.Model(inputs, x, name="small_cnn")
 
 
-BACKBONES = ("resnet50", "small_cnn")
+BACKBONES = ("resnet50", "densenet121", "small_cnn")
+# per backbone: the preprocessor its pretrained weights expect (gfsr_tf.preprocessing) and the
+# Grad-CAM layer (the last conv block's output)
+BACKBONE_CARD = {"resnet50": ("resnet50_caffe", "conv5_block3_out"),
+                 "densenet121": ("torch", "relu"),
+                 "small_cnn": ("resnet50_caffe", "conv5_block3_out")}
+HEADS = ("single", "multilabel")
 
 
 def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="auto", *,
                      dense_units: int = 128, dropout: float = 0.3,
                      bn_momentum: float | None = None, seed: int | None = None,
                      warnings: list | None = None, mixed_precision: bool = False,
-                     backbone: str = "resnet50", multi_label: bool = False) -> keras.Model:
+                     backbone: str = "resnet50", multi_label: bool = False,
+                     head: str = "single", pooling: str = "max") -> keras.Model:
     """Build the classifier. Two classes use one sigmoid unit; more use softmax.
 
     weights: "auto" (ImageNet if obtainable, else random init with a warning appended to
     `warnings`), "imagenet", None, or a path to ResNet50 (no-top) weights.
     mixed_precision: build under Keras' "mixed_float16" policy (a GPU option: float16 compute,
     float32 variables); the logits and probabilities stay float32.
-    backbone: "resnet50" (the paper's) or "small_cnn" (tests; `weights` is ignored).
+    backbone: "resnet50" (the paper's), "densenet121" (SegX's second; "torch" preprocessing,
+    Grad-CAM layer `relu`: BACKBONE_CARD) or "small_cnn" (tests; `weights` is ignored).
     multi_label: more than two classes get one sigmoid each instead of a softmax.
+    head: "single" (the above) or "multilabel": K sigmoid units for any K >= 2, trained with
+    the mean BCE over images x classes on `ImageSet.label_matrix()`.
+    pooling: "max" (GFSR's GlobalMaxPool) or "avg" (SegX's GAP).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"pooling must be max or avg, got {pooling!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if seed is not None:
@@ -90,28 +111,32 @@ def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="a
         keras.config.set_dtype_policy("mixed_float16")
         try:
             return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum,
-                          warnings, backbone, multi_label)
+                          warnings, backbone, multi_label, head, pooling)
         finally:
             keras.config.set_dtype_policy(previous)
     return _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings,
-                  backbone, multi_label)
+                  backbone, multi_label, head, pooling)
 
 
 def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings,
-           backbone_name="resnet50", multi_label=False):
+           backbone_name="resnet50", multi_label=False, head="single", pooling="max"):
     backbone = small_cnn(tuple(input_shape)) if backbone_name == "small_cnn" else \
-        _backbone(tuple(input_shape), weights, warnings)
+        _backbone(tuple(input_shape), weights, warnings, backbone_name)
     if bn_momentum is not None:
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum
-    x = keras.layers.GlobalMaxPooling2D(name="global_max_pool")(backbone.output)
+    pool = keras.layers.GlobalMaxPooling2D(name="global_max_pool") if pooling == "max" else \
+        keras.layers.GlobalAveragePooling2D(name="global_avg_pool")
+    x = pool(backbone.output)
     x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    units = 1 if num_classes == 2 else num_classes
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    multi = head == "multilabel"
+    units = 1 if num_classes == 2 and not multi else num_classes
     # float32 head: logits and probabilities keep full precision under mixed precision
     logits = keras.layers.Dense(units, name=LOGITS_LAYER, dtype="float32")(x)
-    activation = "sigmoid" if units == 1 or multi_label else "softmax"
+    activation = "sigmoid" if units == 1 or multi_label or multi else "softmax"
     outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER, dtype="float32")(logits)
     return keras.Model(backbone.input, outputs, name="gfsr_classifier")
 

@@ -13,6 +13,11 @@ report.json (stable; later versions add keys, never rename these)
   <variant>_configuration  (GFSR variants) paper-faithful | changed settings | extension
   comparison  gfsr - baseline per split (paired bootstrap); comparisons: every variant's
   masks       (propagated masks only) annotator, concept scores, timings, ...
+  segx        (the SegX study) settings, eval_split, segmenter {test dice/iou, history},
+              models.<variant>: classification (per-class thresholds, metrics with CIs),
+              explainers.<gradcam|expected_gradients>: iou_top5 / auitc {original, segx,
+              difference}, controls, c_iou / c_auitc {correct, incorrect}, certainty_auroc,
+              risk_coverage
 NaN is written as null.
 """
 from __future__ import annotations
@@ -27,7 +32,10 @@ FIGURES = (("roc.png", "ROC curves"), ("confusion.png", "Confusion matrices"),
            ("gradcam_grid.png", "Grad-CAM per variant | input (lesion outline)"),
            ("concepts.png", "Relevance masks propagated from annotations (paper Fig 8)"),
            ("training.png", "Training curves"),
-           ("patch_maps.png", "Explanation maps per model (MedicalPatchNet Fig. 5 layout)"))
+           ("patch_maps.png", "Explanation maps per model (MedicalPatchNet Fig. 5 layout)"),
+           ("segx_overlays.png", "Top 5% of the original and the SegX map per model x explainer "
+                                 "(SegX Fig. 3 layout)"),
+           ("risk_coverage.png", "SegU: risk-coverage of the predicted positives"))
 
 
 def render_run(run_dir) -> Path:
@@ -45,6 +53,10 @@ def render_run(run_dir) -> Path:
         figures.plot_training(report, names, run_dir / "training.png")
         figures.plot_run_concepts(report, run_dir, names, run_dir / "concepts.png")
         figures.plot_map_rows(run_dir, names, run_dir / "patch_maps.png")
+    if "segx" in report:
+        from .segx import plot_risk_coverage, plot_segx_overlays
+        plot_segx_overlays(run_dir, run_dir / "segx_overlays.png")
+        plot_risk_coverage(report, run_dir / "risk_coverage.png")
     write_html(report, run_dir, FIGURES)
     return run_dir
 

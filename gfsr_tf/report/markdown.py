@@ -120,6 +120,9 @@ def summary_markdown(report: dict) -> str:
         lines += ["**Smoke run** (tiny sizes): numbers are not meaningful.", ""]
     for w in report.get("warnings", []):
         lines.append(f"> **Warning:** {w}")
+    if "segx" in report and not names:  # the SegX study: its own tables only
+        from .segx import segx_markdown
+        return "\n".join(lines + segx_markdown(report)) + "\n"
     lines += ["", "Variants: " + ", ".join(f"`{n}` ({method_of(report, n)})" for n in names)
               + "."]
     splits = list(report[names[0]]["metrics"]) if names else []

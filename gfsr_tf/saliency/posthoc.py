@@ -1,7 +1,8 @@
 """Post-hoc explainers to compare against, behind the call signature of `explain`.
 
 Grad-CAM++, Score-CAM and SmoothGrad come from tf-keras-vis, LIME from the `lime` package (the
-paper's Fig 4a); nothing here re-implements them. Eigen-CAM is written here: neither
+paper's Fig 4a), expected gradients from `shap` (`saliency.expected_gradients`); nothing here
+re-implements them. Eigen-CAM is written here: neither
 tf-keras-vis nor any Keras package offers it (pytorch-grad-cam's is PyTorch-only). Every method returns an `Explanation` with
 heatmaps (N, H, W) in [0, 1] at the input size, for the requested class (default: predicted).
 """
@@ -13,7 +14,8 @@ import tensorflow as tf
 from ..models.classifier import output_tensor
 from .gradcam import Explanation, explain
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad", "lime", "eigencam")
+METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad", "lime", "eigencam",
+           "expected_gradients")
 
 
 def _probabilities(model, images, batch_size):
@@ -37,7 +39,8 @@ def explain_posthoc(model, images, method: str = "gradcam", *, layer: str | None
     `preprocess`ed). options: scorecam max_N (default 16: the faster Score-CAM variant that
     keeps the N most active channels); smoothgrad smooth_samples (20), smooth_noise (0.2);
     lime num_samples (500), n_segments (50), compactness (0.2: chest X-ray, as the paper's
-    SLIC), seed (0)."""
+    SLIC), seed (0); expected_gradients background (model inputs; default 50 seeded draws
+    from `images` - SegX draws them from validation), n_samples (50), seed (0)."""
     if method not in METHODS:
         raise ValueError(f"unknown explainer {method!r}; choose one of {METHODS}")
     if method == "gradcam":
@@ -49,6 +52,13 @@ def explain_posthoc(model, images, method: str = "gradcam", *, layer: str | None
     if method == "lime":
         heat = _lime(model, images, cls, batch_size, **options)
         return Explanation(probs, heat, cls, layer or "")
+    if method == "expected_gradients":
+        from .expected_gradients import background_sample, expected_gradients
+        background = options.pop("background", None)
+        if background is None:
+            background = background_sample(images, 50, options.get("seed", 0))
+        heat = expected_gradients(model, images, cls, background, batch_size=50, **options)
+        return Explanation(probs, heat.astype(np.float32), cls, layer or "")
     if method == "eigencam":
         return Explanation(probs, eigencam(model, images, layer=layer, batch_size=batch_size),
                            cls, layer or "")

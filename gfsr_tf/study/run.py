@@ -58,7 +58,8 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
     train = data["train"]
     size = train.images.shape[1]
     # what the preprocessor makes of the pixels is what the model takes (gray -> RGB for ResNet50)
-    input_shape = tuple(get_preprocessor(method.preprocessor)(train.images[:1]).shape[1:])
+    preprocessor = method.preprocessor_for(options)
+    input_shape = tuple(get_preprocessor(preprocessor)(train.images[:1]).shape[1:])
     model = method.build_model(config, options, train.num_classes, input_shape, warnings)
     trainer = Trainer(model, run_dir, method.step_factory(options, config), train=config.train,
                       verbose=verbose)
@@ -68,7 +69,7 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
     write_model_card(run_dir / "best.keras", method=method.name,
                      options=dataclasses.asdict(options), class_names=train.class_names,
                      image_size=size, channels=train.images.shape[-1],
-                     preprocessor=method.preprocessor, target_layer=method.target_layer(config),
+                     preprocessor=preprocessor, target_layer=method.layer_for(config, options),
                      config=config.to_dict(), extra=method.training_fields(options))
     return keras.models.load_model(run_dir / "best.keras"), history, seconds
 
@@ -132,8 +133,9 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
         model, history, seconds = train_variant(config, method, options, data, targets,
                                                 run_dir, warnings, verbose,
                                                 **sharing.get(variant.name, {}))
-        ctx = EvalContext(method.classifier_view(model), get_preprocessor(method.preprocessor),
-                          data, config, method.target_layer(config), method, run_dir,
+        ctx = EvalContext(method.classifier_view(model),
+                          get_preprocessor(method.preprocessor_for(options)), data, config,
+                          method.layer_for(config, options), method, run_dir,
                           full_model=model, verbose=verbose)
         if used == "annotations" and guidance.concepts is not None:
             # Fig 8 shows this model's map on training images that were not annotated

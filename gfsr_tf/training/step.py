@@ -11,9 +11,13 @@ from ..saliency.gradcam import full_precision, predicted_class
 
 
 def classification_loss(logits: tf.Tensor, labels: tf.Tensor,
-                        multi_label: bool = False) -> tf.Tensor:
+                        multi_label: bool = False, label_sets=None) -> tf.Tensor:
     """Per-image CE from logits: binary (single unit), sparse categorical, or with `multi_label`
-    (one sigmoid per class) the mean over classes of the BCE with the one-hot labels."""
+    (one sigmoid per class) the mean over classes of the BCE with the (N, K) 0/1 `label_sets`
+    (multi-label data), else with the one-hot labels."""
+    if multi_label and label_sets is not None:
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+            tf.cast(label_sets, logits.dtype), logits), -1)
     if logits.shape[-1] == 1:
         return tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(labels, tf.float32), logits[:, 0])
     if multi_label:
@@ -22,7 +26,12 @@ def classification_loss(logits: tf.Tensor, labels: tf.Tensor,
     return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
 
 
-def accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+def accuracy(logits: tf.Tensor, labels: tf.Tensor, label_sets=None) -> tf.Tensor:
+    """Share of correct decisions: per image (argmax / p > 0.5), or with `label_sets` per
+    (image, class) pair at p > 0.5."""
+    if label_sets is not None:
+        return tf.reduce_mean(tf.cast(tf.equal(tf.cast(logits > 0, tf.int32),
+                                               tf.cast(label_sets, tf.int32)), tf.float32))
     return tf.reduce_mean(tf.cast(predicted_class(logits) == tf.cast(labels, tf.int32),
                                   tf.float32))
 
@@ -31,8 +40,9 @@ class TrainStep:
     """One step of a method. Subclasses implement `__call__(batch) -> {metric: scalar}` and apply
     their own gradients (a fused step computes them its own way).
 
-    batch: {"image": raw pixels (B, H, W, C), "label": (B,), plus the per-image targets the
-    step lists in `targets` (e.g. "mask": (B, H, W) relevance masks)}.
+    batch: {"image": raw pixels (B, H, W, C), "label": (B,), "label_set": (B, K) 0/1 on
+    multi-label data, plus the per-image targets the step lists in `targets` (e.g. "mask":
+    (B, H, W) relevance masks)}.
     """
     targets: tuple[str, ...] = ()
 
@@ -70,11 +80,12 @@ class ClassificationStep(TrainStep):
 
     def __call__(self, batch):
         x = self.preprocess(batch["image"])
+        multi = self.cam_model.multi_label
+        sets = batch.get("label_set") if multi else None
         with tf.GradientTape() as tape:
             _, logits = self.cam_model(x, training=True)
             logits = full_precision(logits)
-            ce = tf.reduce_mean(classification_loss(logits, batch["label"],
-                                                    self.cam_model.multi_label))
+            ce = tf.reduce_mean(classification_loss(logits, batch["label"], multi, sets))
             scaled = self.scaled(ce)
         self.apply_gradients(tape, scaled)
-        return {"loss": ce, "ce": ce, "acc": accuracy(logits, batch["label"])}
+        return {"loss": ce, "ce": ce, "acc": accuracy(logits, batch["label"], sets)}

@@ -128,26 +128,41 @@ class Trainer:
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(data))
         columns = {"image": data.images[order], "label": data.labels[order].astype(np.int32),
                    **{k: np.asarray(v)[order].astype(np.float32) for k, v in targets.items()}}
+        if data.label_sets is not None:
+            columns["label_set"] = np.asarray(data.label_sets)[order].astype(np.float32)
         ds = tf.data.Dataset.from_tensor_slices(columns)
         return ds.batch(self.cfg.batch_size, drop_remainder=len(data) >= self.cfg.batch_size) \
                  .prefetch(tf.data.AUTOTUNE)
 
     def _validate(self, val: ImageSet) -> dict:
         """val_loss/accuracy/auc; on data with counterfactual twins also val_twin_* (the same
-        images without the marker: a selection criterion the shortcut does not reward)."""
-        out = self._scores(val.images, val.labels, "val")
+        images without the marker: a selection criterion the shortcut does not reward). A step
+        with its own `validation_scores(logits, val)` (a segmenter) reports those instead."""
+        own = getattr(self.step, "validation_scores", None)
+        if own is not None:
+            return own(self.predict_logits(val.images), val)
+        out = self._scores(val.images, val.labels, "val", val.label_sets)
         if val.twins is not None:
-            twin = self._scores(val.twins, val.labels, "val_twin")
+            twin = self._scores(val.twins, val.labels, "val_twin", val.label_sets)
             out.update({k: v for k, v in twin.items() if k != "val_twin_loss"})
         return out
 
-    def _scores(self, images: np.ndarray, labels: np.ndarray, prefix: str) -> dict:
+    def _scores(self, images: np.ndarray, labels: np.ndarray, prefix: str,
+                label_sets: np.ndarray | None = None) -> dict:
         from sklearn.metrics import roc_auc_score
         logits = self.predict_logits(images)
         multi_label = self.step.cam_model.multi_label
+        sets = label_sets if multi_label else None
         ce = float(np.mean(classification_loss(tf.constant(logits), tf.constant(labels),
-                                               multi_label)))
+                                               multi_label, sets)))
         probs = probabilities_from_logits(logits, multi_label)
+        if sets is not None:  # per (image, class) decisions; macro AUC over defined classes
+            sets = np.asarray(sets)
+            defined = [j for j in range(sets.shape[1]) if len(set(sets[:, j])) == 2]
+            auc = float(np.mean([roc_auc_score(sets[:, j], probs[:, j]) for j in defined])) \
+                if defined else math.nan
+            return {f"{prefix}_loss": ce, f"{prefix}_auc": auc,
+                    f"{prefix}_accuracy": float(np.mean((probs > 0.5) == sets))}
         if probs.ndim == 1:
             pred = (probs > 0.5).astype(int)
             auc = roc_auc_score(labels, probs) if len(set(labels)) == 2 else math.nan
@@ -158,6 +173,23 @@ class Trainer:
                 if len(set(labels)) == probs.shape[1] else math.nan
         return {f"{prefix}_loss": ce, f"{prefix}_accuracy": float(np.mean(pred == labels)),
                 f"{prefix}_auc": float(auc)}
+
+    def _patience_spent(self, history: list[dict]) -> bool:
+        """Early stopping: `early_stopping_patience` epochs since the best one. The last record
+        is marked `stopped_early` in metrics.jsonl, so a rerun knows the run is finished."""
+        patience = self.cfg.early_stopping_patience
+        if not patience or history[-1]["epoch"] >= self.cfg.epochs:
+            return False
+        best = max((h["epoch"] for h in history if h.get("best")), default=0)
+        if history[-1]["epoch"] - best < patience:
+            return False
+        history[-1]["stopped_early"] = True
+        log_path = self.run_dir / "metrics.jsonl"
+        log_path.write_text("".join(json.dumps(h) + "\n" for h in history))
+        if self.verbose:
+            print(f"early stopping after epoch {history[-1]['epoch']}: no better "
+                  f"{self.cfg.monitor} for {patience} epochs (best: epoch {best})")
+        return True
 
     def _reseed(self, epoch: int) -> None:
         """Dropout draws depend only on (seed, epoch), so a resumed run repeats them exactly
@@ -237,7 +269,7 @@ class Trainer:
                 print(f"resuming {self.run_dir} after epoch {int(self.epoch.numpy())}")
         elif (self.run_dir / "best.keras").exists() and log_path.exists():
             done = self._read_history(log_path, self.cfg.epochs)
-            if done and done[-1]["epoch"] >= self.cfg.epochs:
+            if done and (done[-1]["epoch"] >= self.cfg.epochs or done[-1].get("stopped_early")):
                 if self.verbose:
                     print(f"resuming {self.run_dir}: already trained for {self.cfg.epochs} epochs")
                 return done
@@ -278,6 +310,8 @@ class Trainer:
                 raise FloatingPointError(f"non-finite training metrics at epoch {epoch}: {record}")
             if self.cfg.monitor == "last":
                 score = float(epoch)
+            elif self.cfg.monitor.endswith("_loss"):  # minimised
+                score = -record[self.cfg.monitor]
             else:
                 if self.cfg.monitor not in record:
                     raise ValueError(f"train.monitor {self.cfg.monitor!r} is not a validation "
@@ -300,6 +334,8 @@ class Trainer:
             if self.verbose:
                 print("  " + "  ".join(f"{k}={v:.4g}" for k, v in record.items()
                                        if isinstance(v, float)))
+            if self._patience_spent(history):
+                break
         if not self.cfg.keep_checkpoints:
             shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
         return history
