@@ -23,10 +23,15 @@ from .preprocessing import get_preprocessor
 from .saliency.gradcam import gradcam
 
 
-def _probabilities(logits: tf.Tensor) -> tf.Tensor:
+def _probabilities(logits: tf.Tensor, multi_label: bool = False) -> tf.Tensor:
+    """The model's own output activation: binary [1 - p, p], one sigmoid per class for
+    multi-label heads (a softmax over them would be wrong - the public SegX code's bug), else
+    softmax."""
     if logits.shape[-1] == 1:
         p = tf.sigmoid(logits)
         return tf.concat([1.0 - p, p], axis=-1)
+    if multi_label:
+        return tf.sigmoid(logits)
     return tf.nn.softmax(logits, axis=-1)
 
 
@@ -67,12 +72,12 @@ def export_saved_model(model: keras.Model, path, *, layer: str | None = None,
 
     def serve(images):
         _, logits = cam_model(checked(images), training=False)
-        return {"probabilities": _probabilities(logits)}
+        return {"probabilities": _probabilities(logits, cam_model.multi_label)}
 
     def explain(images):
         cam, logits, _ = gradcam(cam_model, checked(images), None, second_order=False)
         heatmap = tf.image.resize(cam[..., None], (height, width))[..., 0]
-        probabilities = _probabilities(logits)
+        probabilities = _probabilities(logits, cam_model.multi_label)
         return {"probabilities": probabilities,
                 "predicted_class": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
                 "heatmap": tf.clip_by_value(heatmap, 0.0, 1.0)}

@@ -45,7 +45,8 @@ def _targets(method, options, train):
 
 
 # options that keep each method at the contract's size (small backbones)
-CONTRACT_OPTIONS = {"baseline": {}, "gfsr": {}, "patchnet": {"backbone": "small_cnn"}}
+CONTRACT_OPTIONS = {"baseline": {}, "gfsr": {}, "patchnet": {"backbone": "small_cnn"},
+                    "multilabel": {"backbone": "small_cnn"}}
 # registered-serialisable custom layers (DESIGN.md): the fresh process imports this module only
 NEEDS_IMPORT = {"patchnet": "gfsr_tf.models"}
 
@@ -90,7 +91,7 @@ def test_method_contract(name, data, tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
 
     # 3. the saved model loads with plain Keras in a process that never imports gfsr_tf
-    x = np.asarray(get_preprocessor(method.preprocessor)(data["val"].images))
+    x = np.asarray(get_preprocessor(method.preprocessor_for(options))(data["val"].images))
     np.save(tmp_path / "x.npy", x)
     saved = tmp_path / "full" / "best.keras"
     imports = f"import {NEEDS_IMPORT[name]}; " if name in NEEDS_IMPORT else ""
@@ -105,18 +106,21 @@ def test_method_contract(name, data, tmp_path):
                                atol=1e-5)
 
     # 4. the method's explainer: one map per image at input size, in [0, 1]
-    e = method.explain(best, x, layer=method.target_layer(study), class_index=data["val"].labels)
+    layer = method.layer_for(study, options)
+    e = method.explain(best, x, layer=layer, class_index=data["val"].labels)
     assert e.heatmaps.shape == (4, SIZE, SIZE)
     assert 0 <= e.heatmaps.min() and e.heatmaps.max() <= 1
 
     # 5. SavedModel export with the method's preprocessor in the graph
     from gfsr_tf.export import export_saved_model
-    path = export_saved_model(best, tmp_path / "serving" / "1", layer=method.target_layer(study),
-                              preprocessor=method.preprocessor, channels=1)
+    path = export_saved_model(best, tmp_path / "serving" / "1", layer=layer,
+                              preprocessor=method.preprocessor_for(options), channels=1)
     served = tf.saved_model.load(str(path)).signatures["serving_default"](
         images=tf.constant(data["val"].images.astype(np.float32)))["probabilities"].numpy()
-    p = best.predict(x, verbose=0)[:, 0]
-    np.testing.assert_allclose(served, np.stack([1 - p, p], 1), atol=1e-5)
+    p = best.predict(x, verbose=0)
+    # binary heads serve [1 - p, p]; one sigmoid per class (multilabel) serves p itself
+    expected = np.stack([1 - p[:, 0], p[:, 0]], 1) if p.shape[1] == 1 else p
+    np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
 # --- a method the package does not know: a linear probe on pooled pixels ---------------------

@@ -20,6 +20,7 @@ import derma_gfsr  # noqa: E402
 import husky_wolf_gfsr  # noqa: E402
 import pneumonia_gfsr  # noqa: E402
 import retina_gfsr  # noqa: E402
+import segx  # noqa: E402
 
 
 def _fundus_npz(path, n=(30, 10, 15)):
@@ -115,3 +116,17 @@ def test_patchnet_smoke_on_ham10000_scores_every_class_with_lesion_masks(tmp_pat
     hits = [e["hit_rate"] for e in maps["per_class"].values()]
     assert maps["hit_rate_macro"] == pytest.approx(np.nanmean(hits))
     assert "patch_twins" not in report["patchnet"]        # real data: no counterfactual twins
+
+
+def test_segx_smoke_on_ham10000_segments_lesions_and_scores_seven_classes(tmp_path):
+    # the lesion masks are the segmenter's target and the ground truth; 7 one-hot classes
+    write_ham10000(tmp_path / "ham", n=40)
+    report = segx.main(["--smoke", "--data-dir", str(tmp_path / "ham"), "--image-size", "32",
+                        "--out", str(tmp_path / "runs"), "--quiet"])
+    section = report["segx"]
+    assert section["eval_split"] == "test" and section["segmenter"]["region"] == "lesions"
+    model = next(iter(section["models"].values()))
+    assert len(model["classification"]["per_class"]) == 7
+    cell = model["explainers"]["gradcam"]
+    # every pair under a test image's true class has that image's lesion as ground truth
+    assert cell["n_table3"] <= report["data"]["test"]["n"] and cell["n_pairs"] >= cell["n_table3"]

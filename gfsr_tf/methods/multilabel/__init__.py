@@ -56,11 +56,6 @@ class MultiLabel(Method):
                                   logits_layer=self.layer_for(study, config),
                                   mixed_precision=study.train.mixed_precision)
 
-    def explain(self, model, x, *, layer=None, class_index=None, batch_size=32):
-        from ...saliency import explain
-        return explain(model, x, layer=layer or "conv5_block3_out", class_index=class_index,
-                       batch_size=batch_size)
-
     def training_fields(self, config):
         return {"multilabel": dataclasses.asdict(config)}
 
