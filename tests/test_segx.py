@@ -306,3 +306,18 @@ def test_segx_smoke_experiment_writes_both_tables_and_bad_input_exits_1(tmp_path
                           "--multilabel", "--data-dir", str(tmp_path), "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_summary_renders_a_model_without_predicted_positive_pairs():
+    from gfsr_tf.report.segx import segx_markdown
+    ci = {"estimate": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    metrics = {k: ci for k in ("auroc", "auprc", "f1", "sensitivity", "specificity")}
+    report = {"segx": {"eval_split": "test", "segmenter": {
+        "region": "lungs", "test": {"dice": 0.9, "iou": 0.8, "n": 4}, "epochs": 1,
+        "seconds": 1.0}, "models": {"m": {
+            "classification": {"per_class": {"a": metrics}, "macro": metrics,
+                               "thresholds": {"a": 0.5}},
+            "training": {"seconds": 1.0},
+            "explainers": {"gradcam": {"n_pairs": 0, "n_table3": 0, "seconds": 0.0}}}}}}
+    text = "\n".join(segx_markdown(report))
+    assert "| m | gradcam | 0 | – |" in text and "## Table 4" in text

@@ -98,6 +98,8 @@ def auroc_ci(correct, score, n_resamples: int = 1000, seed: int = 0,
     from .classification import _auc_rows
     correct = np.asarray(correct).astype(int)
     score = np.asarray(score, np.float64)
+    keep = np.isfinite(score)          # an undefined score (e.g. too few pairs to fit) is left out
+    correct, score = correct[keep], score[keep]
     n = len(correct)
     if n == 0 or correct.min() == correct.max():
         return {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan,
@@ -106,7 +108,8 @@ def auroc_ci(correct, score, n_resamples: int = 1000, seed: int = 0,
     idx = np.random.default_rng(seed).integers(0, n, (n_resamples, n))
     boot = _auc_rows(correct[idx], score[idx])
     boot = boot[np.isfinite(boot)]
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]) if len(boot) \
+        else (math.nan, math.nan)
     return {"estimate": point, "ci_low": float(lo), "ci_high": float(hi),
             "n_correct": int(correct.sum()), "n_incorrect": int(n - correct.sum())}
 
@@ -122,6 +125,23 @@ def risk_coverage(correct, score) -> dict:
     risk = np.cumsum(1 - correct[order]) / kept
     return {"coverage": (kept / len(correct)).tolist(), "risk": risk.tolist(),
             "aurc": float(risk.mean())}
+
+
+def combined_score(correct, probability, certainty, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Does a certainty add to the class probability? Out-of-fold scores of a logistic
+    regression on (logit p, certainty) predicting correctness (stratified k-fold, so no pair is
+    scored by a model that saw it); compare their AUROC with p's own. NaN without at least
+    `folds` pairs of each kind."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    correct = np.asarray(correct).astype(int)
+    if min(correct.sum(), len(correct) - correct.sum()) < folds:
+        return np.full(len(correct), np.nan)
+    p = np.clip(np.asarray(probability, np.float64), 1e-6, 1 - 1e-6)
+    features = np.stack([np.log(p / (1 - p)), np.asarray(certainty, np.float64)], 1)
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return cross_val_predict(LogisticRegression(), features, correct, cv=split,
+                             method="predict_proba")[:, 1]
 
 
 def certainty_summary(correct, scores: dict, n_resamples: int = 1000, seed: int = 0) -> dict:

@@ -49,6 +49,11 @@ class Method:
         """The layer the method's explainer reads (None: its default)."""
         return None
 
+    def train_config(self, study, config):
+        """The TrainConfig this variant trains with: the study's, unless the method's options
+        change it (e.g. a segmenter that needs fewer epochs than the classifiers)."""
+        return study.train
+
     def layer_for(self, study, config) -> str | None:
         """target_layer of one variant (a method whose options choose the backbone overrides
         this); what the model card records."""

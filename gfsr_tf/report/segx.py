@@ -8,14 +8,15 @@ import numpy as np
 
 from .markdown import ci, fmt
 
-# the paper's numbers beside ours where its data is the same (HAM10000, Table 3 / Table 4)
-PAPER_HAM = {("resnet50", "gradcam"): {"iou_top5": (0.084, 0.093)},
-             ("resnet50", "gradcam", "c_iou"): (0.112, 0.015)}
-
 
 def _signed(c: dict) -> str:
     return f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" \
         if c and c.get("estimate") is not None else "–"
+
+
+def _name(model: dict, explainer: str) -> str:
+    layer = model.get("layers", {}).get(explainer)
+    return f"{explainer} (`{layer}`)" if layer else explainer
 
 
 def segx_markdown(report: dict) -> list[str]:
@@ -46,12 +47,13 @@ def segx_markdown(report: dict) -> list[str]:
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in s["models"].items():
         for explainer, e in m["explainers"].items():
+            label = _name(m, explainer)
             if not e.get("n_table3"):
-                lines.append(f"| {name} | {explainer} | 0 | " + " | ".join(["–"] * 11) + " |")
+                lines.append(f"| {name} | {label} | 0 | " + " | ".join(["–"] * 11) + " |")
                 continue
             i, a, ctl = e["iou_top5"], e["auitc"], e["controls"]
             lines.append(
-                f"| {name} | {explainer} | {e['n_table3']} | {fmt(i['original'])} | "
+                f"| {name} | {label} | {e['n_table3']} | {fmt(i['original'])} | "
                 f"{fmt(i['segx'])} | {_signed(i['difference'])} | "
                 f"{fmt(i['segx_binarise_first'])} | {fmt(a['original'])} | {fmt(a['segx'])} | "
                 f"{_signed(a['difference'])} | {fmt(ctl['random_map_segx']['iou_top5'])} / "
@@ -62,21 +64,23 @@ def segx_markdown(report: dict) -> list[str]:
     lines += ["", "## Table 4: SegU certainty for correct (TP) vs incorrect (FP) predicted "
               "positives", "",
               "AUROC: how well the score separates TP from FP pairs (95% bootstrap CI); p = the "
-              "class probability itself, for comparison. AURC: area under the risk-coverage "
-              "curve (lower is better).", "",
+              "class probability itself, for comparison; p + c_IoU = out-of-fold logistic "
+              "regression on both (does the certainty add to p?). AURC: area under the "
+              "risk-coverage curve (lower is better).", "",
               "| model | explainer | TP | FP | c_IoU TP | c_IoU FP | c_AUITC TP | c_AUITC FP | "
-              "AUROC c_IoU | AUROC c_AUITC | AUROC p | AURC c_IoU / c_AUITC / p |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "AUROC c_IoU | AUROC c_AUITC | AUROC p | AUROC p + c_IoU | AURC c_IoU / c_AUITC / p |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in s["models"].items():
         for explainer, e in m["explainers"].items():
             if "c_iou" not in e:
                 continue
             au, rc = e["certainty_auroc"], e["risk_coverage"]
             lines.append(
-                f"| {name} | {explainer} | {e['n_correct']} | {e['n_incorrect']} | "
+                f"| {name} | {_name(m, explainer)} | {e['n_correct']} | {e['n_incorrect']} | "
                 f"{fmt(e['c_iou']['correct'])} | {fmt(e['c_iou']['incorrect'])} | "
                 f"{fmt(e['c_auitc']['correct'])} | {fmt(e['c_auitc']['incorrect'])} | "
                 f"{ci(au['c_iou'])} | {ci(au['c_auitc'])} | {ci(au['probability'])} | "
+                f"{ci(au['probability+c_iou']) if 'probability+c_iou' in au else '–'} | "
                 f"{fmt(rc['c_iou']['aurc'])} / {fmt(rc['c_auitc']['aurc'])} / "
                 f"{fmt(rc['probability']['aurc'])} |")
     lines += ["", "Timing: " + "; ".join(
@@ -138,7 +142,7 @@ def plot_risk_coverage(report, path) -> bool:
     """Risk-coverage curves of c_IoU, c_AUITC and p per model x explainer."""
     from .figures import _plt
     cells = [(f"{n} {k}", e["risk_coverage"]) for n, m in report["segx"]["models"].items()
-             for k, e in m["explainers"].items() if "risk_coverage" in e]
+             for k, e in m["explainers"].items() if "risk_coverage" in e and k != "gradcam_last"]
     if not cells:
         return False
     plt = _plt()

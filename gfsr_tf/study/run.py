@@ -61,7 +61,8 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
     preprocessor = method.preprocessor_for(options)
     input_shape = tuple(get_preprocessor(preprocessor)(train.images[:1]).shape[1:])
     model = method.build_model(config, options, train.num_classes, input_shape, warnings)
-    trainer = Trainer(model, run_dir, method.step_factory(options, config), train=config.train,
+    trainer = Trainer(model, run_dir, method.step_factory(options, config),
+                      train=method.train_config(config, options),
                       verbose=verbose)
     history = trainer.fit(train, data["val"], targets, **shared)
     # Training time from the per-epoch log, so a resumed or re-evaluated run reports it whole.

@@ -21,11 +21,12 @@ import numpy as np
 
 from ..config import StudyConfig
 from ..evaluation.classification import multilabel_metrics, multilabel_thresholds
-from ..evaluation.segx import (ORDERS, certainty_summary, iou_ceiling, paired_difference,
-                               segu_certainty, segx_scores)
+from ..evaluation.segx import (ORDERS, certainty_summary, combined_score, iou_ceiling,
+                               paired_difference, segu_certainty, segx_scores)
 from ..losses.segmentation import dice_iou
 from ..methods import get_method
 from ..methods.segmenter import region_of
+from ..models.classifier import last_conv_layer
 from ..preprocessing import get_preprocessor
 from ..report import render_run
 from ..report.io import write_json
@@ -33,6 +34,7 @@ from .data import data_summary, load_data
 from .run import train_variant
 
 EXPLAINERS = ("gradcam", "expected_gradients")
+LAST = "gradcam_last"     # Grad-CAM at the backbone's last block, when `gradcam` reads another
 
 
 @dataclass
@@ -63,18 +65,19 @@ def predicted_pairs(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return np.argwhere(probs > thresholds[None, :])
 
 
-def _predict(model, x, batch_size=64) -> np.ndarray:
+def _predictor(model, batch_size=64):
+    """The model's traced inference pass over arrays (one trace per model)."""
     import tensorflow as tf
     forward = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
-    return np.concatenate([np.asarray(forward(tf.constant(x[i:i + batch_size])))
-                           for i in range(0, len(x), batch_size)])
+    return lambda x: np.concatenate([np.asarray(forward(tf.constant(x[i:i + batch_size])))
+                                     for i in range(0, len(x), batch_size)])
 
 
 def _maps(explainer, model, x, cls, layer, background, settings, verbose) -> np.ndarray:
     from ..saliency import explain_posthoc
     if len(x) == 0:
         return np.zeros((0,) + x.shape[1:3], np.float32)
-    if explainer == "gradcam":
+    if explainer in ("gradcam", LAST):
         return explain_posthoc(model, x, "gradcam", layer=layer, class_index=cls,
                                batch_size=64).heatmaps
     from ..saliency.expected_gradients import expected_gradients
@@ -110,12 +113,13 @@ def _cell(maps, seg, truth, gt_defined, correct, probs_pair, settings, rng) -> d
                            control["iou_top5"], n_boot, settings.seed),
                        "iou_top5_ceiling": iou_ceiling(truth[t3], k)}
     certainty = segu_certainty(maps, seg, k)
-    summary = certainty_summary(correct, {**certainty, "probability": probs_pair}, n_boot,
-                                settings.seed)
+    scores = {**certainty, "probability": probs_pair}
+    scores["probability+c_iou"] = combined_score(correct, probs_pair, certainty["c_iou"],
+                                                 seed=settings.seed)
+    summary = certainty_summary(correct, scores, n_boot, settings.seed)
     out["c_iou"] = {s: summary["c_iou"][s] for s in ("correct", "incorrect")}
     out["c_auitc"] = {s: summary["c_auitc"][s] for s in ("correct", "incorrect")}
-    out["certainty_auroc"] = {name: summary[name]["auroc"] for name in
-                              ("c_iou", "c_auitc", "probability")}
+    out["certainty_auroc"] = {name: summary[name]["auroc"] for name in scores}
     out["risk_coverage"] = {name: summary[name]["risk_coverage"] for name in
                             ("c_iou", "c_auitc", "probability")}
     out["n_correct"], out["n_incorrect"] = summary["n_correct"], summary["n_incorrect"]
@@ -156,7 +160,7 @@ def run_segx(config: StudyConfig, settings: SegxSettings = SegxSettings(), out_d
         config, seg_method, seg_options, data, {"mask": region_of(train, seg_options.region)},
         run_root / seg_variant.name, warnings, verbose)
     x_seg = np.asarray(get_preprocessor(seg_method.preprocessor)(test.images))
-    seg = _predict(segmenter, x_seg)[..., 0] > 0.5
+    seg = _predictor(segmenter)(x_seg)[..., 0] > 0.5
     region = region_of(test, seg_options.region)
     section["segmenter"] = {"variant": seg_variant.name, "region": seg_options.region,
                             "test": dice_iou(seg, region), "seconds": seconds,
@@ -180,7 +184,8 @@ def run_segx(config: StudyConfig, settings: SegxSettings = SegxSettings(), out_d
                                                 run_root / variant.name, warnings, verbose)
         preprocess = get_preprocessor(method.preprocessor_for(options))
         x_val, x_test = np.asarray(preprocess(val.images)), np.asarray(preprocess(test.images))
-        p_val, p_test = _predict(model, x_val), _predict(model, x_test)
+        predict = _predictor(model)
+        p_val, p_test = predict(x_val), predict(x_test)
         if p_test.shape[1] != train.num_classes:
             raise ValueError(f"{variant.name}: SegX needs one sigmoid per class (method "
                              f"multilabel); got {p_test.shape[1]} outputs")
@@ -197,8 +202,14 @@ def run_segx(config: StudyConfig, settings: SegxSettings = SegxSettings(), out_d
         background = x_val[np.sort(np.random.default_rng(settings.seed).choice(
             len(x_val), min(settings.background, len(x_val)), replace=False))]
         layer = method.layer_for(config, options)
-        for explainer in EXPLAINERS:
-            use = pairs if explainer == "gradcam" else pairs[np.isin(pairs[:, 0], eg_images)]
+        last = last_conv_layer(model)
+        layers = {"gradcam": layer, "expected_gradients": None}
+        if last != layer:
+            layers[LAST] = last
+        entry["layers"] = {k: v for k, v in layers.items() if v}
+        for explainer, layer in layers.items():
+            use = pairs if explainer != "expected_gradients" else \
+                pairs[np.isin(pairs[:, 0], eg_images)]
             if verbose:
                 print(f"   {explainer}: {len(use)} predicted-positive pairs")
             t1 = time.perf_counter()

@@ -21,6 +21,10 @@ class MultiLabelConfig:
     dense_units: int = 256
     dropout: float = 0.0
     threshold_rule: str = "f1"         # per-class tau on validation: "f1" (max F1) | "youden"
+    # None: the backbone's last conv block (BACKBONE_CARD; SegX's). Its grid is the input side
+    # / 32 - 7 x 7 at SegX's 224 px, 2 x 2 at 64 px - so small inputs name a stride-8 layer
+    # (conv3_block4_out, pool3_relu) to keep the paper's grid resolution.
+    gradcam_layer: str | None = None
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -41,7 +45,7 @@ class MultiLabel(Method):
         return BACKBONE_CARD[config.backbone][0]
 
     def layer_for(self, study, config):
-        return BACKBONE_CARD[config.backbone][1]
+        return config.gradcam_layer or BACKBONE_CARD[config.backbone][1]
 
     def build_model(self, study, config, num_classes, input_shape, warnings):
         return build_classifier(num_classes, input_shape, study.model.weights,

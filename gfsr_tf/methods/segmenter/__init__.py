@@ -31,11 +31,15 @@ class SegmenterConfig:
     region: str = "lungs"             # the ImageSet field to segment: lungs | lesions
     bce_weight: float = 0.5           # lambda (SegX gives none; its public code: 1.0)
     base: int = 32                    # filters of the first block (x2 per level)
+    epochs: int | None = None         # None: the study's train.epochs (a U-Net on lung fields
+                                      # converges long before the classifiers)
 
     def __post_init__(self):
         if self.region not in REGIONS:
             raise ValueError(f"segmenter region must be one of {', '.join(REGIONS)}, got "
                              f"{self.region!r}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"segmenter epochs must be >= 1, got {self.epochs}")
         if not 0 <= self.bce_weight <= 1:
             raise ValueError(f"segmenter bce_weight must be in [0, 1], got {self.bce_weight}")
 
@@ -82,6 +86,11 @@ class Segmenter(Method):
     config_class = SegmenterConfig
     preprocessor = "unit"
     compares_layers = False
+
+    def train_config(self, study, config):
+        if config.epochs is None:
+            return study.train
+        return dataclasses.replace(study.train, epochs=config.epochs)
 
     def build_model(self, study, config, num_classes, input_shape, warnings):
         check_side(input_shape)
