@@ -91,9 +91,10 @@ def segx_markdown(report: dict) -> list[str]:
 
 
 def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
-    """SegX Fig. 3 layout: per pair, the input with the segmentation (cyan) and ground truth
-    (yellow) outlines, then for each model x explainer the top 5% of the original map (red) and
-    of the SegX map (green)."""
+    """SegX Fig. 3 layout: per image (those with a finding first), the input with the
+    segmentation (cyan) and ground-truth (yellow) outlines, then for each model x explainer the
+    top 5% of the original map (red) and of the SegX map (green) for the image's first
+    predicted-positive class."""
     run_dir = Path(run_dir)
     file = run_dir / "segx_maps.npz"
     if not file.exists():
@@ -106,8 +107,13 @@ def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
     if not keys:
         return False
     images, seg = saved["images"], saved["segmentation"]
+    truth = saved["ground_truth"] if "ground_truth" in saved.files else np.zeros_like(seg)
     first = saved[f"{keys[0]}/pairs"]
-    picks = [int(i) for i in dict.fromkeys(first[:, 0].tolist())][:rows]
+    # images with a finding first (their ground truth is drawn), then the rest
+    order = sorted(dict.fromkeys(first[:, 0].tolist()), key=lambda i: not truth[i].any())
+    picks = [int(i) for i in order][:rows]
+    from matplotlib.colors import ListedColormap
+    colours = {False: ListedColormap(["red"]), True: ListedColormap(["lime"])}
     plt = _plt()
     cols = 1 + 2 * len(keys)
     fig, axes = plt.subplots(len(picks), cols, figsize=(1.9 * cols, 1.9 * len(picks)),
@@ -117,7 +123,9 @@ def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
         image = image[..., 0] if image.shape[-1] == 1 else image
         axes[r][0].imshow(image, cmap="gray")
         axes[r][0].contour(seg[img], levels=[0.5], colors="cyan", linewidths=0.7)
-        axes[r][0].set_title("input | segmentation", fontsize=7)
+        if truth[img].any():
+            axes[r][0].contour(truth[img], levels=[0.5], colors="yellow", linewidths=0.7)
+        axes[r][0].set_title("segmentation | truth", fontsize=7)
         for c, key in enumerate(keys):
             pairs, maps = saved[f"{key}/pairs"], saved[f"{key}/maps"].astype(np.float32)
             hit = np.flatnonzero(pairs[:, 0] == img)
@@ -127,8 +135,9 @@ def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
                 if len(hit):
                     m = maps[hit[0]] * (seg[img] if masked else 1)
                     top = top_k_pixels(m[None])[0]
-                    ax.imshow(np.ma.masked_where(~top, top), cmap="autumn" if not masked
-                              else "summer", alpha=0.8, vmin=0, vmax=1)
+                    ax.imshow(np.ma.masked_where(~top, top), cmap=colours[masked], alpha=0.8)
+                    if truth[img].any():
+                        ax.contour(truth[img], levels=[0.5], colors="yellow", linewidths=0.6)
                 ax.set_title(f"{key.replace('/', ' ')} {title}"[:30], fontsize=6)
     for ax in axes.ravel():
         ax.axis("off")

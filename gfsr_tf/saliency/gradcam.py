@@ -35,10 +35,11 @@ def predicted_class(logits: tf.Tensor) -> tf.Tensor:
 def probabilities_from_logits(logits: np.ndarray, multi_label: bool = False) -> np.ndarray:
     """(N, 1) -> P(class 1) as (N,); (N, C) -> softmax (N, C), or with `multi_label` (one
     sigmoid per class) the per-class sigmoids."""
+    from scipy.special import expit  # no overflow warning for large negative logits
     if logits.shape[-1] == 1:
-        return 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return expit(logits[:, 0])
     if multi_label:
-        return 1.0 / (1.0 + np.exp(-logits))
+        return expit(logits)
     e = np.exp(logits - logits.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
 

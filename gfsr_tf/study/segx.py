@@ -169,7 +169,8 @@ def run_segx(config: StudyConfig, settings: SegxSettings = SegxSettings(), out_d
                             "history": history, "options": dataclasses.asdict(seg_options)}
     truth_all = class_masks(test)
     sets_test, sets_val = test.label_matrix(), val.label_matrix()
-    saved: dict = {"images": test.images, "segmentation": seg, "region": region}
+    saved: dict = {"images": test.images, "segmentation": seg, "region": region,
+                   "ground_truth": truth_all.any(1)}
     rng = np.random.default_rng(settings.seed)
     eg_images = np.sort(rng.choice(len(test), min(settings.eg_images, len(test)), replace=False))
     # 2. the classifiers
