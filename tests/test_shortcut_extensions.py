@@ -192,7 +192,7 @@ def test_checkpoint_selection_by_last_epoch_and_twin_validation(tmp_path):
     assert all(h.get("best") for h in history)            # every epoch replaces the model
     assert {"val_twin_auc", "val_twin_accuracy"} <= set(history[0])
     with pytest.raises(ValueError, match="monitor"):
-        TrainConfig(monitor="val_loss")
+        TrainConfig(monitor="val_twin_loss")     # only val_loss is minimised
     bad = Trainer(tiny_classifier(size=16), tmp_path / "bad", step, verbose=0,
                   train=TrainConfig(epochs=1, batch_size=4, monitor="val_twin_auc"))
     no_twins = make_split(cfg, "val", 6)

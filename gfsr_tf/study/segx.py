@@ -85,13 +85,13 @@ def _maps(explainer, model, x, cls, layer, background, settings, verbose) -> np.
                               seed=settings.seed, verbose=verbose)
 
 
-def _cell(maps, seg, truth, gt_defined, correct, probs_pair, settings, rng) -> dict:
-    """One model x explainer: Table 3 (pairs with a ground truth) and Table 4 (all pairs)."""
+def _table3(maps, seg, truth, settings, rng) -> dict:
+    """Table 3 for pairs with a ground truth: original vs SegX (both orders), paired
+    differences, and the controls."""
     k, n_boot = settings.top_k, settings.n_resamples
-    t3 = gt_defined
-    out: dict = {"n_pairs": int(len(maps)), "n_table3": int(t3.sum())}
+    out: dict = {}
     for order in ORDERS:
-        scores = segx_scores(maps[t3], seg[t3], truth[t3], order, k)
+        scores = segx_scores(maps, seg, truth, order, k)
         suffix = "" if order == "mask_first" else "_binarise_first"
         for metric in ("iou_top5", "auitc"):
             if metric == "auitc" and suffix:
@@ -103,15 +103,26 @@ def _cell(maps, seg, truth, gt_defined, correct, probs_pair, settings, rng) -> d
                 scores["segx"][metric], scores["original"][metric], n_boot, settings.seed)
             if not suffix:
                 out.setdefault("_per_pair", {})[metric] = scores
-    random_maps = rng.random(maps[t3].shape).astype(np.float32)
-    control = segx_scores(random_maps, seg[t3], truth[t3], "mask_first", k)["segx"]
-    oracle = segx_scores(maps[t3], truth[t3], truth[t3], "mask_first", k)["segx"]
+    random_maps = rng.random(maps.shape).astype(np.float32)
+    control = segx_scores(random_maps, seg, truth, "mask_first", k)["segx"]
+    oracle = segx_scores(maps, truth, truth, "mask_first", k)["segx"]
     out["controls"] = {"random_map_segx": {m: _mean(control[m]) for m in control},
                        "oracle_segmentation_segx": {m: _mean(oracle[m]) for m in oracle},
                        "real_minus_random_segx_iou_top5": paired_difference(
                            out["_per_pair"]["iou_top5"]["segx"]["iou_top5"],
                            control["iou_top5"], n_boot, settings.seed),
-                       "iou_top5_ceiling": iou_ceiling(truth[t3], k)}
+                       "iou_top5_ceiling": iou_ceiling(truth, k)}
+    out.pop("_per_pair")
+    return out
+
+
+def _cell(maps, seg, truth, gt_defined, correct, probs_pair, settings, rng) -> dict:
+    """One model x explainer: Table 3 (pairs with a ground truth) and Table 4 (all pairs)."""
+    k, n_boot = settings.top_k, settings.n_resamples
+    t3 = gt_defined
+    out: dict = {"n_pairs": int(len(maps)), "n_table3": int(t3.sum())}
+    if t3.any():
+        out.update(_table3(maps[t3], seg[t3], truth[t3], settings, rng))
     certainty = segu_certainty(maps, seg, k)
     scores = {**certainty, "probability": probs_pair}
     scores["probability+c_iou"] = combined_score(correct, probs_pair, certainty["c_iou"],
@@ -123,7 +134,6 @@ def _cell(maps, seg, truth, gt_defined, correct, probs_pair, settings, rng) -> d
     out["risk_coverage"] = {name: summary[name]["risk_coverage"] for name in
                             ("c_iou", "c_auitc", "probability")}
     out["n_correct"], out["n_incorrect"] = summary["n_correct"], summary["n_incorrect"]
-    out.pop("_per_pair")
     return out
 
 
