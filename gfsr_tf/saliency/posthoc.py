@@ -15,7 +15,7 @@ from ..models.classifier import output_tensor
 from .gradcam import Explanation, explain
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad", "lime", "eigencam",
-           "expected_gradients")
+           "expected_gradients", "guided_backprop", "deconvnet", "gradient")
 
 
 def _probabilities(model, images, batch_size):
@@ -45,6 +45,9 @@ def explain_posthoc(model, images, method: str = "gradcam", *, layer: str | None
         raise ValueError(f"unknown explainer {method!r}; choose one of {METHODS}")
     if method == "gradcam":
         return explain(model, images, layer=layer, class_index=class_index, batch_size=batch_size)
+    if method in ("guided_backprop", "deconvnet", "gradient"):
+        from .input_gradients import explain_rule
+        return explain_rule(model, images, method, class_index, batch_size)
     images = np.asarray(images, np.float32)
     probs = _probabilities(model, images, batch_size)
     cls = probs.argmax(1) if class_index is None else \
