@@ -8,6 +8,7 @@ table1_auc.png and panels.png (input | Grad-CAM | gaze | decoder).
 
     python experiments/gaze_unet.py                       # unet, no_seg x seeds 0,1,2
     python experiments/gaze_unet.py --rows unet --seeds 0
+    python experiments/gaze_unet.py --rows unet,set3-gbp,set3-deconvnet   # Watanabe et al.
     python experiments/gaze_unet.py --data-dir /data/egd-cxr   # EGD-CXR + MIMIC-CXR DICOMs
     python experiments/gaze_unet.py --smoke               # tiny, for tests
 """
@@ -26,7 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default="unet,no_seg", help="comma-separated: unet, no_seg")
+    parser.add_argument("--rows", default="unet,no_seg", help="comma-separated: unet, no_seg, "
+                        "and Watanabe et al.'s model sets set{1,2,3}-{gbp,deconvnet}, "
+                        "set1-gradient, set3-gbp-w0.25, set3-gbp-w0.75")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--data-dir", help="EGD-CXR folder (master_sheet.csv, fixations.csv, "
                         "DICOMs); default: the embedded simulation")

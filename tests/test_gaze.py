@@ -316,3 +316,13 @@ def test_gaze_experiment_smoke_rows_resume(tmp_path):
     assert "paper: unet" in table and "| unet@seed0_smoke |" in table and "decoder" in table
     again = _experiment("--smoke", "--seeds", "0", "--out", str(tmp_path), cwd=tmp_path)
     assert again.returncode == 0 and "epoch 1/1" not in again.stdout   # read back, not retrained
+
+
+@pytest.mark.slow  # a U-Net row and a double-backward row: ~3 min on 2 cores
+def test_gaze_experiment_smoke_model_set_row_against_unet(tmp_path):
+    r = _experiment("--smoke", "--rows", "unet,set3-gbp", "--seeds", "0", "--out", str(tmp_path),
+                    cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = (tmp_path / "gaze_unet_smoke" / "results.md").read_text()
+    assert "Tables 2-4 layout" in table and "| set3-gbp@seed0_smoke | 0.913, 0.921" in table
+    assert "| set3-gbp - unet | 0 |" in table and "guided_backprop" in table

@@ -1,7 +1,9 @@
 """Maps against the radiologist's gaze (data with `gaze` heatmaps, e.g. EGD-CXR or the gaze
 simulation), on the last test split: the model's decoder output (models with a `gaze` output),
-its Grad-CAM, and a constant map - the mean training heatmap - that any useful map must beat.
-The decoder maps are saved beside the Grad-CAMs (explanations.npz, key `<split>/decoder`)."""
+its Grad-CAM, its guided-backprop and DeconvNet maps M of the predicted class (Watanabe et
+al.'s generators), and a constant map - the mean training heatmap - that any useful map must
+beat. The decoder and generator maps are saved beside the Grad-CAMs (explanations.npz, keys
+`<split>/decoder`, `<split>/guided_backprop`, `<split>/deconvnet`)."""
 from __future__ import annotations
 
 import keras
@@ -33,5 +35,13 @@ def evaluate(ctx) -> dict:
     if full is not None and "gaze" in [layer.name for layer in full.layers]:
         ctx.maps[f"{split}/decoder"] = decoder_maps(full, ctx.preprocess, data.images)
         maps["decoder"] = ctx.maps[f"{split}/decoder"]
+    from ..saliency.input_gradients import explain_rule
+    x = np.asarray(ctx.preprocess(data.images))
+    for rule in ("guided_backprop", "deconvnet"):
+        try:
+            ctx.maps[f"{split}/{rule}"] = explain_rule(ctx.model, x, rule).heatmaps
+        except ValueError:          # no ReLU / swish to guide: the map is undefined
+            continue
+        maps[rule] = ctx.maps[f"{split}/{rule}"]
     metrics = {name: heatmap_metrics(np.clip(m, 0, 1), target) for name, m in maps.items()}
     return {"gaze": {"split": split, "metrics": metrics}}

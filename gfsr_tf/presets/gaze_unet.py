@@ -15,6 +15,15 @@ from ..methods.gaze_unet import PAPER
 
 ROWS = {"unet": {"gamma": PAPER["unet"]["gamma"], "decoder": True},
         "no_seg": {"gamma": 1.0, "decoder": False}}
+# Watanabe et al.'s model sets (methods.gaze_unet): the generator's map M in the loss, with the
+# U-Net's gamma and learning rate
+GENERATORS = {"gbp": "guided_backprop", "deconvnet": "deconvnet", "gradient": "gradient"}
+for _set in (1, 2, 3):
+    for _short, _rule in GENERATORS.items():
+        if _short != "gradient" or _set == 1:
+            ROWS[f"set{_set}-{_short}"] = {**ROWS["unet"], "model_set": _set, "rule": _rule}
+for _w in (0.25, 0.75):
+    ROWS[f"set3-gbp-w{_w}"] = {**ROWS["set3-gbp"], "set3_weight": _w}
 SIM_EPOCHS = 12
 
 
@@ -27,12 +36,12 @@ def get_config(smoke: bool = False, row: str = "unet", seed: int = 0,
     c.benchmark = BenchmarkConfig(image_size=224 if real else 64, n_train=480, n_val=120,
                                   n_test=120, seed=0)     # the data stay fixed over seeds
     c.train = TrainConfig(epochs=35 if real else SIM_EPOCHS, batch_size=32, seed=seed,
-                          learning_rate=PAPER[row]["learning_rate"],
+                          learning_rate=PAPER.get(row, PAPER["unet"])["learning_rate"],
                           lr_schedule="triangular2", lr_step_epochs=5, clip_value=0.1)
     c.variants = (VariantConfig("model", "gaze_unet", dict(ROWS[row])),)
     c.evaluators = ("classification", "gaze")
     if smoke:
         c = make_smoke(c)
-        c.train.learning_rate = PAPER[row]["learning_rate"]
+        c.train.learning_rate = PAPER.get(row, PAPER["unet"])["learning_rate"]
         c.train.lr_schedule, c.train.clip_value = "triangular2", 0.1
     return c

@@ -26,6 +26,11 @@ PAPER_TABLE1 = {
                "congestive heart failure": (0.934, 0.898, 0.975),
                "pneumonia": (0.805, 0.763, 0.886)},
 }
+# Watanabe et al. 2022, Tables 2-4 (average, normal, CHF, pneumonia AUC)
+PAPER_SETS = {"set1-gbp": (0.891, 0.896, 0.946, 0.831), "set1-deconvnet": (0.884, 0.916, 0.935, 0.806),
+              "set2-gbp": (0.897, 0.907, 0.922, 0.850), "set2-deconvnet": (0.881, 0.885, 0.922, 0.827),
+              "set3-gbp": (0.913, 0.921, 0.962, 0.859), "set3-deconvnet": (0.860, 0.907, 0.934, 0.741),
+              "unet": (0.872, 0.923, 0.916, 0.781)}
 PANELS = 6
 
 
@@ -59,7 +64,8 @@ def _result(config, root: Path, verbose: int) -> dict:
 def _save_panels(run_dir: Path, split: str) -> None:
     """The first test images' maps (Grad-CAM, decoder) beside the data, for the panel figure."""
     maps = np.load(run_dir / "model" / "explanations.npz")
-    keep = {k.split("/")[-1] if "decoder" in k else "gradcam": maps[k][:PANELS]
+    named = ("decoder", "guided_backprop", "deconvnet")
+    keep = {k.split("/")[-1] if k.split("/")[-1] in named else "gradcam": maps[k][:PANELS]
             for k in maps.files if k.startswith(f"{split}/")}
     np.savez_compressed(run_dir / "panels.npz", **keep)
 
@@ -103,11 +109,23 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         lines.append(f"| {r['name']} | " + " | ".join(format_auc(r["auc_standard"][c])
                                                      for c in cols) + " |")
+    if any(_row(r) in PAPER_SETS and _row(r) != "unet" for r in results):
+        lines += ["", "### Tables 2-4 layout (Watanabe et al.'s model sets): the paper's AUCs "
+                  "(EGD-CXR) beside ours (paper protocol medians)", "",
+                  "| row | paper: average, normal, CHF, pneumonia | ours: " + ", ".join(cols)
+                  + " |", "|---|---|---|"]
+        for r in results:
+            paper = PAPER_SETS.get(_row(r))
+            lines.append(f"| {r['name']} | " + (", ".join(f"{v:.3f}" for v in paper) if paper
+                                                else "–") + " | " + ", ".join(
+                f"{r['auc_paper'][c]['estimate']:.3f}" for c in cols) + " |")
     paired = _paired(results, names)
     if paired:
-        lines += ["", "Paired per-class AUC differences unet - no_seg on the same test images "
-                  "(standard bootstrap, 1000 resamples; p two-sided):", "",
-                  "| seed | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"] + paired
+        lines += ["", "Paired per-class AUC differences on the same test images, unet - no_seg "
+                  "and every model set - unet (standard bootstrap, 1000 resamples; p two-sided; "
+                  "not comparable with the paper's p-values, whose method is unstated):", "",
+                  "| comparison | seed | " + " | ".join(cols) + " |",
+                  "|---|---" + "|---" * len(cols) + "|"] + paired
     gaze = [r for r in results if r["gaze"]]
     if gaze:
         lines += ["", "Maps against the gaze heatmaps (test split; IoUs x 100 as the papers "
@@ -119,11 +137,15 @@ def markdown(results: list[dict]) -> str:
                              f"{100 * m['bg_iou']:.1f} | {100 * m['fw_iou']:.1f} | "
                              f"{m['ssim']:.3f} | {m['psnr']:.2f} | {m['l1']:.4f} | "
                              f"{m['l2']:.4f} |")
-    lines += ["", "| model | image px | epochs | train s | row s (incl. evaluation) |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| model | image px | epochs | train s | step cost vs unet (same seed) | "
+              "row s (incl. evaluation) |", "|---|---|---|---|---|---|"]
+    by = {(_row(r), r["seed"]): r for r in results}
     for r in results:
+        unet = by.get(("unet", r["seed"]))
+        ratio = (r["train_seconds"] / r["epochs"]) / (unet["train_seconds"] / unet["epochs"]) \
+            if unet and unet["train_seconds"] else math.nan
         lines.append(f"| {r['name']} | {r['image_size']} | {r['epochs']} | "
-                     f"{r['train_seconds']:.0f} | {r['seconds']:.0f} |")
+                     f"{r['train_seconds']:.0f} | {ratio:.2f}x | {r['seconds']:.0f} |")
     total = sum(r["seconds"] for r in results)
     lines.append(f"\nAll rows: {total / 60:.1f} min (rows read back from disk count their "
                  "original time).")
@@ -134,8 +156,9 @@ def _paired(results: list[dict], names) -> list[str]:
     by = {(_row(r), r["seed"]): r for r in results}
     lines = []
     for (row, seed), r in sorted(by.items()):
-        other = by.get(("no_seg", seed))
-        if row != "unet" or other is None or other["labels"] != r["labels"]:
+        against = "no_seg" if row == "unet" else "unet"
+        other = by.get((against, seed))
+        if row == "no_seg" or other is None or other["labels"] != r["labels"]:
             continue
         table = auc_table(r["labels"], r["probabilities"], other["probabilities"],
                           class_names=names, seed=seed)["difference"]
@@ -143,7 +166,7 @@ def _paired(results: list[dict], names) -> list[str]:
                  f"{table[c]['ci_high']:+.3f}); p={table[c]['p_value']:.2f}"
                  if math.isfinite(table[c]["estimate"]) else "–"
                  for c in ["average", *names]]
-        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row} - {against} | {seed} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -159,6 +182,8 @@ def plot_panels(root: Path, data, out: Path, row: str = "unet@seed0") -> Path | 
     n = len(maps["gradcam"])
     columns = [("input", data.images[:n, ..., 0], "gray"), ("Grad-CAM", maps["gradcam"], "jet"),
                ("gaze", data.gaze[:n], "jet")]
+    if "guided_backprop" in maps.files:
+        columns.append(("M: guided backprop", maps["guided_backprop"], "jet"))
     if "decoder" in maps.files:
         columns.append(("decoder", maps["decoder"], "jet"))
     fig, axes = plt.subplots(n, len(columns), figsize=(2 * len(columns), 2 * n), squeeze=False)
