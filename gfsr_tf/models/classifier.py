@@ -39,6 +39,16 @@ def pretrained_or_random(build, weights, warnings: list | None, name: str = "Res
     return build(weights)
 
 
+def with_bn_momentum(model: keras.Model, bn_momentum: float | None) -> keras.Model:
+    """Set every BatchNorm's momentum (None: keep Keras' 0.99, whose running statistics need
+    ~1000 steps to settle - short CPU runs then validate on unsettled ones)."""
+    if bn_momentum is not None:
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return model
+
+
 def _backbone(input_shape, weights, warnings: list | None, name: str = "resnet50"):
     if name == "densenet121":
         return pretrained_or_random(lambda w: keras.applications.DenseNet121(
@@ -122,10 +132,7 @@ def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum,
            backbone_name="resnet50", multi_label=False, head="single", pooling="max"):
     backbone = small_cnn(tuple(input_shape)) if backbone_name == "small_cnn" else \
         _backbone(tuple(input_shape), weights, warnings, backbone_name)
-    if bn_momentum is not None:
-        for layer in backbone.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = bn_momentum
+    with_bn_momentum(backbone, bn_momentum)
     pool = keras.layers.GlobalMaxPooling2D(name="global_max_pool") if pooling == "max" else \
         keras.layers.GlobalAveragePooling2D(name="global_avg_pool")
     x = pool(backbone.output)

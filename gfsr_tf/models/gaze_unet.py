@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import keras
 
-from .classifier import pretrained_or_random
+from .classifier import pretrained_or_random, with_bn_momentum
+from .unet import conv_block
 
 
 SKIPS = ("block5c_add", "block3b_add", "block2b_add", "stem_activation", None)
@@ -39,15 +40,6 @@ def _encoder(input_shape, weights, warnings):
     return pretrained_or_random(lambda w: keras.applications.EfficientNetB0(
         include_top=False, weights=w, input_shape=input_shape), weights, warnings,
         "gaze U-Net's EfficientNetB0")
-
-
-def _conv_bn_relu(x, filters: int, name: str):
-    for i in (1, 2):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                                name=f"{name}_conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
-        x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
-    return x
 
 
 def build_gaze_unet(num_classes: int = 3, input_shape=(224, 224, 3), weights="auto", *,
@@ -70,7 +62,7 @@ def build_gaze_unet(num_classes: int = 3, input_shape=(224, 224, 3), weights="au
     probabilities = keras.layers.Activation("sigmoid", name="probabilities",
                                             dtype="float32")(logits)
     if not decoder:
-        return _momentum(keras.Model(encoder.input, probabilities, name="gaze_classifier"),
+        return with_bn_momentum(keras.Model(encoder.input, probabilities, name="gaze_classifier"),
                          bn_momentum)
     y = bottleneck
     for k, (skip, filters) in enumerate(zip(SKIPS, DECODER_FILTERS), 1):
@@ -78,19 +70,11 @@ def build_gaze_unet(num_classes: int = 3, input_shape=(224, 224, 3), weights="au
         if skip is not None:
             y = keras.layers.Concatenate(name=f"decoder{k}_concat")(
                 [y, encoder.get_layer(skip).output])
-        y = _conv_bn_relu(y, filters, f"decoder{k}")
+        y = conv_block(y, filters, f"decoder{k}")
     gaze_logits = keras.layers.Conv2D(1, 1, name="gaze_logits", dtype="float32")(y)
     gaze = keras.layers.Activation("sigmoid", name="gaze", dtype="float32")(gaze_logits)
-    return _momentum(keras.Model(encoder.input, [probabilities, gaze], name="gaze_unet"),
+    return with_bn_momentum(keras.Model(encoder.input, [probabilities, gaze], name="gaze_unet"),
                      bn_momentum)
-
-
-def _momentum(model: keras.Model, bn_momentum: float | None) -> keras.Model:
-    if bn_momentum is not None:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = bn_momentum
-    return model
 
 
 def classifier_view(model: keras.Model) -> keras.Model:

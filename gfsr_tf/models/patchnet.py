@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .classifier import OUTPUT_LAYER, pretrained_or_random, small_cnn
+from .classifier import OUTPUT_LAYER, pretrained_or_random, small_cnn, with_bn_momentum
 
 PATCH_GRID = "patch_logits"
 IMAGE_LOGITS = "logits"
@@ -159,11 +159,7 @@ def build_patchnet(num_classes: int = 2, input_shape=(128, 128, 3), patches: int
     activation = "sigmoid" if units == 1 or multi_label else "softmax"
     outputs = keras.layers.Activation(activation, name=OUTPUT_LAYER, dtype="float32")(logits)
     model = keras.Model(inputs, outputs, name=f"medical_patchnet_p{patches}")
-    if bn_momentum is not None:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = bn_momentum
-    return model
+    return with_bn_momentum(model, bn_momentum)
 
 
 def is_patch_model(model) -> bool:

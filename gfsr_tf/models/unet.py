@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import keras
 
+from .classifier import with_bn_momentum
+
 DOWNSAMPLING = 16
 LOGITS = "segmentation_logits"
 
@@ -24,7 +26,8 @@ def check_side(shape) -> None:
                              f"2x2 poolings); got {tuple(shape[:2])}")
 
 
-def _block(x, filters: int, name: str):
+def conv_block(x, filters: int, name: str):
+    """[Conv3x3 (no bias) -> BN -> ReLU] x 2, layers `<name>_{conv,bn,relu}{1,2}`."""
     for i in (1, 2):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                 name=f"{name}_conv{i}")(x)
@@ -42,23 +45,18 @@ def build_unet(input_shape=(64, 64, 3), base: int = 32, *, seed: int | None = No
     inputs = keras.Input(tuple(input_shape), name="image")
     skips, x = [], inputs
     for level in range(4):
-        x = _block(x, base * 2 ** level, f"down{level + 1}")
+        x = conv_block(x, base * 2 ** level, f"down{level + 1}")
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
-    x = _block(x, base * 16, "bottleneck")
+    x = conv_block(x, base * 16, "bottleneck")
     for level in reversed(range(4)):
         filters = base * 2 ** level
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level + 1}_transpose")(x)
         x = keras.layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
-        x = _block(x, filters, f"up{level + 1}")
+        x = conv_block(x, filters, f"up{level + 1}")
     logits = keras.layers.Conv2D(1, 1, name=LOGITS, dtype="float32")(x)
     out = keras.layers.Activation("sigmoid", name="segmentation", dtype="float32")(logits)
-    model = keras.Model(inputs, out, name="segx_unet")
-    if bn_momentum is not None:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = bn_momentum
-    return model
+    return with_bn_momentum(keras.Model(inputs, out, name="segx_unet"), bn_momentum)
 
 
 def logits_model(model: keras.Model) -> keras.Model:

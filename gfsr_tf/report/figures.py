@@ -8,6 +8,14 @@ import numpy as np
 from .markdown import fmt
 
 
+def _save(fig, path) -> bool:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
@@ -30,10 +38,7 @@ def plot_roc(report, names, path) -> bool:
         ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--")
         ax.set(title=split, xlabel="false positive rate", ylabel="true positive rate")
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def plot_confusion(report, names, class_names, path) -> bool:
@@ -54,10 +59,7 @@ def plot_confusion(report, names, class_names, path) -> bool:
             ax.set_xticks(range(len(class_names)), class_names)
             ax.set_yticks(range(len(class_names)), class_names)
             ax.set(title=f"{n} – {split}", xlabel="predicted", ylabel="true")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _load_npz(path):
@@ -102,10 +104,7 @@ def plot_gradcam_grid(run_dir, names, path) -> bool:
         axes[r][-1].set_title(f"input: {class_names[labels[r]]}"[:28], fontsize=8)
         for ax in axes[r]:
             ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def plot_training(report, names, path) -> bool:
@@ -122,10 +121,7 @@ def plot_training(report, names, path) -> bool:
     for ax, (_, title) in zip(axes, keys):
         ax.set(title=title, xlabel="epoch")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def plot_concepts(images, segments, concept_map, masks, path, titles=None,
@@ -213,10 +209,7 @@ def plot_map_rows(run_dir, names, path) -> bool:
             ax.set_title(title[:34], fontsize=7)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
@@ -269,10 +262,7 @@ def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
                 ax.set_title(f"{key.replace('/', ' ')} {title}"[:30], fontsize=6)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def plot_risk_coverage(report, path) -> bool:
@@ -290,7 +280,4 @@ def plot_risk_coverage(report, path) -> bool:
         ax.set_xlabel("coverage")
         ax.set_ylabel("risk (FP share)")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)

@@ -162,7 +162,12 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
     if not config.train.keep_checkpoints:  # every variant has trained: no one needs them now
         for variant in trained:
             shutil.rmtree(run_root / variant.name / "snapshots", ignore_errors=True)
-    # One warning per distinct message (each model build may repeat it).
+    return finish(report, run_root, warnings, t0, render)
+
+
+def finish(report: dict, run_root: Path, warnings: list, t0: float, render: bool) -> dict:
+    """Write report.json (one warning per distinct message: each model build may repeat it;
+    the total time) and, with `render`, the rendered report."""
     report["warnings"] = list(dict.fromkeys(warnings))
     report["timing"]["total_seconds"] = time.perf_counter() - t0
     write_json(run_root / "report.json", report)

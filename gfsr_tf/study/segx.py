@@ -28,10 +28,8 @@ from ..methods import get_method
 from ..methods.segmenter import region_of
 from ..models.classifier import last_conv_layer
 from ..preprocessing import get_preprocessor
-from ..report import render_run
-from ..report.io import write_json
 from .data import data_summary, load_data
-from .run import train_variant
+from .run import finish, train_variant
 
 EXPLAINERS = ("gradcam", "expected_gradients")
 LAST = "gradcam_last"     # Grad-CAM at the backbone's last block, when `gradcam` reads another
@@ -243,9 +241,4 @@ def run_segx(config: StudyConfig, settings: SegxSettings = SegxSettings(), out_d
         section["models"][variant.name] = entry
     np.savez_compressed(run_root / "segx_maps.npz", **saved)
     report["segx"] = section
-    report["warnings"] = list(dict.fromkeys(warnings))
-    report["timing"]["total_seconds"] = time.perf_counter() - t0
-    write_json(run_root / "report.json", report)
-    if render:
-        render_run(run_root)
-    return report
+    return finish(report, run_root, warnings, t0, render)
