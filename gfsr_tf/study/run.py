@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from ..artifacts import write_model_card
 from ..config import StudyConfig

@@ -278,6 +278,8 @@ class Trainer:
                              f"finished), so it cannot train to {self.cfg.epochs}: use a new "
                              "--name, or keep_checkpoints next time")
         history = self._read_history(log_path, int(self.epoch.numpy()))
+        if history and history[-1].get("stopped_early"):  # kept checkpoints: still finished
+            return history
         steps = self.cfg.steps_per_epoch
         for epoch in range(int(self.epoch.numpy()) + 1, self.cfg.epochs + 1):
             self._reseed(epoch)
