@@ -159,7 +159,10 @@ def run_segx(config: StudyConfig, settings: SegxSettings = SegxSettings(), out_d
     section: dict = {"settings": dataclasses.asdict(settings), "eval_split": split,
                      "explainers": list(EXPLAINERS), "models": {}}
     # 1. the segmenter: its own variant, trained through the generic loop
-    seg_variant = next(v for v in config.variants if v.method == "segmenter")
+    seg_variant = next((v for v in config.variants if v.method == "segmenter"), None)
+    if seg_variant is None:
+        raise ValueError("the SegX study needs a variant with method 'segmenter' (see "
+                         "presets/segx.py)")
     seg_method = get_method("segmenter")
     seg_options = seg_method.make_config({"region": settings.region, **seg_variant.options})
     if verbose:
