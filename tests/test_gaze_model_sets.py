@@ -113,6 +113,8 @@ def test_bad_model_set_options_are_refused():
             method.make_config(options)
 
 
+@pytest.mark.slow  # ~45 s (EfficientNet-B0 traced twice, a fresh process); the same property on a
+# small network runs in the default suite (test_heatmap_generators)
 def test_saved_model_after_generator_steps_loads_with_plain_keras(tmp_path, batch):
     # set 2 runs the rule view inside the traced step (without the double backward of sets 1
     # and 3, which costs a minute here): the saved model must carry none of it

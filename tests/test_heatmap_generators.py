@@ -148,3 +148,22 @@ def test_the_map_loss_is_differentiable_and_matches_finite_differences():
     numeric = (shifted[0] - shifted[1]) / (2 * eps)
     assert abs(analytic[idx]) > 1e-6
     assert abs(analytic[idx] - numeric) / abs(numeric) < 1e-3
+
+
+def test_a_model_saved_after_training_through_the_view_is_plain_keras(tmp_path):
+    net = _conv_net("swish")
+    x = tf.constant(np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype(np.float32))
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def step():      # a loss on the guided map, traced: what the model sets do
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(rule_maps(net, x, "guided_backprop", training=True))
+        grads = tape.gradient(loss, net.trainable_variables)
+        optimizer.apply_gradients(zip(grads, net.trainable_variables))
+    step()
+    net.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    names = {l.activation.__name__ for l in loaded.layers if hasattr(l, "activation")}
+    assert names <= {"silu", "linear", "softmax"}, names
+    np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), atol=1e-6)
