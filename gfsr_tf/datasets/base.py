@@ -30,6 +30,10 @@ class ImageSet:
                                                   `labels` where it is None
       class_masks bool  (N, K, H, W)           - per-class ground-truth regions (multi-label
                                                   localization; empty where a class is absent)
+      prompts     int64 (N,)                   - the anatomical prompt of each sample (gaze-
+                                                  intensity data: one sample per image x region)
+      original_shapes int (N, 2)               - rows, columns of the image the fixations'
+                                                  coordinates refer to (the DICOM's)
     """
     images: np.ndarray
     labels: np.ndarray
@@ -47,6 +51,8 @@ class ImageSet:
     transcripts: list | None = None
     label_sets: np.ndarray | None = None
     class_masks: np.ndarray | None = None
+    prompts: np.ndarray | None = None
+    original_shapes: np.ndarray | None = None
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
@@ -55,7 +61,8 @@ class ImageSet:
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         per_image = {key: getattr(self, key) for key in (
             "lungs", "lesions", "twins", "has_marker", "marker_boxes", "gaze", "marker_added",
-            "fixations", "transcripts", "label_sets", "class_masks")}
+            "fixations", "transcripts", "label_sets", "class_masks", "prompts",
+            "original_shapes")}
         per_image.update({f"regions[{k}]": v for k, v in (self.regions or {}).items()})
         for key, value in per_image.items():
             if value is not None and len(value) != len(self.images):
@@ -93,4 +100,5 @@ class ImageSet:
                         None if self.regions is None else
                         {k: v[index] for k, v in self.regions.items()},
                         listed(self.fixations), listed(self.transcripts),
-                        pick(self.label_sets), pick(self.class_masks))
+                        pick(self.label_sets), pick(self.class_masks), pick(self.prompts),
+                        pick(self.original_shapes))

@@ -224,6 +224,7 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
     dicoms = {p.stem: p for p in root.rglob("*.dcm")}
     transcripts = {p.parent.name: p for p in root.rglob("transcript.json")}
     images, gaze, labels, names, patients, kept, texts, regions = [], [], [], [], [], [], [], []
+    shapes = []
     unlabelled = 0
     for row in tqdm(rows, desc="reading EGD-CXR DICOMs", leave=False, disable=len(rows) < 200):
         hot = [float(row[c.lower()] or 0) > 0 for c in CLASSES]
@@ -245,6 +246,7 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
                                  counts=counts))
         kept.append(fx[on_image(fx[:, 0], fx[:, 1], fx[:, 2], pixels.shape)])
         images.append(cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA))
+        shapes.append(pixels.shape)
         transcript = transcripts.get(row["dicom_id"])
         texts.append(read_transcript(transcript) if transcript else [])
         regions.append(_regions(transcript.parent if transcript else None, size))
@@ -266,7 +268,7 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
         region_set = {k: np.stack([r[k] for r in regions]) for k in regions[0]}
     data = ImageSet(np.stack(images)[..., None], np.asarray(labels, np.int64), CLASS_NAMES,
                     gaze=np.stack(gaze), names=names, regions=region_set, fixations=kept,
-                    transcripts=texts)
+                    transcripts=texts, original_shapes=np.asarray(shapes, np.int64))
     parts = grouped_split(labels, patients, (1 - val_fraction - test_fraction, val_fraction,
                                              test_fraction), seed)
     return dict(zip(("train", "val", "test"), (data.subset(p) for p in parts)))

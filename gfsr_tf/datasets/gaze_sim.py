@@ -41,7 +41,7 @@ SURVEY = (3, 6, (0.15, 0.45))
 FINDING = (6, 10, (0.3, 0.8))
 SENTENCES = {"right_lung": ("The right lung is clear.", "There is an opacity in the right lung."),
              "left_lung": ("The left lung is clear.", "There is an opacity in the left lung."),
-             "heart": ("The heart size is normal.", "The cardiac silhouette is enlarged.")}
+             "heart": ("The heart is not enlarged.", "The cardiac silhouette is enlarged.")}
 
 
 def original_shape(size: int) -> tuple[int, int]:
@@ -149,7 +149,8 @@ def make_gaze_split(config: BenchmarkConfig, split: str, n: int | None = None, *
                     lungs=lungs, lesions=np.stack(lesions), gaze=np.stack(gaze),
                     names=[case_name(split, i) for i in range(n)],
                     regions={k: np.stack(v) for k, v in regions.items()}, fixations=kept,
-                    transcripts=transcripts)
+                    transcripts=transcripts,
+                    original_shapes=np.tile(np.asarray(shape, np.int64), (n, 1)))
 
 
 def _downsample_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -91,3 +91,60 @@ def heatmap_metrics(pred, target, binarise: str = "levels") -> dict:
             "psnr": float(np.mean(psnr)), "l1": float(np.mean(np.abs(pred - target))),
             "l2": float(np.mean((pred - target) ** 2)), "images": int(len(pred)),
             "binarise": binarise}
+
+
+def mass_centres(maps) -> np.ndarray:
+    """(N, 2) row, column of each map's mass centre, in pixel units where pixel (i, j) covers
+    [i, i + 1) x [j, j + 1) (so the image's middle column line is W / 2); NaN for an all-zero
+    map."""
+    maps = np.asarray(maps, np.float64)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (N, H, W), got shape {maps.shape}")
+    mass = maps.sum((1, 2))
+    rows = np.arange(maps.shape[1]) + 0.5
+    cols = np.arange(maps.shape[2]) + 0.5
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (maps.sum(2) * rows).sum(1) / mass
+        c = (maps.sum(1) * cols).sum(1) / mass
+    return np.stack([np.where(mass > 0, r, np.nan), np.where(mass > 0, c, np.nan)], 1)
+
+
+CONTROL_RULES = {"left_lung": "mass centre in the image-right half (patient convention)",
+                 "right_lung": "mass centre in the image-left half",
+                 "heart": "mass centre inside the heart mask's bounding box"}
+
+
+def controllability(maps_by_prompt: dict, heart_masks, goal: float = 0.9) -> dict:
+    """Whether prompted maps land where the prompt says, per test image: {"per_prompt": {region:
+    {share, hits, n, rule}}, "overall" (share of all image x prompt pairs), "goal", "met" (every
+    prompt's share >= goal)}. maps_by_prompt: {"left_lung" | "right_lung" | "heart": (N, H, W)};
+    an all-zero map counts as a miss."""
+    heart = np.asarray(heart_masks) > 0.5
+    per, hits_all, n_all = {}, 0, 0
+    for region, maps in maps_by_prompt.items():
+        if region not in CONTROL_RULES:
+            raise ValueError(f"unknown prompt region {region!r}; choose from "
+                             f"{', '.join(CONTROL_RULES)}")
+        maps = np.asarray(maps)
+        centre = mass_centres(maps)
+        half = maps.shape[2] / 2
+        if region == "left_lung":
+            ok = centre[:, 1] > half
+        elif region == "right_lung":
+            ok = centre[:, 1] < half
+        else:
+            if heart.shape != maps.shape:
+                raise ValueError(f"heart masks {heart.shape} must match the maps {maps.shape}")
+            ok = np.zeros(len(maps), bool)
+            for i, mask in enumerate(heart):
+                rr, cc = np.nonzero(mask)
+                if len(rr) and np.all(np.isfinite(centre[i])):
+                    ok[i] = (rr.min() <= centre[i, 0] <= rr.max() + 1) and \
+                        (cc.min() <= centre[i, 1] <= cc.max() + 1)
+        ok &= np.all(np.isfinite(centre), 1)
+        per[region] = {"share": float(ok.mean()) if len(ok) else math.nan,
+                       "hits": int(ok.sum()), "n": int(len(ok)), "rule": CONTROL_RULES[region]}
+        hits_all += int(ok.sum())
+        n_all += len(ok)
+    return {"per_prompt": per, "overall": hits_all / n_all if n_all else math.nan,
+            "goal": goal, "met": bool(per) and all(v["share"] >= goal for v in per.values())}

@@ -41,7 +41,7 @@ class TrainStep:
     their own gradients (a fused step computes them its own way).
 
     batch: {"image": raw pixels (B, H, W, C), "label": (B,), "label_set": (B, K) 0/1 on
-    multi-label data, plus the per-image targets the step lists in `targets` (e.g. "mask":
+    multi-label data, "prompt": (B,) int32 on prompted data, plus the per-image targets the step lists in `targets` (e.g. "mask":
     (B, H, W) relevance masks)}.
     """
     targets: tuple[str, ...] = ()

@@ -115,10 +115,16 @@ class Trainer:
         self.train_step = tf.function(self.step, jit_compile=jit, reduce_retracing=True)
         self._logits = tf.function(self.step.logits, jit_compile=jit, reduce_retracing=True)
 
-    def predict_logits(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    def predict_logits(self, images: np.ndarray, batch_size: int | None = None,
+                       prompts: np.ndarray | None = None) -> np.ndarray:
+        """Inference logits; `prompts` (one id per image) for a prompted model."""
         batch_size = batch_size or self.cfg.batch_size
-        out = [self._logits(self.step.preprocess(images[i:i + batch_size])).numpy()
-               for i in range(0, len(images), batch_size)]
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = self.step.preprocess(images[i:i + batch_size])
+            args = (x,) if prompts is None else \
+                (x, np.asarray(prompts[i:i + batch_size], np.int32))
+            out.append(self._logits(*args).numpy())
         return np.concatenate(out)
 
     # ------------------------------------------------------------------------------------ fit
@@ -130,6 +136,8 @@ class Trainer:
                    **{k: np.asarray(v)[order].astype(np.float32) for k, v in targets.items()}}
         if data.label_sets is not None:
             columns["label_set"] = np.asarray(data.label_sets)[order].astype(np.float32)
+        if data.prompts is not None:         # prompted samples (gaze intensity)
+            columns["prompt"] = np.asarray(data.prompts)[order].astype(np.int32)
         ds = tf.data.Dataset.from_tensor_slices(columns)
         return ds.batch(self.cfg.batch_size, drop_remainder=len(data) >= self.cfg.batch_size) \
                  .prefetch(tf.data.AUTOTUNE)
@@ -140,7 +148,7 @@ class Trainer:
         with its own `validation_scores(logits, val)` (a segmenter) reports those instead."""
         own = getattr(self.step, "validation_scores", None)
         if own is not None:
-            return own(self.predict_logits(val.images), val)
+            return own(self.predict_logits(val.images, prompts=val.prompts), val)
         out = self._scores(val.images, val.labels, "val", val.label_sets)
         if val.twins is not None:
             twin = self._scores(val.twins, val.labels, "val_twin", val.label_sets)
