@@ -54,7 +54,9 @@ PREDICTOR_ROWS = {"ours": ("M", {}), "ours-C": ("C", {}), "ours-L": ("L", {}),
                   "ours-R": ("R", {}), "l2-only": ("M", {"ce_weight": 0.0, "dice_weight": 0.0}),
                   "ce-dice": ("M", {"l2_weight": 0.0}), "no-alpha": ("M", {"use_alpha": False})}
 CLASSIFIER_ROWS = {"clf-pred": "predicted", "clf-gt": "ground_truth", "clf-full": "full"}
-ROWS = (*PREDICTOR_ROWS, *CLASSIFIER_ROWS, "unet")
+# the comparison first, the ablations after it (a run cut short still has the main tables)
+ROWS = ("ours", "clf-pred", "clf-gt", "clf-full", "unet", "no-alpha", "l2-only", "ce-dice",
+        "ours-C", "ours-L", "ours-R")
 PANELS = 3                      # test images per prompt in panels.png
 SUBSETS = ("C", "L", "R")
 
