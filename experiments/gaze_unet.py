@@ -4,7 +4,7 @@ over seeds, on the embedded gaze simulation (default) or on EGD-CXR (--data-dir)
 
 Every (row, seed) is resumable: a finished one is read back from
 runs/gaze_unet/<row>@seed<k>/result.json. Writes runs/gaze_unet/results.{json,md},
-table1_auc.png and panels.png (input | Grad-CAM | gaze | decoder).
+table1_auc.png, panels.png and per row panels_<row>.png (input | Grad-CAM | gaze | M | decoder).
 
     python experiments/gaze_unet.py                       # unet, no_seg x seeds 0,1,2
     python experiments/gaze_unet.py --rows unet --seeds 0
@@ -57,9 +57,12 @@ def main(argv=None) -> int:
     root = Path(args.out) / name
     plot_aucs(out["results"], root / "table1_auc.png")
     first = configs[0]
-    plot_panels(root, load_data(first)["test"], root / "panels.png", first.name)
+    test = load_data(first)["test"]
+    plot_panels(root, test, root / "panels.png", first.name)
+    for row, config in zip(rows, configs[::len(seeds)]):   # Figures 9-11: per row, first seed
+        plot_panels(root, test, root / f"panels_{row}.png", config.name)
     print(out["markdown"])
-    print(f"\nwritten: {root}/results.md, table1_auc.png, panels.png")
+    print(f"\nwritten: {root}/results.md, table1_auc.png, panels.png, panels_<row>.png")
     return 0
 
 

@@ -326,3 +326,5 @@ def test_gaze_experiment_smoke_model_set_row_against_unet(tmp_path):
     table = (tmp_path / "gaze_unet_smoke" / "results.md").read_text()
     assert "Tables 2-4 layout" in table and "| set3-gbp@seed0_smoke | 0.913, 0.921" in table
     assert "| set3-gbp - unet | 0 |" in table and "guided_backprop" in table
+    assert "| set3-gbp@seed0_smoke | guided_backprop |" in table     # decoder vs M
+    assert (tmp_path / "gaze_unet_smoke" / "panels_set3-gbp.png").exists()

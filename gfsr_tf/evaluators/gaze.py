@@ -2,7 +2,8 @@
 simulation), on the last test split: the model's decoder output (models with a `gaze` output),
 its Grad-CAM, its guided-backprop and DeconvNet maps M of the predicted class (Watanabe et
 al.'s generators), and a constant map - the mean training heatmap - that any useful map must
-beat. The decoder and generator maps are saved beside the Grad-CAMs (explanations.npz, keys
+beat; and the decoder against the generator maps (`decoder_vs_maps`: what set 2 imitates). The
+decoder and generator maps are saved beside the Grad-CAMs (explanations.npz, keys
 `<split>/decoder`, `<split>/guided_backprop`, `<split>/deconvnet`)."""
 from __future__ import annotations
 
@@ -44,4 +45,7 @@ def evaluate(ctx) -> dict:
             continue
         maps[rule] = ctx.maps[f"{split}/{rule}"]
     metrics = {name: heatmap_metrics(np.clip(m, 0, 1), target) for name, m in maps.items()}
-    return {"gaze": {"split": split, "metrics": metrics}}
+    # what the decoder imitates (Watanabe et al.'s set 2 trains it towards M, not the gaze)
+    mimicry = {f"decoder vs {rule}": heatmap_metrics(maps["decoder"], np.clip(maps[rule], 0, 1))
+               for rule in ("guided_backprop", "deconvnet") if "decoder" in maps and rule in maps}
+    return {"gaze": {"split": split, "metrics": metrics, "decoder_vs_maps": mimicry}}

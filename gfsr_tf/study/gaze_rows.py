@@ -3,8 +3,8 @@ one study run (`presets.gaze_unet`), read back from <root>/<row>@seed<k>/result.
 has finished. Writes <root>/results.{json,md} and figures: the paper's Table 1 layout (median
 and 2.5/97.5 percentiles of 30 resamples of 55-60 test images, beside the paper's numbers, and
 the standard bootstrap), paired per-class differences unet - no_seg on the same test images,
-decoder / Grad-CAM / constant-map heatmap metrics against the gaze, panels input | Grad-CAM |
-gaze | decoder, and seconds per row."""
+decoder / Grad-CAM / constant-map heatmap metrics against the gaze, the decoder against the
+generator maps, panels input | Grad-CAM | gaze | M | decoder, and seconds per row."""
 from __future__ import annotations
 
 import json
@@ -55,7 +55,8 @@ def _result(config, root: Path, verbose: int) -> dict:
               "auc_paper": auc_table(labels, probs, class_names=names, protocol="paper",
                                      seed=config.train.seed),
               "auc_standard": auc_table(labels, probs, class_names=names, seed=config.train.seed),
-              "gaze": section.get("gaze", {}).get("metrics", {})}
+              "gaze": section.get("gaze", {}).get("metrics", {}),
+              "decoder_vs_maps": section.get("gaze", {}).get("decoder_vs_maps", {})}
     _save_panels(root / config.name, test)
     path.write_text(json.dumps(result, indent=2))
     return result
@@ -137,6 +138,14 @@ def markdown(results: list[dict]) -> str:
                              f"{100 * m['bg_iou']:.1f} | {100 * m['fw_iou']:.1f} | "
                              f"{m['ssim']:.3f} | {m['psnr']:.2f} | {m['l1']:.4f} | "
                              f"{m['l2']:.4f} |")
+    mimic = [r for r in results if r.get("decoder_vs_maps")]
+    if mimic:
+        lines += ["", "The decoder against the generator maps M (what set 2 trains it to "
+                  "imitate; compare with its row above against the gaze):", "",
+                  "| model | decoder vs | fw IoU | SSIM | L1 |", "|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {kind.split(' vs ')[-1]} | {100 * m['fw_iou']:.1f} | "
+                  f"{m['ssim']:.3f} | {m['l1']:.4f} |"
+                  for r in mimic for kind, m in r["decoder_vs_maps"].items()]
     lines += ["", "| model | image px | epochs | train s | step cost vs unet (same seed) | "
               "row s (incl. evaluation) |", "|---|---|---|---|---|---|"]
     by = {(_row(r), r["seed"]): r for r in results}
@@ -171,7 +180,9 @@ def _paired(results: list[dict], names) -> list[str]:
 
 
 def plot_panels(root: Path, data, out: Path, row: str = "unet@seed0") -> Path | None:
-    """input | Grad-CAM | gaze | decoder for the first test images of `row`."""
+    """input | Grad-CAM | gaze | M | decoder for the first test images of `row` (Watanabe et
+    al.'s Figures 9-11 layout; M is the row's own generator: DeconvNet for a deconvnet row,
+    guided backprop otherwise)."""
     path = Path(root) / row / "panels.npz"
     if not path.exists():
         return None
@@ -182,8 +193,9 @@ def plot_panels(root: Path, data, out: Path, row: str = "unet@seed0") -> Path | 
     n = len(maps["gradcam"])
     columns = [("input", data.images[:n, ..., 0], "gray"), ("Grad-CAM", maps["gradcam"], "jet"),
                ("gaze", data.gaze[:n], "jet")]
-    if "guided_backprop" in maps.files:
-        columns.append(("M: guided backprop", maps["guided_backprop"], "jet"))
+    rule = "deconvnet" if "deconvnet" in row else "guided_backprop"
+    if rule in maps.files:
+        columns.append((f"M: {rule.replace('_', ' ')}", maps[rule], "jet"))
     if "decoder" in maps.files:
         columns.append(("decoder", maps["decoder"], "jet"))
     fig, axes = plt.subplots(n, len(columns), figsize=(2 * len(columns), 2 * n), squeeze=False)
