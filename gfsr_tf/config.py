@@ -126,6 +126,9 @@ class GazeConfig:
             raise ValueError(f"gaze.weighting must be count or duration, got {self.weighting!r}")
 
 
+STRATEGIES = ("none", "mirrored", "multiworker")      # training.distribute
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 8
@@ -160,8 +163,19 @@ class TrainConfig:
     # baseline's state after them instead of repeating identical work (same seed, data order,
     # initial weights); off: every variant trains from scratch.
     share_warmup: bool = True
+    # tf.distribute (training.distribute): "none", "mirrored" (all GPUs, or `cpu_replicas`
+    # logical CPU devices) or "multiworker" (TF_CONFIG); batch_size is the global batch
+    distribute: str = "none"
+    cpu_replicas: int | None = None
+    sync_batchnorm: bool = False        # BatchNorm over the global batch instead of per replica
+    worker_timeout_s: float = 300.0     # multiworker: a collective waits this long, then fails
 
     def __post_init__(self):
+        if self.distribute not in STRATEGIES:
+            raise ValueError(f"train.distribute must be one of {', '.join(STRATEGIES)}, got "
+                             f"{self.distribute!r}")
+        _positive("train", cpu_replicas=self.cpu_replicas,
+                  worker_timeout_s=self.worker_timeout_s)
         _positive("train", epochs=self.epochs, batch_size=self.batch_size,
                   learning_rate=self.learning_rate, steps_per_epoch=self.steps_per_epoch)
         if self.monitor not in ("last", "val_loss") and not (

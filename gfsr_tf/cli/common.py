@@ -53,6 +53,13 @@ def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "bench
                    metavar="SECTION.KEY=VALUE", help="any config field, e.g. train.epochs=3, "
                    "model.dropout=0.5, variants.gfsr.warmup_epochs=2 (repeatable; values are "
                    "JSON where they parse)")
+    p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"),
+                   help="tf.distribute strategy: mirrored (all GPUs, or --cpu-replicas logical "
+                   "CPU devices) or multiworker (from TF_CONFIG; worker 0 writes the run)")
+    p.add_argument("--cpu-replicas", type=int, help="with --distribute mirrored: split the CPU "
+                   "into N logical devices (tests the replicated path without GPUs)")
+    p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over "
+                   "the global batch instead of per replica")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -74,7 +81,11 @@ def study_config(args):
                  (args.seed, config.train, "seed"), (args.seed, config.benchmark, "seed"),
                  (args.annotations, config, "annotations"),
                  (args.reference_image, config, "reference_image"),
-                 (args.keep_checkpoints or None, config.train, "keep_checkpoints")]
+                 (args.keep_checkpoints or None, config.train, "keep_checkpoints"),
+                 (getattr(args, "distribute", None), config.train, "distribute"),
+                 (getattr(args, "cpu_replicas", None), config.train, "cpu_replicas"),
+                 (getattr(args, "sync_batchnorm", False) or None, config.train,
+                  "sync_batchnorm")]
     for value, section, key in overrides:
         if value is not None:
             setattr(section, key, value)

@@ -18,9 +18,13 @@ def add_parser(sub):
 
 def run(args) -> dict:
     from ..study import run_study
+    from ..training.distribute import strategy_for, write_dir
     config = study_config(args)
-    report = run_study(config, args.out, verbose=0 if args.quiet else 1)
-    summary = Path(args.out) / config.name / "summary.md"
+    # before any data loads: a multi-worker strategy must be created first in the process
+    strategy = strategy_for(config.train)
+    out = write_dir(args.out, strategy)       # worker 0 writes the run, the others a temp copy
+    report = run_study(config, out, verbose=0 if args.quiet else 1)
+    summary = Path(out) / config.name / "summary.md"
     print(summary.read_text())
     print(f"report: {summary.parent / 'report.html'}")
     return report

@@ -23,6 +23,7 @@ from ..preprocessing import get_preprocessor
 from ..report import render_run
 from ..report.io import write_json
 from ..training import Trainer
+from ..training.distribute import describe, strategy_for, synchronise_batchnorm
 from .data import data_summary, load_data
 from .guidance import StudyGuidance
 
@@ -59,10 +60,14 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
     # what the preprocessor makes of the pixels is what the model takes (gray -> RGB for ResNet50)
     preprocessor = method.preprocessor_for(options)
     input_shape = tuple(get_preprocessor(preprocessor)(train.images[:1]).shape[1:])
-    model = method.build_model(config, options, train.num_classes, input_shape, warnings)
-    trainer = Trainer(model, run_dir, method.step_factory(options, config),
-                      train=method.train_config(config, options),
-                      verbose=verbose)
+    train_config = method.train_config(config, options)
+    strategy = strategy_for(train_config)
+    with strategy.scope():              # variables mirrored on every replica
+        model = method.build_model(config, options, train.num_classes, input_shape, warnings)
+        if train_config.sync_batchnorm:
+            synchronise_batchnorm(model)
+    trainer = Trainer(model, run_dir, method.step_factory(options, config), train=train_config,
+                      verbose=verbose, strategy=strategy)
     history = trainer.fit(train, data["val"], targets, **shared)
     # Training time from the per-epoch log, so a resumed or re-evaluated run reports it whole.
     seconds = float(sum(h["seconds"] for h in history))
@@ -142,8 +147,11 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
             ctx.splits = {**data, "concept_examples": train.subset(guidance.concept_examples())}
             ctx.heatmaps("concept_examples")
         section = evaluate_model(ctx, config.evaluators)
+        train_config = method.train_config(config, options)
         section["training"] = {"history": history, "seconds": seconds, "method": method.name,
                                "options": dataclasses.asdict(options), "guidance": used,
+                               "distribute": describe(strategy_for(train_config),
+                                                      train_config.distribute),
                                **method.training_fields(options)}
         report[variant.name] = section
         trained.append(variant)

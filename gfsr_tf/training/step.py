@@ -71,7 +71,17 @@ class TrainStep:
 
     def apply_gradients(self, tape: tf.GradientTape, scaled_loss: tf.Tensor) -> None:
         variables = self.model.trainable_variables
-        grads = tape.gradient(scaled_loss, variables)
+        self.apply(tape.gradient(scaled_loss, variables), variables)
+
+    def apply(self, grads, variables) -> None:
+        """The optimizer update every step ends with. Under a tf.distribute strategy each
+        replica's loss is the mean over its share of the global batch and Keras all-reduces the
+        gradients by SUM, so they are divided by the replica count first: the update is the
+        global batch's mean gradient (tf.nn.compute_average_loss's scaling, applied once here
+        for every method's step)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            grads = [None if g is None else g / replicas for g in grads]
         self.optimizer.apply_gradients(zip(grads, variables))  # unscales under mixed precision
 
 

@@ -98,22 +98,37 @@ class Trainer:
 
     def __init__(self, model: keras.Model, run_dir: str | os.PathLike,
                  make_step: Callable[..., TrainStep], *, train: TrainConfig = TrainConfig(),
-                 verbose: int = 1):
+                 verbose: int = 1, strategy: tf.distribute.Strategy | None = None):
+        """strategy: a tf.distribute strategy (`training.distribute`); the model must have been
+        built in its scope. None: the default (one device)."""
         self.model, self.cfg, self.verbose = model, train, verbose
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.distributed = self.strategy.num_replicas_in_sync > 1 or \
+            isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.optimizer = make_optimizer(train, model)
-        self.step = make_step(model, self.optimizer)
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
-                                              epoch=self.epoch, best=self.best)
+        with self.strategy.scope():
+            self.optimizer = make_optimizer(train, model)
+            self.step = make_step(model, self.optimizer)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
+            self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
+                                                  epoch=self.epoch, best=self.best)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.run_dir / "checkpoints",
                                                   max_to_keep=1)
         jit = resolve_jit(train.jit_compile)
         # the public step API (benchmarks, tests): one traced optimisation step on a dict batch
-        self.train_step = tf.function(self.step, jit_compile=jit, reduce_retracing=True)
+        # (under a strategy: a distributed batch, as `distributed_batches` yields)
+        step = self._replicated_step if self.distributed else self.step
+        self.train_step = tf.function(step, jit_compile=jit and not self.distributed,
+                                      reduce_retracing=True)
         self._logits = tf.function(self.step.logits, jit_compile=jit, reduce_retracing=True)
+
+    def _replicated_step(self, batch):
+        """The method's step on every replica's share; metrics averaged over replicas."""
+        out = self.strategy.run(self.step, args=(batch,))
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in out.items()}
 
     def predict_logits(self, images: np.ndarray, batch_size: int | None = None,
                        prompts: np.ndarray | None = None) -> np.ndarray:
@@ -128,9 +143,9 @@ class Trainer:
         return np.concatenate(out)
 
     # ------------------------------------------------------------------------------------ fit
-    def _dataset(self, data: ImageSet, targets: dict, epoch: int) -> tf.data.Dataset:
-        """Epoch `epoch`'s batches: a permutation seeded by (seed, epoch), so a resumed run sees
-        exactly the batches an uninterrupted run would."""
+    def _columns(self, data: ImageSet, targets: dict, epoch: int) -> dict:
+        """Epoch `epoch`'s examples in order: a permutation seeded by (seed, epoch), so a
+        resumed run sees exactly the batches an uninterrupted run would."""
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(data))
         columns = {"image": data.images[order], "label": data.labels[order].astype(np.int32),
                    **{k: np.asarray(v)[order].astype(np.float32) for k, v in targets.items()}}
@@ -138,9 +153,31 @@ class Trainer:
             columns["label_set"] = np.asarray(data.label_sets)[order].astype(np.float32)
         if data.prompts is not None:         # prompted samples (gaze intensity)
             columns["prompt"] = np.asarray(data.prompts)[order].astype(np.int32)
-        ds = tf.data.Dataset.from_tensor_slices(columns)
+        return columns
+
+    def _dataset(self, data: ImageSet, targets: dict, epoch: int) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices(self._columns(data, targets, epoch))
         return ds.batch(self.cfg.batch_size, drop_remainder=len(data) >= self.cfg.batch_size) \
                  .prefetch(tf.data.AUTOTUNE)
+
+    def distributed_batches(self, data: ImageSet, targets: dict, epoch: int):
+        """Under a strategy: the same global batches, each split over the replicas
+        (`distribute_datasets_from_function`: per worker, a shard of the epoch's order batched
+        at the per-replica size; one worker's replicas take consecutive per-replica batches, so
+        with one worker a global batch holds exactly the examples a single device's would)."""
+        columns = self._columns(data, targets, epoch)
+        global_batch = self.cfg.batch_size
+        if len(data) < global_batch:
+            raise ValueError(f"distributed training needs at least one global batch "
+                             f"({global_batch}) of training data, got {len(data)}")
+
+        def per_worker(ctx: tf.distribute.InputContext):
+            ds = tf.data.Dataset.from_tensor_slices(columns)
+            ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+            return ds.batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True) \
+                     .prefetch(tf.data.AUTOTUNE)
+
+        return self.strategy.distribute_datasets_from_function(per_worker)
 
     def _validate(self, val: ImageSet) -> dict:
         """val_loss/accuracy/auc; on data with counterfactual twins also val_twin_* (the same
@@ -295,8 +332,13 @@ class Trainer:
             if self.cfg.lr_schedule == "triangular2":
                 logged["learning_rate"] = learning_rate(self.cfg, epoch)
                 self.optimizer.learning_rate.assign(logged["learning_rate"])
-            ds = self._dataset(train, targets, epoch)
-            n_batches = len(ds) if steps is None else min(steps, len(ds))
+            if self.distributed:
+                ds = self.distributed_batches(train, targets, epoch)
+                available = len(train) // self.cfg.batch_size
+            else:
+                ds = self._dataset(train, targets, epoch)
+                available = len(ds)
+            n_batches = available if steps is None else min(steps, available)
             cycle = self.cfg.lr_schedule == "onecycle"
             bar = keras.utils.Progbar(n_batches, verbose=self.verbose,
                                       stateful_metrics=list(logged))
@@ -304,7 +346,9 @@ class Trainer:
                 print(f"epoch {epoch}/{self.cfg.epochs}")
             sums: dict[str, float] = {}
             start = time.perf_counter()
-            for i, batch in enumerate(ds.take(n_batches)):
+            batches = iter(ds)
+            for i in range(n_batches):
+                batch = next(batches)
                 if cycle:  # per step; the step counter is in the checkpoint, so resumes agree
                     self.optimizer.learning_rate.assign(one_cycle(
                         (epoch - 1) * n_batches + i, self.cfg.epochs * n_batches,

@@ -128,7 +128,7 @@ class GazeUnetStep(TrainStep):
         variables = self.model.trainable_variables
         grads = tape.gradient(scaled_loss, variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-        self.optimizer.apply_gradients(zip(grads, variables))
+        self.apply(grads, variables)
 
 
 class GazeUnet(Method):

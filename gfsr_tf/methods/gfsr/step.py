@@ -74,7 +74,7 @@ class GfsrStep(TrainStep):
             variables = self.model.trainable_variables
             grads, logits, ce, rel, _ = fused_gradients(*self._fused, variables, x, labels, masks,
                                                         cfg.weight * self.on, cfg)
-            self.optimizer.apply_gradients(zip(grads, variables))
+            self.apply(grads, variables)
             terms["relevance"] = rel
             return self._metrics(ce + cfg.weight * self.on * rel, ce, terms, logits, labels)
         inputs, targets, target_masks = self._inputs(x, labels, masks)

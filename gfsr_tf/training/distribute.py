@@ -1,0 +1,147 @@
+"""tf.distribute strategies for the generic training loop - TensorFlow's own engine, once for every
+method:
+
+  none         the default strategy (one device)
+  mirrored     tf.distribute.MirroredStrategy over every visible GPU; with `cpu_replicas=N` over N
+               logical CPU devices (`tf.config.set_logical_device_configuration`), so the path
+               runs and is tested on machines without GPUs
+  multiworker  tf.distribute.MultiWorkerMirroredStrategy from the TF_CONFIG environment variable;
+               the chief (worker 0) writes checkpoints, best.keras, metrics and the report, the
+               others write to a temporary folder (the documented Keras/TF pattern); collectives
+               time out after `timeout_s` so a dead worker makes the others fail, not hang
+
+Under a strategy the model, the optimizer and the checkpoint are created in `strategy.scope()`,
+each method's step runs per replica in `strategy.run` (the Grad-CAM inner tape and the fused step
+are per replica: per-image maps need no communication), its gradients are divided by the replica
+count (`TrainStep.apply`) and all-reduced by Keras once per step, and the batches come from
+`strategy.distribute_datasets_from_function` (sharded per worker). BatchNorm is per replica
+unless `sync_batchnorm` (Keras' BatchNormalization(synchronized=True)).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+from ..config import STRATEGIES
+
+
+def split_cpu(replicas: int) -> list:
+    """Split the (first) physical CPU into `replicas` logical devices; must run before TensorFlow
+    initialises its devices (start of the process)."""
+    cores = os.cpu_count() or 1
+    if not 1 <= replicas <= cores:
+        raise ValueError(f"cpu_replicas must be between 1 and the {cores} CPU cores here, got "
+                         f"{replicas}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration()] * replicas
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == replicas:
+        return tf.config.list_logical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError:
+        raise RuntimeError(f"cpu_replicas={replicas}: TensorFlow has already initialised its "
+                           "devices in this process; split the CPU at the start of a fresh "
+                           "process (the CLI and the experiments do)") from None
+    return tf.config.list_logical_devices("CPU")
+
+
+def read_tf_config() -> dict:
+    """TF_CONFIG, validated: {"cluster": {"worker": [host:port, ...]}, "task": {"type": "worker",
+    "index": i}}."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ValueError("distribute=multiworker needs the TF_CONFIG environment variable "
+                         '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                         '"task": {"type": "worker", "index": 0}})')
+    try:
+        config = json.loads(raw)
+        workers = config["cluster"]["worker"]
+        task = config["task"]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"TF_CONFIG is malformed ({type(exc).__name__}: {exc}); it needs "
+                         "cluster.worker (a list of host:port) and task.type / task.index") \
+            from None
+    if not isinstance(workers, list) or not workers or not all(
+            isinstance(w, str) and ":" in w for w in workers):
+        raise ValueError(f"TF_CONFIG cluster.worker must be a list of host:port, got {workers!r}")
+    if task.get("type") not in ("worker", "chief") or not 0 <= index < len(workers):
+        raise ValueError(f"TF_CONFIG task must be a worker with 0 <= index < {len(workers)}, "
+                         f"got {task!r}")
+    return config
+
+
+def make_strategy(name: str = "none", *, cpu_replicas: int | None = None,
+                  timeout_s: float = 300.0) -> tf.distribute.Strategy:
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown distribute strategy {name!r}; choose one of "
+                         f"{', '.join(STRATEGIES)}")
+    if name == "none":
+        if cpu_replicas and cpu_replicas > 1:
+            raise ValueError("cpu_replicas needs distribute=mirrored")
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if cpu_replicas:
+            devices = [d.name for d in split_cpu(cpu_replicas)]
+            return tf.distribute.MirroredStrategy(
+                devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+        return tf.distribute.MirroredStrategy()
+    read_tf_config()
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Worker 0 of a multi-worker run (and every single-worker run)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task = read_tf_config()["task"]
+    return task.get("type") == "chief" or int(task["index"]) == 0
+
+
+def write_dir(path, strategy: tf.distribute.Strategy | None = None):
+    """Where this process writes: `path` on the chief, a temporary folder on other workers
+    (their files are identical copies nobody reads)."""
+    if is_chief(strategy):
+        return path
+    return tempfile.mkdtemp(prefix="gfsr_worker_")
+
+
+def describe(strategy: tf.distribute.Strategy | None = None, name: str = "none") -> dict:
+    """report.json's `training.distribute`."""
+    strategy = strategy or tf.distribute.get_strategy()
+    workers = 1
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        workers = len(read_tf_config()["cluster"]["worker"])
+    return {"strategy": name, "replicas": int(strategy.num_replicas_in_sync),
+            "workers": workers}
+
+
+def synchronise_batchnorm(model) -> int:
+    """BatchNorm statistics over the global batch (SyncBatchNormalization); returns how many
+    layers were switched."""
+    import keras
+    count = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+            count += 1
+    return count
+
+
+_STRATEGIES: dict = {}
+
+
+def strategy_for(train) -> tf.distribute.Strategy:
+    """The strategy a TrainConfig asks for, created once per process (a multi-worker strategy
+    must be, and early: the CLI and the experiments call this before loading data)."""
+    key = (train.distribute, train.cpu_replicas)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = make_strategy(train.distribute, cpu_replicas=train.cpu_replicas,
+                                         timeout_s=train.worker_timeout_s)
+    return _STRATEGIES[key]

@@ -1,0 +1,113 @@
+"""tf.distribute in the generic loop: one device vs two logical CPU replicas give the same first
+step (loss and all-reduced gradients) and the same 3-epoch loss curve; two local worker processes
+complete a smoke study with the chief writing the run; the strategy is recorded in report.json;
+bad strategy input is one clear error. Replicated runs happen in fresh processes (logical devices
+must be configured before TensorFlow starts)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gfsr_tf.config import TrainConfig
+from gfsr_tf.training.distribute import read_tf_config, split_cpu
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _probe(tmp_path, *args) -> dict:
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "distribute_probe.py"), "--out",
+                        str(tmp_path), *args], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_two_cpu_replicas_equal_one_device_baseline(tmp_path):
+    out = _probe(tmp_path, "--sync-batchnorm", "--fit-epochs", "3")
+    assert out["replicas"] == 2
+    assert out["loss_replicated"] == pytest.approx(out["loss_one"], rel=1e-6)
+    # Adam's first update with eps = 1e3 is linear in the gradient: equal updates, equal grads
+    assert out["max_update"] > 0
+    assert out["max_update_difference"] <= 1e-4 * out["max_update"]
+    one, replicated = out["curves"]["one"], out["curves"]["replicated"]
+    assert len(one) == 3 and one[-1] < one[0]
+    assert replicated == pytest.approx(one, rel=1e-4)       # the stated tolerance
+
+
+def test_two_cpu_replicas_equal_one_device_gfsr(tmp_path):
+    # Grad-CAM on the running statistics (cam_mode inference): each image's map depends on that
+    # image alone, so the per-replica inner tape is exact (see README "Scaling out")
+    out = _probe(tmp_path, "--method", "gfsr", "--sync-batchnorm", "--options",
+                 json.dumps({"warmup_epochs": 0, "cam_mode": "inference"}))
+    assert out["loss_replicated"] == pytest.approx(out["loss_one"], rel=1e-6)
+    assert out["max_update_difference"] <= 1e-4 * out["max_update"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two worker processes training a smoke study: ~35 s with the cores free
+def test_two_local_workers_complete_a_smoke_study_and_the_chief_writes_it(tmp_path):
+    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                                      "task": {"type": "worker", "index": i}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "gfsr_tf.cli", "train", "--smoke", "--distribute",
+             "multiworker", "--set", 'model.backbone="small_cnn"', "--image-size", "32",
+             "--out", str(tmp_path / f"out{i}"), "--name", "mw", "--quiet"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    report = json.loads((tmp_path / "out0" / "mw" / "report.json").read_text())
+    assert report["baseline"]["training"]["distribute"] == {"strategy": "multiworker",
+                                                            "replicas": 2, "workers": 2}
+    assert not (tmp_path / "out1").exists()                 # worker 1 wrote a temporary copy
+
+
+def test_mirrored_smoke_study_records_the_strategy(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "gfsr_tf.cli", "train", "--smoke",
+                        "--distribute", "mirrored", "--cpu-replicas", "2", "--set",
+                        'model.backbone="small_cnn"', "--image-size", "32", "--epochs", "1",
+                        "--out", str(tmp_path), "--name", "m", "--quiet"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((tmp_path / "m" / "report.json").read_text())
+    for variant in ("baseline", "gfsr"):
+        assert report[variant]["training"]["distribute"] == {"strategy": "mirrored",
+                                                             "replicas": 2, "workers": 1}
+
+
+def test_bad_strategy_input_is_one_clear_error(monkeypatch):
+    with pytest.raises(ValueError, match="train.distribute must be one of"):
+        TrainConfig(distribute="horovod")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs the TF_CONFIG"):
+        read_tf_config()
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is malformed"):
+        read_tf_config()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]},
+                                                "task": {"type": "worker", "index": 3}}))
+    with pytest.raises(ValueError, match="0 <= index < 1"):
+        read_tf_config()
+    with pytest.raises(ValueError, match="CPU cores here"):
+        split_cpu((os.cpu_count() or 1) + 1)
+
+
+def test_cli_bad_strategy_is_one_line_exit_1(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    r = subprocess.run([sys.executable, "-m", "gfsr_tf.cli", "train", "--smoke", "--distribute",
+                        "multiworker", "--out", str(tmp_path)], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("error: distribute=multiworker needs "
+                                                        "the TF_CONFIG")
