@@ -1,0 +1,113 @@
+"""Sharded relevance-mask generation (`guidance.sharded`): images/s with 1 vs N SLIC processes, and
+peak memory against the number of images (each measurement in a fresh process: a high-water mark
+only grows within one). Images: 100 rendered benchmark cases tiled into a np.memmap on disk, so
+the input itself is not held in memory.
+
+    python benchmarks/mask_generation.py --size 128 --images 2000 --processes 1,2
+    python benchmarks/mask_generation.py --size 128 --memory 2000,20000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _images(size: int, n: int, folder: Path):
+    import numpy as np
+    from gfsr_tf.config import BenchmarkConfig
+    from gfsr_tf.datasets.synthetic import make_split
+    path = folder / f"images_{size}_{n}.u8"
+    shape = (n, size, size, 1)
+    if not path.exists():
+        base = make_split(BenchmarkConfig(image_size=size, seed=0), "train", 100)
+        out = np.lib.format.open_memmap(path, "w+", np.uint8, shape)
+        for s in range(0, n, 100):
+            out[s:s + 100] = base.images[:min(100, n - s)]
+        out.flush()
+        del out
+    mm = np.load(path, mmap_mode="r")
+    return mm, {0: base_marks(size)}
+
+
+def base_marks(size: int):
+    import numpy as np
+    from gfsr_tf.config import BenchmarkConfig
+    from gfsr_tf.datasets.synthetic import make_split
+    case = make_split(BenchmarkConfig(image_size=size, seed=0), "train", 1)
+    return case.lungs[0] > 0.5
+
+
+def one_run(size: int, n: int, processes: int, folder: Path, shard: int) -> dict:
+    from gfsr_tf.config import ConceptConfig
+    from gfsr_tf.guidance.sharded import propagate_masks_sharded
+    images, annotations = _images(size, n, folder)
+    out = folder / f"masks_{n}_{processes}"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    manifest = propagate_masks_sharded(images, annotations, out, ConceptConfig(weights=None),
+                                       shard_size=shard, processes=processes, progress=False)
+    seconds = time.perf_counter() - t0
+    slic = sum(v for k, v in manifest["timings"].items() if k.startswith("segments_"))
+    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
+    return {"images": n, "processes": processes, "seconds": seconds,
+            "images_per_s": n / seconds, "pass1_images_per_s": n / slic,
+            "peak_rss_mib": int(hwm.split()[1]) / 1024}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--processes", default="1,2")
+    p.add_argument("--memory", help="image counts for the memory curve, e.g. 2000,20000")
+    p.add_argument("--shard", type=int, default=1000)
+    p.add_argument("--folder", default=None)
+    p.add_argument("--one", help=argparse.SUPPRESS)   # "n,processes": one run, this process
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args(argv)
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="gfsr_masks_"))
+    if args.one:
+        n, processes = (int(v) for v in args.one.split(","))
+        print(json.dumps(one_run(args.size, n, processes, folder, args.shard)))
+        return
+    runs = []
+    plan = [(args.images, int(k)) for k in args.processes.split(",")]
+    if args.memory:
+        plan = [(int(n), max(int(k) for k in args.processes.split(","))) for n in
+                args.memory.split(",")]
+    for n, processes in plan:
+        r = subprocess.run([sys.executable, __file__, "--one", f"{n},{processes}", "--size",
+                            str(args.size), "--shard", str(args.shard), "--folder", str(folder)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(r.stderr[-2000:])
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        print(runs[-1], flush=True)
+    if not args.memory and len(runs) > 1:
+        base = runs[0]
+        for r in runs[1:]:
+            print(f"{r['processes']} processes: {r['images_per_s'] / base['images_per_s']:.2f}x "
+                  f"total, {r['pass1_images_per_s'] / base['pass1_images_per_s']:.2f}x "
+                  "SLIC + embeddings pass")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = "memory" if args.memory else "speed"
+    path = out / f"mask_generation_{tag}_{args.size}px.json"
+    path.write_text(json.dumps(runs, indent=2))
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""Relevance masks at scale (`concepts.propagate_masks` for image sets that do not fit in memory):
+parallel, resumable, sharded.
+
+  pass 1, per shard of `shard_size` images: SLIC over `processes` worker processes (joblib; SLIC
+          is pure CPU and releases no GIL), segment embeddings batched on the accelerator, written
+          to segments_<k>.npz (segment labels, one embedding row per segment) with running sums
+          for the normalisation;
+  k-means fitted on a bounded, seeded sample of at most `max_fit_segments` segment embeddings
+          (drawn shard by shard), concept relevance from the annotated images;
+  pass 2, per shard: every segment assigned to its concept, masks written to masks_<k>.npz.
+A manifest (manifest.json) records the finished shards of each pass and the parameters; a rerun
+skips finished shards, so an interrupted run resumes from the last finished shard, and a shard
+file is written atomically (a crash never leaves a half-written one; a corrupt one is an error
+naming it, and deleting it recomputes that shard). Peak memory is one shard plus the k-means
+sample, whatever the number of images. Masks stream back shard by shard (`iter_masks`,
+`mask_dataset` for tf.data).
+
+`images` is anything indexable by a slice that yields uint8 (n, H, W, C) - a numpy array, a
+np.memmap of a large file, or a `LazyImages` over image files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ConceptConfig
+from .annotations import annotated_segments
+from .concepts import concept_scores
+from .embeddings import feature_extractor, segment_embeddings
+from .segments import slic_segments
+
+MANIFEST = "manifest.json"
+
+
+def _slic_parallel(images: np.ndarray, config: ConceptConfig, processes: int) -> np.ndarray:
+    if processes <= 1 or len(images) < 2 * processes:
+        return slic_segments(images, config.n_segments, config.compactness)
+    from joblib import Parallel, delayed
+    chunks = np.array_split(np.arange(len(images)), processes)
+    parts = Parallel(n_jobs=processes)(delayed(slic_segments)(
+        images[c[0]:c[-1] + 1], config.n_segments, config.compactness) for c in chunks)
+    return np.concatenate(parts)
+
+
+def _save(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)                 # atomic: a shard file is whole or absent
+
+
+def _load(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # numpy raises several types for truncated files
+        raise ValueError(f"shard file {path} is unreadable ({type(exc).__name__}); delete it "
+                         "and rerun to recompute that shard") from None
+
+
+def _manifest(out: Path, n: int, shape, annotations: dict, config: ConceptConfig,
+              shard_size: int) -> dict:
+    key = {"n_images": int(n), "image_shape": list(shape), "shard_size": int(shard_size),
+           "config": dataclasses.asdict(config),
+           "annotations": sorted(int(i) for i in annotations)}
+    path = out / MANIFEST
+    if path.exists():
+        manifest = json.loads(path.read_text())
+        if manifest["key"] != key:
+            raise ValueError(f"{out} holds masks of other images or settings; use another "
+                             "folder (or delete it)")
+        return manifest
+    manifest = {"key": key, "segments_done": [], "masks_done": [], "timings": {}}
+    out.mkdir(parents=True, exist_ok=True)
+    _write_manifest(out, manifest)
+    return manifest
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out / MANIFEST)
+
+
+def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptConfig = ConceptConfig(),
+                            *, shard_size: int = 10_000, processes: int = 2,
+                            progress: bool = True, warnings: list | None = None,
+                            stop_after_shards: int | None = None) -> dict:
+    """Write masks of every image to shards under `out_dir`; returns the manifest. annotations:
+    {image index: bool (H, W) marks | list of segment ids} (as `propagate_masks`).
+    stop_after_shards: stop after computing this many shards in this call (tests interrupt a
+    run this way; a rerun resumes)."""
+    from sklearn.cluster import KMeans
+    from tqdm.auto import tqdm
+    n = len(images)
+    if n == 0:
+        raise ValueError("no images to make masks for")
+    if not annotations:
+        raise ValueError("no annotations given: nothing to learn relevance from")
+    bad = [i for i in annotations if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"annotations for image indices {bad} outside 0..{n - 1}")
+    if shard_size < 1 or processes < 1:
+        raise ValueError(f"shard_size and processes must be >= 1, got {shard_size}, {processes}")
+    out = Path(out_dir)
+    first = np.asarray(images[0:1])
+    manifest = _manifest(out, n, first.shape[1:], annotations, config, shard_size)
+    bounds = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+    budget = [stop_after_shards]
+
+    def spend() -> bool:
+        if budget[0] is None:
+            return False
+        budget[0] -= 1
+        return budget[0] < 0
+
+    # pass 1: segments and embeddings
+    extractor = None
+    bar = tqdm(total=n, desc="segments + embeddings", unit="img", disable=not progress)
+    for k, (a, b) in enumerate(bounds):
+        if k in manifest["segments_done"]:
+            if (out / f"segments_{k:05d}.npz").exists():
+                bar.update(b - a)
+                continue
+            manifest["segments_done"].remove(k)           # deleted by the user: recompute it
+            manifest.pop("scores", None)                    # and everything that used it
+            manifest["masks_done"] = []
+        if spend():
+            return manifest
+        t0 = time.perf_counter()
+        chunk = np.asarray(images[a:b])
+        segments = _slic_parallel(chunk, config, processes)
+        if extractor is None:
+            extractor = feature_extractor(chunk.shape[1:3] + (3,), config.layer, config.weights,
+                                          warnings, config.seed)
+        emb = segment_embeddings(chunk, segments, extractor, config.batch_size)
+        rows = np.concatenate(emb).astype(np.float32)
+        _save(out / f"segments_{k:05d}.npz", segments=segments, embeddings=rows,
+              counts=np.array([len(e) for e in emb], np.int64),
+              sums=rows.astype(np.float64).sum(0), squares=(rows.astype(np.float64) ** 2).sum(0))
+        manifest["segments_done"].append(k)
+        manifest["timings"][f"segments_{k}_s"] = time.perf_counter() - t0
+        _write_manifest(out, manifest)
+        bar.update(b - a)
+    bar.close()
+    # k-means on a bounded sample; the normalisation from exact running sums
+    if "scores" not in manifest:
+        t0 = time.perf_counter()
+        sums = squares = None
+        total = 0
+        for k in range(len(bounds)):
+            z = _load(out / f"segments_{k:05d}.npz")
+            sums = z["sums"] if sums is None else sums + z["sums"]
+            squares = z["squares"] if squares is None else squares + z["squares"]
+            total += len(z["embeddings"])
+        if config.k > total:
+            raise ValueError(f"k={config.k} concepts but only {total} segments in the image set")
+        mean = sums / total
+        std = np.sqrt(np.maximum(squares / total - mean ** 2, 0))
+        rng = np.random.default_rng(config.seed)
+        take = rng.choice(total, min(total, config.max_fit_segments), replace=False)
+        take.sort()
+        sample, offset = [], 0
+        for k in range(len(bounds)):
+            rows = _load(out / f"segments_{k:05d}.npz")["embeddings"]
+            mine = take[(take >= offset) & (take < offset + len(rows))] - offset
+            sample.append(rows[mine])
+            offset += len(rows)
+        norm = _normaliser(mean, std, config.normalise)
+        kmeans = KMeans(config.k, n_init=4, random_state=config.seed).fit(
+            norm(np.concatenate(sample)))
+        chosen = []
+        for i, ann in sorted(annotations.items()):
+            k = i // shard_size
+            z = _load(out / f"segments_{k:05d}.npz")
+            local = i - k * shard_size
+            start = int(z["counts"][:local].sum())
+            labels = kmeans.predict(norm(z["embeddings"][start:start + z["counts"][local]]))
+            if isinstance(ann, np.ndarray):
+                ids = np.flatnonzero(annotated_segments(z["segments"][local], ann,
+                                                        config.min_fraction))
+            else:
+                ids = np.asarray(ann, int)
+            chosen.append(labels[ids])
+        manifest["scores"] = concept_scores(np.concatenate(chosen), config.k).tolist()
+        manifest["centres"] = kmeans.cluster_centers_.tolist()
+        manifest["mean"], manifest["std"] = mean.tolist(), std.tolist()
+        manifest["n_segments"] = int(total)
+        manifest["timings"]["kmeans_s"] = time.perf_counter() - t0
+        _write_manifest(out, manifest)
+    # pass 2: masks
+    scores = np.asarray(manifest["scores"], np.float32)
+    centres = np.asarray(manifest["centres"], np.float64)
+    norm = _normaliser(np.asarray(manifest["mean"]), np.asarray(manifest["std"]),
+                       config.normalise)
+    for k, (a, b) in enumerate(tqdm(bounds, desc="masks", disable=not progress)):
+        if k in manifest["masks_done"] and (out / f"masks_{k:05d}.npz").exists():
+            continue
+        if k in manifest["masks_done"]:
+            manifest["masks_done"].remove(k)
+        if spend():
+            return manifest
+        z = _load(out / f"segments_{k:05d}.npz")
+        x = norm(z["embeddings"])
+        # nearest centre (k-means' own assignment rule), in float64 for a stable argmin
+        labels = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), 1)
+        per_image = np.split(labels, np.cumsum(z["counts"])[:-1])
+        concept_map = np.stack([per_image[i][z["segments"][i]]
+                                for i in range(b - a)]).astype(np.int16)
+        _save(out / f"masks_{k:05d}.npz", masks=scores[concept_map].astype(np.float32),
+              concept_map=concept_map)
+        manifest["masks_done"].append(k)
+        _write_manifest(out, manifest)
+    return manifest
+
+
+def _normaliser(mean, std, how: str):
+    if how == "zscore":
+        return lambda x: (np.asarray(x, np.float64) - mean) / (std + 1e-6)
+    if how == "l2":
+        return lambda x: np.asarray(x, np.float64) / (
+            np.linalg.norm(np.asarray(x, np.float64), axis=1, keepdims=True) + 1e-6)
+    if how == "none":
+        return lambda x: np.asarray(x, np.float64)
+    raise ValueError(f"normalise must be 'zscore', 'l2' or 'none', got {how!r}")
+
+
+def finished(out_dir) -> bool:
+    path = Path(out_dir) / MANIFEST
+    if not path.exists():
+        return False
+    m = json.loads(path.read_text())
+    n, size = m["key"]["n_images"], m["key"]["shard_size"]
+    return len(m["masks_done"]) == -(-n // size)
+
+
+def iter_masks(out_dir):
+    """(start index, float32 masks of one shard) in order, one shard in memory at a time."""
+    out = Path(out_dir)
+    if not finished(out):
+        raise ValueError(f"{out}: the sharded mask run has not finished; rerun it to resume")
+    m = json.loads((out / MANIFEST).read_text())
+    size = m["key"]["shard_size"]
+    for k in range(-(-m["key"]["n_images"] // size)):
+        yield k * size, _load(out / f"masks_{k:05d}.npz")["masks"]
+
+
+def mask_dataset(out_dir):
+    """A tf.data.Dataset of (H, W) float32 masks in image order, streamed from the shards."""
+    import tensorflow as tf
+    out = Path(out_dir)
+    m = json.loads((out / MANIFEST).read_text()) if finished(out) else None
+    if m is None:
+        raise ValueError(f"{out}: the sharded mask run has not finished; rerun it to resume")
+    h, w = m["key"]["image_shape"][:2]
+
+    def masks():
+        for _, shard in iter_masks(out):
+            yield from shard
+
+    return tf.data.Dataset.from_generator(
+        masks, output_signature=tf.TensorSpec((h, w), tf.float32))
