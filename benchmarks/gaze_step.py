@@ -12,13 +12,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from gfsr_tf.config import BenchmarkConfig, TrainConfig  # noqa: E402
@@ -26,6 +25,7 @@ from gfsr_tf.datasets.gaze_sim import make_gaze_split  # noqa: E402
 from gfsr_tf.methods import get_method  # noqa: E402
 from gfsr_tf.presets.gaze_unet import ROWS, get_config  # noqa: E402
 from gfsr_tf.training import Trainer  # noqa: E402
+from train_step import time_step  # noqa: E402  (benchmarks/train_step.py)
 
 
 def main(argv=None):
@@ -52,20 +52,8 @@ def main(argv=None):
         model = method.build_model(study, options, 3, (args.size, args.size, 3), [])
         trainer = Trainer(model, f"/tmp/gaze_bench_{row}", method.step_factory(options, study),
                           train=TrainConfig(batch_size=args.batch), verbose=0)
-        t0 = time.perf_counter()
-        trainer.train_step(batch)["loss"].numpy()
-        first = time.perf_counter() - t0
-        for _ in range(args.warmup):
-            trainer.train_step(batch)["loss"].numpy()
-        times = []
-        for _ in range(args.steps):
-            t0 = time.perf_counter()
-            trainer.train_step(batch)["loss"].numpy()
-            times.append(time.perf_counter() - t0)
-        step = float(np.median(times))
-        rows[row] = {"first_call_s": first, "step_s": step, "images_per_s": args.batch / step}
-        print(f"{row:16s} first call {first:6.1f} s   step {step:6.3f} s   "
-              f"{args.batch / step:6.1f} img/s", flush=True)
+        rows[row] = time_step(trainer.train_step, batch, args.batch, args.warmup, args.steps,
+                              row)
     if "unet" in rows:
         for row, v in rows.items():
             v["vs_unet_step_ratio"] = v["step_s"] / rows["unet"]["step_s"]

@@ -40,7 +40,6 @@ def _images(size: int, n: int, folder: Path):
 
 
 def base_marks(size: int):
-    import numpy as np
     from gfsr_tf.config import BenchmarkConfig
     from gfsr_tf.datasets.synthetic import make_split
     case = make_split(BenchmarkConfig(image_size=size, seed=0), "train", 1)

@@ -49,6 +49,25 @@ SOFTMAX_VARIANTS = {
 }
 
 
+def time_step(step_fn, batch, batch_size: int, warmup: int, steps: int, name: str) -> dict:
+    """First (traced) call, then the median of `steps` timed calls after `warmup` untimed ones;
+    printed and returned."""
+    t0 = time.perf_counter()
+    step_fn(batch)["loss"].numpy()
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        step_fn(batch)["loss"].numpy()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step_fn(batch)["loss"].numpy()
+        times.append(time.perf_counter() - t0)
+    step = float(np.median(times))
+    print(f"{name:32s} first call {first:6.1f} s   step {step:6.3f} s   "
+          f"{batch_size / step:6.1f} img/s", flush=True)
+    return {"first_call_s": first, "step_s": step, "images_per_s": batch_size / step}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,20 +102,9 @@ def main(argv=None):
         trainer = Trainer(model, f"/tmp/gfsr_bench_{name}", step, verbose=0,
                           train=TrainConfig(batch_size=args.batch))
         trainer.step.on.assign(1.0)
-        t0 = time.perf_counter()
-        trainer.train_step(batch)["loss"].numpy()
-        first = time.perf_counter() - t0
-        for _ in range(args.warmup):
-            trainer.train_step(batch)["loss"].numpy()
-        times = []
-        for _ in range(args.steps):
-            t0 = time.perf_counter()
-            trainer.train_step(batch)["loss"].numpy()
-            times.append(time.perf_counter() - t0)
-        step = float(np.median(times))
-        rows[name] = {"first_call_s": first, "step_s": step, "images_per_s": args.batch / step}
-        print(f"{name:32s} first call {first:6.1f} s   step {step:6.3f} s   "
-              f"{args.batch / step:6.1f} img/s", flush=True)
+        rows[name] = time_step(trainer.train_step, batch, args.batch, args.warmup, args.steps,
+                               name)
+        step = rows[name]["step_s"]
         if name == "baseline" and not args.variant and args.head == "binary":
             rows[name]["input_pipeline_vs_in_memory_step_ratio"] = input_pipeline_ratio(
                 trainer, args.size, args.batch, step)

@@ -80,7 +80,6 @@ def test_simulation_round_trips_through_the_egd_cxr_layout(simulation, tmp_path)
     loaded = {n: (s, i) for s in back.values() for i, n in enumerate(s.names)}
     memory = [make_gaze_split(simulation, split) for split in ("train", "val", "test")]
     assert sum(len(m) for m in memory) == len(loaded) == 12
-    off = 0
     for m in memory:
         for i, name in enumerate(m.names):
             s, j = loaded[name]
@@ -90,6 +89,9 @@ def test_simulation_round_trips_through_the_egd_cxr_layout(simulation, tmp_path)
             for region in ("left_lung", "right_lung", "heart"):
                 np.testing.assert_array_equal(s.regions[region][j], m.regions[region][i])
             np.testing.assert_allclose(s.fixations[j], m.fixations[i])
+            # the fixations' frame: the DICOM's rows and columns
+            assert tuple(s.original_shapes[j]) == tuple(m.original_shapes[i]) == \
+                original_shape(32)
     assert counts["off_image"] > 0 and counts.get("non_finite", 0) == 0
     # an image list (a file of dicom_ids) keeps only those; empty and non-numeric fixation
     # cells are skipped and counted

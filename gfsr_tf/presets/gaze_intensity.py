@@ -24,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..study.gaze_intensity import ROWS   # noqa: F401  (the rows, defined with the study)
+from ..study.gaze_intensity import ROWS   # the rows, defined with the study
+
+__all__ = ["ROWS", "GazeIntensityStudy", "get_config"]
 
 MASKINGS = ("gated", "soft")
 PREDICTOR_EPOCHS = 8
