@@ -244,3 +244,29 @@ def test_experiment_smoke_as_a_user_runs_it(tmp_path):
     text = (root / "results.md").read_text()
     assert "## Table 3" in text and "## Table 8" in text and "| ours | paper |" in text
     assert (root / "panels.png").exists()
+
+
+def test_weak_labels_from_egd_cxr_transcripts_match_the_simulation(tmp_path):
+    """The EGD-CXR path: the simulation written in the EGD-CXR layout, read back, sampled with
+    weak labels from the dictation - which must equal the simulation's own labels (its
+    sentences say "clear" / "not enlarged" exactly when there is no finding)."""
+    from gfsr_tf.datasets.egd_cxr import load_egd_cxr
+    from gfsr_tf.datasets.gaze_sim import write_egd_cxr_layout
+    config = BenchmarkConfig(image_size=32, n_train=9, n_val=3, n_test=3, seed=0)
+    write_egd_cxr_layout(tmp_path, config)
+    sigma = scaled_sigma(150, 32)
+    truth = {}                    # the in-memory simulation (it knows the lesions)
+    for split in ("train", "val", "test"):
+        s = prompt_samples(make_gaze_split(config, split, weighting="count"), sigma_px=sigma,
+                           weighting="count")
+        truth.update({n: (label, m) for n, label, m in zip(s.names, s.labels, s.gaze)})
+    splits = load_egd_cxr(tmp_path, 32, sigma_px=sigma, weighting="count")
+    n = 0
+    for data in splits.values():
+        weak = prompt_samples(data, labels="weak", sigma_px=sigma, weighting="count")
+        assert len(weak) == 3 * len(data)
+        for name, label, m in zip(weak.names, weak.labels, weak.gaze):
+            assert label == truth[name][0], name
+            np.testing.assert_allclose(m, truth[name][1], atol=1 / 255 + 1e-6)
+        n += int(weak.labels.sum())
+    assert n > 0                                   # findings occur
