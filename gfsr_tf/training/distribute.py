@@ -7,8 +7,9 @@ method:
                runs and is tested on machines without GPUs
   multiworker  tf.distribute.MultiWorkerMirroredStrategy from the TF_CONFIG environment variable;
                the chief (worker 0) writes checkpoints, best.keras, metrics and the report, the
-               others write to a temporary folder (the documented Keras/TF pattern); collectives
-               time out after `timeout_s` so a dead worker makes the others fail, not hang
+               others write to a temporary folder (the documented Keras/TF pattern); a worker
+               that never joins fails the others after `timeout_s` with a one-line error (exit
+               status 137), and collectives time out after `timeout_s` (a worker dying mid-run)
 
 Under a strategy the model, the optimizer and the checkpoint are created in `strategy.scope()`,
 each method's step runs per replica in `strategy.run` (the Grad-CAM inner tape and the fused step
@@ -90,9 +91,40 @@ def make_strategy(name: str = "none", *, cpu_replicas: int | None = None,
             return tf.distribute.MirroredStrategy(
                 devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
         return tf.distribute.MirroredStrategy()
-    read_tf_config()
+    workers = read_tf_config()["cluster"]["worker"]
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    # TensorFlow blocks in the constructor until every worker has joined, holding the GIL and
+    # ignoring SIGTERM (measured: still waiting after 10 minutes), so no Python-level timeout
+    # can interrupt it. A forked watchdog does: unless the constructor returns within
+    # `timeout_s`, it prints one line and kills this process (exit status 137), so a missing
+    # worker fails the others instead of hanging them.
+    message = (f"error: multiworker: not every worker of {workers} joined within "
+               f"{timeout_s:.0f} s (train.worker_timeout_s); start them all, or check "
+               "TF_CONFIG and the ports")
+    done, pid = _watchdog(timeout_s, message)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    finally:
+        os.write(done, b"1")
+        os.close(done)
+        os.waitpid(pid, 0)
+
+
+def _watchdog(timeout_s: float, message: str) -> tuple[int, int]:
+    """Fork a process that kills this one with `message` on stderr unless a byte arrives on the
+    returned pipe within `timeout_s`; returns (write end, watchdog pid)."""
+    import select
+    import signal
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # the watchdog: OS calls only
+        os.close(write)
+        if not select.select([read], [], [], timeout_s)[0]:
+            os.write(2, (message + "\n").encode())
+            os.kill(os.getppid(), signal.SIGKILL)
+        os._exit(0)
+    os.close(read)
+    return write, pid
 
 
 def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
