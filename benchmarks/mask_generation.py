@@ -26,7 +26,8 @@ def _images(size: int, n: int, folder: Path):
     import numpy as np
     from gfsr_tf.config import BenchmarkConfig
     from gfsr_tf.datasets.synthetic import make_split
-    path = folder / f"images_{size}_{n}.u8"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"images_{size}_{n}.npy"
     shape = (n, size, size, 1)
     if not path.exists():
         base = make_split(BenchmarkConfig(image_size=size, seed=0), "train", 100)
