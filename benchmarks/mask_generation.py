@@ -5,6 +5,7 @@ the input itself is not held in memory.
 
     python benchmarks/mask_generation.py --size 128 --images 2000 --processes 1,2
     python benchmarks/mask_generation.py --size 128 --memory 2000,20000
+    python benchmarks/mask_generation.py --size 128 --images 1000 --slic   # SLIC stage alone
 """
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--processes", default="1,2")
     p.add_argument("--memory", help="image counts for the memory curve, e.g. 2000,20000")
+    p.add_argument("--slic", action="store_true", help="the SLIC stage alone: 1 vs N processes "
+                   "on --images images (second, warm run of each: joblib's pool starts once)")
     p.add_argument("--shard", type=int, default=1000)
     p.add_argument("--folder", default=None)
     p.add_argument("--one", help=argparse.SUPPRESS)   # "n,processes": one run, this process
@@ -82,6 +85,19 @@ def main(argv=None):
         n, processes = (int(v) for v in args.one.split(","))
         print(json.dumps(one_run(args.size, n, processes, folder, args.shard)))
         return
+    if args.slic:
+        import numpy as np
+        from gfsr_tf.config import ConceptConfig
+        from gfsr_tf.guidance.sharded import _slic_parallel
+        images = np.asarray(_images(args.size, args.images, folder)[0])
+        speeds = {}
+        for processes in (int(k) for k in args.processes.split(",")):
+            for _ in range(2):                        # the second run is timed
+                t0 = time.perf_counter()
+                _slic_parallel(images, ConceptConfig(), processes)
+                speeds[processes] = len(images) / (time.perf_counter() - t0)
+            print(f"SLIC, {processes} process(es): {speeds[processes]:.1f} img/s", flush=True)
+        return speeds
     runs = []
     plan = [(args.images, int(k)) for k in args.processes.split(",")]
     if args.memory:
