@@ -38,6 +38,7 @@ def test_two_cpu_replicas_equal_one_device_baseline(tmp_path):
     assert replicated == pytest.approx(one, rel=1e-4)       # the stated tolerance
 
 
+@pytest.mark.slow  # ~10 s; the baseline's equivalence above stays in the default suite
 def test_two_cpu_replicas_equal_one_device_gfsr(tmp_path):
     # Grad-CAM on the running statistics (cam_mode inference): each image's map depends on that
     # image alone, so the per-replica inner tape is exact (see README "Scaling out")
