@@ -125,3 +125,20 @@ def test_cli_bad_strategy_is_one_line_exit_1(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("error: distribute=multiworker needs "
                                                         "the TF_CONFIG")
+
+
+@pytest.mark.slow  # two small smoke studies under 2 CPU replicas: ~30 s
+def test_a_mirrored_run_resumes_from_its_checkpoint(tmp_path):
+    def train(epochs):
+        return subprocess.run([sys.executable, "-m", "gfsr_tf.cli", "train", "--smoke",
+                               "--distribute", "mirrored", "--cpu-replicas", "2", "--set",
+                               'model.backbone="small_cnn"', "--image-size", "32", "--epochs",
+                               str(epochs), "--keep-checkpoints", "--out", str(tmp_path),
+                               "--name", "r"], capture_output=True, text=True, cwd=ROOT,
+                              timeout=600)
+    assert train(1).returncode == 0
+    again = train(2)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stdout and "after epoch 1" in again.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [h["epoch"] for h in report["baseline"]["training"]["history"]] == [1, 2]
