@@ -189,10 +189,10 @@ def masked_classifier_row(cfg, row: str, data: dict, root: Path, run_dir: Path, 
         preprocess = get_preprocessor(get_method("gaze_intensity").preprocessor)
         maps = {k: predict_maps(predictor, np.asarray(preprocess(v.images)), v.prompts)
                 for k, v in samples.items()}
-        area = {k: float(np.mean(m > 0.5)) for k, m in maps.items()}
     else:
         maps = {k: v.gaze for k, v in samples.items()}
-        area = {k: float(np.mean(m > 0)) for k, m in maps.items()}
+    # area ratio: [a > 0.5] of a prediction, [q > 0] of a ground-truth map (the paper's)
+    threshold = 0.5 if row == "clf-pred" else 0.0
     gated = {k: dataclasses.replace(v, images=gate(v.images, maps[k], cfg.masking))
              for k, v in samples.items()}
     model, method, _, timing = _classifier(cfg, run_dir, gated, warnings, verbose)
@@ -200,12 +200,11 @@ def masked_classifier_row(cfg, row: str, data: dict, root: Path, run_dir: Path, 
     test = gated["test"]
     probs = _probability(model, preprocess, test.images)
     per = {name: {**_scores(test.labels[pick], probs[pick]),
-                  "area_ratio": float(np.mean(maps["test"][pick] > (0.5 if row == "clf-pred"
-                                                                    else 0)))}
+                  "area_ratio": float(np.mean(maps["test"][pick] > threshold))}
            for name in SETTINGS for pick in [_in_setting(test, name)]}
-    np.savez_compressed(run_dir / "gated.npz", test=test.images[:8])
     return {"masking": cfg.masking, "source": "predicted" if row == "clf-pred" else
-            "ground_truth", "area_ratio": area["test"], "scores": per, **timing}
+            "ground_truth", "area_ratio": float(np.mean(maps["test"] > threshold)),
+            "scores": per, **timing}
 
 
 def per_setting_row(cfg, row: str, data: dict, run_dir: Path, warnings, verbose) -> dict:
@@ -294,8 +293,6 @@ def run_gaze_intensity(cfg, rows, out_dir="runs", verbose: int = 1) -> dict:
     results = {}
     for row in order_rows(rows):
         results[row] = run_row(cfg, row, data, root, warnings, verbose)
-        for w in results[row].get("warnings", []):
-            warnings.append(w)
     report = {"config": cfg.to_dict(), "rows": results, "data": _data_summary(data),
               "warnings": list(dict.fromkeys(warnings)),
               "controllability": results.get("ours", {}).get("controllability"),
