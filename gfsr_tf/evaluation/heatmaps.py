@@ -21,7 +21,9 @@ import numpy as np
 BINARISATIONS = ("levels", "positive")
 
 
-def _as_maps(value, name: str) -> np.ndarray:
+def as_maps(value, name: str) -> np.ndarray:
+    """(N, H, W) float64 maps in [0, 1] (a (H, W) map gets N = 1), or a ValueError naming
+    `name`."""
     maps = np.asarray(value, np.float64)
     if maps.ndim == 2:
         maps = maps[None]
@@ -65,7 +67,7 @@ def heatmap_metrics(pred, target, binarise: str = "levels") -> dict:
     """{fg_iou, bg_iou, fw_iou (fractions), ssim, psnr (dB), l1, l2} of predicted maps against
     target maps, both (N, H, W) or (H, W) in [0, 1]."""
     from skimage.metrics import peak_signal_noise_ratio
-    pred, target = _as_maps(pred, "pred"), _as_maps(target, "target")
+    pred, target = as_maps(pred, "pred"), as_maps(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred {pred.shape} and target {target.shape} must have the same shape")
     if binarise not in BINARISATIONS:

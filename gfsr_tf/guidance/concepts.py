@@ -57,9 +57,13 @@ def fingerprint(images: np.ndarray, annotations: dict, config: ConceptConfig) ->
     return h.hexdigest()[:24]
 
 
-def _normalise(x: np.ndarray, how: str) -> np.ndarray:
+def normalise(x: np.ndarray, how: str, mean=None, std=None) -> np.ndarray:
+    """Embedding rows normalised before k-means; zscore uses `mean`/`std` when given (the
+    sharded run's exact statistics over every shard), else the rows' own."""
     if how == "zscore":
-        return (x - x.mean(0)) / (x.std(0) + 1e-6)
+        mean = x.mean(0) if mean is None else mean
+        std = x.std(0) if std is None else std
+        return (x - mean) / (std + 1e-6)
     if how == "l2":
         return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
     if how == "none":
@@ -105,7 +109,7 @@ def propagate_masks(images: np.ndarray, annotations: dict, config: ConceptConfig
     embeddings = segment_embeddings(images, segments, extractor, config.batch_size, progress)
     timings["embeddings_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stacked = _normalise(np.concatenate(embeddings), config.normalise)
+    stacked = normalise(np.concatenate(embeddings), config.normalise)
     n_total = len(stacked)
     if config.k > n_total:
         raise ValueError(f"k={config.k} concepts but only {n_total} segments in the image set")

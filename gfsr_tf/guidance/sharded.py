@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import ConceptConfig
 from .annotations import annotated_segments
-from .concepts import concept_scores
+from .concepts import concept_scores, normalise
 from .embeddings import feature_extractor, segment_embeddings
 from .segments import slic_segments
 
@@ -170,7 +170,8 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
             mine = take[(take >= offset) & (take < offset + len(rows))] - offset
             sample.append(rows[mine])
             offset += len(rows)
-        norm = _normaliser(mean, std, config.normalise)
+        def norm(x):
+            return normalise(np.asarray(x, np.float64), config.normalise, mean, std)
         kmeans = KMeans(config.k, n_init=4, random_state=config.seed).fit(
             norm(np.concatenate(sample)))
         chosen = []
@@ -185,6 +186,9 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
                                                         config.min_fraction))
             else:
                 ids = np.asarray(ann, int)
+                if ids.size and (ids.min() < 0 or ids.max() >= len(labels)):
+                    raise ValueError(f"image {i}: segment ids must be in 0..{len(labels) - 1}, "
+                                     f"got {list(ids)}")
             chosen.append(labels[ids])
         manifest["scores"] = concept_scores(np.concatenate(chosen), config.k).tolist()
         manifest["centres"] = kmeans.cluster_centers_.tolist()
@@ -195,8 +199,10 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
     # pass 2: masks
     scores = np.asarray(manifest["scores"], np.float32)
     centres = np.asarray(manifest["centres"], np.float64)
-    norm = _normaliser(np.asarray(manifest["mean"]), np.asarray(manifest["std"]),
-                       config.normalise)
+    mean, std = np.asarray(manifest["mean"]), np.asarray(manifest["std"])
+
+    def norm(x):
+        return normalise(np.asarray(x, np.float64), config.normalise, mean, std)
     for k, (a, b) in enumerate(tqdm(bounds, desc="masks", disable=not progress)):
         if k in manifest["masks_done"] and (out / f"masks_{k:05d}.npz").exists():
             continue
@@ -216,17 +222,6 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
         manifest["masks_done"].append(k)
         _write_manifest(out, manifest)
     return manifest
-
-
-def _normaliser(mean, std, how: str):
-    if how == "zscore":
-        return lambda x: (np.asarray(x, np.float64) - mean) / (std + 1e-6)
-    if how == "l2":
-        return lambda x: np.asarray(x, np.float64) / (
-            np.linalg.norm(np.asarray(x, np.float64), axis=1, keepdims=True) + 1e-6)
-    if how == "none":
-        return lambda x: np.asarray(x, np.float64)
-    raise ValueError(f"normalise must be 'zscore', 'l2' or 'none', got {how!r}")
 
 
 def finished(out_dir) -> bool:

@@ -162,10 +162,10 @@ def logits_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, model.get_layer(LOGITS).output)
 
 
-def predict_maps(model: keras.Model, images: np.ndarray, prompts, batch_size: int = 32,
-                 preprocess=None) -> np.ndarray:
-    """(N, H, W) predicted intensities in [0, 1] of `images` (pixels 0-255) under `prompts` (one
-    id per image, or one id for all)."""
+def predict_maps(model: keras.Model, images: np.ndarray, prompts,
+                 batch_size: int = 32) -> np.ndarray:
+    """(N, H, W) predicted intensities in [0, 1] of preprocessed `images` (the method's
+    "raw_rgb": pixels 0-255, RGB) under `prompts` (one id per image, or one id for all)."""
     prompts = np.broadcast_to(np.asarray(prompts, np.int32), (len(images),))
     bad = sorted(set(prompts.tolist()) - set(range(len(PROMPTS))))
     if bad:
@@ -173,8 +173,7 @@ def predict_maps(model: keras.Model, images: np.ndarray, prompts, batch_size: in
                          f"({', '.join(PROMPTS)})")
     out = []
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size]
-        x = preprocess(x) if preprocess is not None else np.asarray(x, np.float32)
+        x = np.asarray(images[i:i + batch_size], np.float32)
         out.append(np.asarray(model({"image": x, "prompt": prompts[i:i + batch_size]},
                                     training=False))[..., 0])
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)

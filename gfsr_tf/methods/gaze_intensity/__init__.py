@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ...evaluation.heatmaps import BINARISATIONS, binarise_map, heatmap_metrics
+from ...evaluation.heatmaps import BINARISATIONS, as_maps, binarise_map, heatmap_metrics
 from ...losses.intensity import intensity_loss
 from ...models.gaze_intensity import build_intensity_predictor, logits_model, predict_maps
 from ...preprocessing import get_preprocessor
@@ -49,17 +49,9 @@ class GazeIntensityConfig:
                              f"{', '.join(BINARISATIONS)}, got {self.binarise!r}")
 
 
-def check_maps(maps, name: str = "intensity maps") -> np.ndarray:
-    maps = np.asarray(maps, np.float32)
-    if maps.size and (not np.all(np.isfinite(maps)) or maps.min() < 0 or maps.max() > 1):
-        raise ValueError(f"{name} must lie in [0, 1], got [{np.nanmin(maps):.4g}, "
-                         f"{np.nanmax(maps):.4g}]")
-    return maps
-
-
 def foreground_of(maps, rule: str = "levels") -> np.ndarray:
     """(N, H, W) 0/1 foreground of ground-truth intensity maps (float32, a loss target)."""
-    maps = check_maps(maps)
+    maps = as_maps(maps, "intensity maps")
     return np.stack([binarise_map(m, rule) for m in maps]).astype(np.float32)
 
 
@@ -87,7 +79,7 @@ class IntensityStep(TrainStep):
         return self._logits({"image": x, "prompt": prompt}, training=False)
 
     def validation_scores(self, logits: np.ndarray, val) -> dict:
-        target = check_maps(val.gaze, "val gaze maps")
+        target = as_maps(val.gaze, "val gaze maps").astype(np.float32)
         terms = intensity_loss(tf.constant(logits[..., 0]), tf.constant(target),
                                tf.constant(foreground_of(target, self.config.binarise)),
                                self.weights)
