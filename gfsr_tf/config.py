@@ -234,6 +234,11 @@ class StudyConfig:
     requires_data_dir: bool = False     # real-data presets have no benchmark to fall back on
     gaze: GazeConfig = field(default_factory=GazeConfig)
     val_fraction: float = 0.1           # carved from train for real data without a val split
+    # Class-folder data (Kermany, generic folders) whose pixels at this size would exceed this
+    # many MB is decoded once into `image_cache` (default $GFSR_CACHE or ~/.cache/gfsr_tf) and
+    # streamed from disk (`datasets.streaming`); None: always in memory.
+    stream_above_mb: float | None = 4096.0
+    image_cache: str | None = None
     # Robustness tests on the test split (evaluators.robustness.PERTURBATIONS): the benchmark's
     # marker twins are always added; "selective_blur" (retina), "periphery_replaced"
     # (dermatology; with `reference_image`, else the training images' median border colour).

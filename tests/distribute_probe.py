@@ -20,8 +20,11 @@ def main():
     p.add_argument("--options", default="{}", help="the method's options (JSON)")
     p.add_argument("--fit-epochs", type=int, default=0, help="also train this many epochs "
                    "both ways (from the same start) and print both loss curves")
+    p.add_argument("--on-disk", action="store_true", help="the replicated run reads its images "
+                   "from a memmap and its masks through a row store (streamed per batch)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     from gfsr_tf.training.distribute import make_strategy, synchronise_batchnorm
     strategy = make_strategy("mirrored", cpu_replicas=args.replicas)
     import numpy as np
@@ -35,6 +38,21 @@ def main():
     from gfsr_tf.training import Trainer
     data = make_split(BenchmarkConfig(image_size=32, seed=0), "train", 16)
     targets = {"mask": relevance_masks(data)}
+    streamed, streamed_targets = data, targets
+    if args.on_disk:
+        np.save(Path(args.out) / "images.npy", data.images)
+        streamed = data.subset(np.arange(len(data)))
+        streamed.images = np.load(Path(args.out) / "images.npy", mmap_mode="r")
+
+        class Rows:  # the row-store protocol (`datasets.streaming.gather`)
+            shape, dtype = targets["mask"].shape, targets["mask"].dtype
+
+            def __len__(self):
+                return len(targets["mask"])
+
+            def gather(self, index):
+                return targets["mask"][index]
+        streamed_targets = {"mask": Rows()}
     study = preset("smoke")
     train = TrainConfig(batch_size=8, seed=0, deterministic=False)
     method = get_method(args.method)
@@ -52,8 +70,8 @@ def main():
             trainer.step.on.assign(1.0)
         trainer.optimizer.epsilon = 1e3
         before = [v.numpy().copy() for v in model.trainable_variables]
-        batches = trainer.distributed_batches(data, targets, 1) if trainer.distributed else \
-            trainer._dataset(data, targets, 1)
+        batches = trainer.distributed_batches(streamed, streamed_targets, 1) \
+            if trainer.distributed else trainer._dataset(data, targets, 1)
         out = trainer.train_step(next(iter(batches)))
         runs[name] = {"loss": float(out["loss"]),
                       "delta": [v.numpy() - b for v, b in zip(model.trainable_variables, before)]}
@@ -70,7 +88,8 @@ def main():
                           monitor="last")
         history = Trainer(model, Path(args.out) / f"fit_{name}",
                           method.step_factory(options, study), train=fit, verbose=0,
-                          strategy=strat).fit(data, data, targets)
+                          strategy=strat).fit(*((streamed, data, streamed_targets)
+                                              if name == "replicated" else (data, data, targets)))
         curves[name] = [h["loss"] for h in history]
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(runs["one"]["delta"],
                                                             runs["replicated"]["delta"]))

@@ -27,7 +27,8 @@ def _probe(tmp_path, *args) -> dict:
 
 
 def test_two_cpu_replicas_equal_one_device_baseline(tmp_path):
-    out = _probe(tmp_path, "--sync-batchnorm", "--fit-epochs", "3")
+    # the replicated run streams its images from a memmap and its masks from a row store
+    out = _probe(tmp_path, "--sync-batchnorm", "--fit-epochs", "3", "--on-disk")
     assert out["replicas"] == 2
     assert out["loss_replicated"] == pytest.approx(out["loss_one"], rel=1e-6)
     # Adam's first update with eps = 1e3 is linear in the gradient: equal updates, equal grads
@@ -42,7 +43,7 @@ def test_two_cpu_replicas_equal_one_device_baseline(tmp_path):
 def test_two_cpu_replicas_equal_one_device_gfsr(tmp_path):
     # Grad-CAM on the running statistics (cam_mode inference): each image's map depends on that
     # image alone, so the per-replica inner tape is exact (see README "Scaling out")
-    out = _probe(tmp_path, "--method", "gfsr", "--sync-batchnorm", "--options",
+    out = _probe(tmp_path, "--method", "gfsr", "--sync-batchnorm", "--on-disk", "--options",
                  json.dumps({"warmup_epochs": 0, "cam_mode": "inference"}))
     assert out["loss_replicated"] == pytest.approx(out["loss_one"], rel=1e-6)
     assert out["max_update_difference"] <= 1e-4 * out["max_update"]

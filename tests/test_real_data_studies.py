@@ -86,10 +86,17 @@ def test_husky_wolf_smoke_from_annotated_segments(tmp_path):
     # "useful segments": a few SLIC segment ids on two images per class
     chosen = [train.names[i] for c in (0, 1) for i in np.flatnonzero(train.labels == c)[:2]]
     (tmp_path / "useful.json").write_text(json.dumps({Path(n).stem: [0, 3, 5] for n in chosen}))
+    # streamed as a dataset above the memory threshold is: decoded once into a disk cache,
+    # trained from memmaps, masks propagated in shards and read back by row
     report = husky_wolf_gfsr.main(["--smoke", "--data-dir", str(tmp_path / "hw"),
                                    "--annotations", str(tmp_path / "useful.json"),
-                                   "--out", str(tmp_path / "runs"), "--quiet", *SMALL])
+                                   "--out", str(tmp_path / "runs"), "--quiet", *SMALL,
+                                   "--set", "stream_above_mb=0", "--set",
+                                   f'image_cache="{tmp_path / "cache"}"'])
     assert report["masks"]["n_annotated_images"] == 4 and report["masks"]["annotator"] == "person"
+    assert report["masks"]["storage"].startswith("sharded: ")
+    assert report["gfsr"]["training"]["history"][-1]["relevance"] > 0  # masks reached it
+    assert len(list((tmp_path / "cache").glob("images-*/pixels.u8"))) == 3   # one per split
     assert report["class_names"] == ["husky", "wolf"]
     assert "periphery_replaced" in report["gfsr"]["robustness"]
 

@@ -31,18 +31,22 @@ def detect_kind(path) -> str:
 
 
 def load_dataset(kind: str, path, size: int, *, val_fraction: float = 0.1, seed: int = 0,
-                 skipped: list | None = None, **gaze) -> dict[str, ImageSet]:
+                 skipped: list | None = None, stream_above_mb: float | None = None,
+                 cache_dir=None, **gaze) -> dict[str, ImageSet]:
     """{train, val, test} from a real dataset on disk (kind "auto" detects it). `gaze`:
     heatmap options of the EGD-CXR loader (sigma_px, sigma_fraction, weighting, image_list),
-    ignored by the other loaders."""
+    ignored by the other loaders. stream_above_mb / cache_dir: the class-folder loaders
+    (kermany, folders) stream splits above that size from a disk cache
+    (`datasets.streaming`); the others read into memory (HAM10000, EGD-CXR and MedMNIST fit)."""
     kind = detect_kind(path) if kind == "auto" else kind
     if kind == "medmnist":
         from .medmnist import load_medmnist
         return load_medmnist(path, size)
     common = dict(val_fraction=val_fraction, seed=seed, skipped=skipped)
+    streaming = dict(stream_above_mb=stream_above_mb, cache_dir=cache_dir)
     if kind == "kermany":
         from .kermany import load_kermany
-        return load_kermany(path, size, **common)
+        return load_kermany(path, size, **common, **streaming)
     if kind == "ham10000":
         from .ham10000 import load_ham10000
         return load_ham10000(path, size, **common)
@@ -51,7 +55,7 @@ def load_dataset(kind: str, path, size: int, *, val_fraction: float = 0.1, seed:
         return load_egd_cxr(path, size, **common, **gaze)
     if kind == "folders":
         from .folders import load_class_folders
-        return load_class_folders(path, size, **common)
+        return load_class_folders(path, size, **common, **streaming)
     raise ValueError(f"unknown dataset kind {kind!r}; choose auto or one of "
                      f"{', '.join(DATASET_KINDS[1:-1])}")
 

@@ -17,6 +17,7 @@ import numpy as np
 from .base import ImageSet
 from .images import IMAGE_SUFFIXES, read_image
 from .splits import grouped_split
+from .streaming import cache_images, pixel_mb
 
 log = logging.getLogger(__name__)
 
@@ -34,34 +35,51 @@ def _class_folders(folder: Path, classes) -> list[str]:
     return list(classes)
 
 
-def read_class_folders(folder: Path, classes, size: int, channels: int, skipped: list):
-    """(images list, labels list, names list) from folder/{class}/*, resized to size x size."""
-    images, labels, names = [], [], []
+def list_class_files(folder: Path, classes) -> list[tuple[Path, int]]:
+    """(path, label) of every image file in folder/{class}/, classes in label order, files
+    sorted."""
+    rows = []
     for label, cls in enumerate(classes):
         files = sorted(p for p in (folder / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise FileNotFoundError(f"class folder has no images "
                                     f"({'/'.join(sorted(IMAGE_SUFFIXES))}): {folder / cls}")
-        for path in tqdm(files, desc=f"reading {cls}", leave=False, disable=len(files) < 500):
-            try:
-                image = read_image(path, channels)
-            except ValueError:
-                skipped.append(str(path))
-                continue
-            images.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-                          .reshape(size, size, channels))
-            labels.append(label)
-            names.append(path.name)
+        rows += [(path, label) for path in files]
+    return rows
+
+
+def read_class_folders(folder: Path, classes, size: int, channels: int, skipped: list):
+    """(images list, labels list, names list) from folder/{class}/*, resized to size x size."""
+    images, labels, names = [], [], []
+    rows = list_class_files(folder, classes)
+    for path, label in tqdm(rows, desc=f"reading {folder.name}", leave=False,
+                            disable=len(rows) < 500):
+        try:
+            image = read_image(path, channels)
+        except ValueError:
+            skipped.append(str(path))
+            continue
+        images.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+                      .reshape(size, size, channels))
+        labels.append(label)
+        names.append(path.name)
     return images, labels, names
 
 
 def load_class_folders(root, size: int = 224, *, channels: int = 3, classes=None,
                        class_names=None, group_of=None, val_fraction: float = 0.1,
                        test_fraction: float = 0.2, seed: int = 0,
-                       skipped: list | None = None) -> dict[str, ImageSet]:
+                       skipped: list | None = None, stream_above_mb: float | None = None,
+                       cache_dir=None) -> dict[str, ImageSet]:
     """{train, val, test} from class folders. `classes`: the folder names in label order
     (default: sorted sub-folders); `class_names`: display names (default: the folder names);
-    `group_of(file name) -> group id` keeps groups together when splitting."""
+    `group_of(file name) -> group id` keeps groups together when splitting.
+
+    stream_above_mb: when the listed files' pixels at this size exceed it, every split is decoded
+    once into `cache_dir` (`streaming.cache_images`) and a split still above it is returned as a
+    disk-backed np.memmap (smaller ones are read into memory from the cache). The splits are
+    then drawn over the listed files (before decoding), so with unreadable files they can differ
+    from the in-memory path's, which splits the readable ones."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data directory not found: {root}")
@@ -79,6 +97,16 @@ def load_class_folders(root, size: int = 224, *, channels: int = 3, classes=None
     def read(folder):
         return list(zip(*read_class_folders(folder, classes, size, channels, skipped)))
 
+    if stream_above_mb is not None:
+        listed = list_class_files(root / "train" if split_root else root, classes)
+        if split_root and (root / "val").is_dir():
+            listed += list_class_files(root / "val", classes)
+        tested = list_class_files(root / "test", classes) \
+            if split_root and (root / "test").is_dir() else []
+        if pixel_mb(len(listed) + len(tested), size, channels) > stream_above_mb:
+            return _streamed_splits(listed, tested, size, channels, names_out, group_of,
+                                    val_fraction, test_fraction, seed, skipped,
+                                    stream_above_mb, cache_dir)
     pool = read(root / "train" if split_root else root)
     if split_root and (root / "val").is_dir():  # official val splits are often tiny: pool them
         pool += read(root / "val")
@@ -98,3 +126,30 @@ def load_class_folders(root, size: int = 224, *, channels: int = 3, classes=None
             raise ValueError(f"{root}: too few images to carve a {split} split")
     return {"train": to_set([pool[i] for i in train_i]), "val": to_set([pool[i] for i in val_i]),
             "test": to_set(test)}
+
+
+def _streamed_splits(listed, tested, size, channels, class_names, group_of, val_fraction,
+                     test_fraction, seed, skipped, stream_above_mb, cache_dir) -> dict:
+    labels = [label for _, label in listed]
+    groups = [group_of(path.name) for path, _ in listed]
+    if tested:
+        train_i, val_i = grouped_split(labels, groups, (1 - val_fraction, val_fraction), seed)
+        rows = {"train": [listed[i] for i in train_i], "val": [listed[i] for i in val_i],
+                "test": tested}
+    else:
+        parts = grouped_split(labels, groups, (1 - val_fraction - test_fraction, val_fraction,
+                                               test_fraction), seed)
+        rows = {k: [listed[i] for i in part] for k, part in zip(("train", "val", "test"), parts)}
+    out = {}
+    for split, chosen in rows.items():
+        if not chosen:
+            raise ValueError(f"too few images to carve a {split} split")
+        images, kept = cache_images([p for p, _ in chosen], size, channels, cache_dir,
+                                    skipped=skipped)
+        if pixel_mb(len(images), size, channels) <= stream_above_mb:
+            images = np.array(images)
+        out[split] = ImageSet(images, np.asarray([chosen[i][1] for i in kept], np.int64),
+                              class_names, names=[chosen[i][0].name for i in kept])
+    if skipped:
+        log.warning("skipped %d unreadable image files, e.g. %s", len(skipped), skipped[0])
+    return out

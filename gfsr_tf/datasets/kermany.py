@@ -33,7 +33,9 @@ def patient_id(name: str) -> str:
 
 
 def load_kermany(data_dir, size: int = 128, *, val_fraction: float = 0.1, seed: int = 0,
-                 skipped: list | None = None) -> dict[str, ImageSet]:
+                 skipped: list | None = None, stream_above_mb: float | None = None,
+                 cache_dir=None) -> dict[str, ImageSet]:
     return load_class_folders(_find_root(Path(data_dir)), size, channels=1, classes=CLASSES,
                               class_names=("normal", "pneumonia"), group_of=patient_id,
-                              val_fraction=val_fraction, seed=seed, skipped=skipped)
+                              val_fraction=val_fraction, seed=seed, skipped=skipped,
+                              stream_above_mb=stream_above_mb, cache_dir=cache_dir)

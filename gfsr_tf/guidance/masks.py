@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import ConceptConfig
 from ..datasets.base import ImageSet
+from ..datasets.streaming import on_disk
 from ..evaluation import box_masks, pixel_auc
 from .annotations import load_mask_folder, load_segment_json
 from .concepts import propagate_masks
@@ -100,8 +101,13 @@ def propagated_masks(train: ImageSet, concepts: ConceptConfig, annotations: str 
     section: what was annotated, concept scores, timings and - where the ground truth is known
     (benchmark) - how well the masks separate the lungs from the rest."""
     marks = load_annotations(train, annotations, per_class, seed)
-    result = propagate_masks(train.images, marks, concepts, cache_dir=cache_dir,
-                             progress=verbose > 0, warnings=warnings)
+    if on_disk(train.images):  # a streamed split: sharded masks that training reads by row
+        from .sharded import sharded_concepts
+        result = sharded_concepts(train.images, marks, concepts, cache_dir,
+                                  progress=verbose > 0, warnings=warnings)
+    else:
+        result = propagate_masks(train.images, marks, concepts, cache_dir=cache_dir,
+                                 progress=verbose > 0, warnings=warnings)
     origin = annotation_source(annotations) if annotations else {}
     section = {"source": annotations or
                f"simulated scribbles on {per_class} training images per class",
@@ -111,7 +117,9 @@ def propagated_masks(train: ImageSet, concepts: ConceptConfig, annotations: str 
                "n_annotated_images": result.n_annotated_images,
                "n_annotated_segments": result.n_annotated_segments,
                "concept_scores": result.scores.tolist(), "timings": result.timings,
-               "cached": result.cached, "config": dataclasses.asdict(concepts)}
+               "cached": result.cached, "config": dataclasses.asdict(concepts),
+               # a streamed split's masks live in shards that training reads by row
+               "storage": f"sharded: {result.folder}" if hasattr(result, "folder") else "memory"}
     if train.lungs is not None:
         lungs = train.lungs > 0.5
         section["lung_pixel_auc"] = pixel_auc(result.masks, lungs)

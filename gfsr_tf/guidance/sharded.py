@@ -13,14 +13,16 @@ skips finished shards, so an interrupted run resumes from the last finished shar
 file is written atomically (a crash never leaves a half-written one; a corrupt one is an error
 naming it, and deleting it recomputes that shard). Peak memory is one shard plus the k-means
 sample, whatever the number of images. Masks stream back shard by shard (`iter_masks`,
-`mask_dataset` for tf.data).
+`mask_dataset` for tf.data), and training reads them by row (`ShardedMasks`: the Trainer gathers
+each batch's masks from it, in the seeded epoch order).
 
-`images` is anything indexable by a slice that yields uint8 (n, H, W, C) - a numpy array, a
-np.memmap of a large file, or a `LazyImages` over image files.
+`images` is anything indexable by a slice that yields uint8 (n, H, W, C) - a numpy array, or a
+np.memmap of a large file (a streamed split: `datasets.streaming`).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -62,11 +64,22 @@ def _load(path: Path) -> dict:
                          "and rerun to recompute that shard") from None
 
 
+def annotation_digest(annotations: dict) -> str:
+    """What the annotations say (marks or segment ids per image), hashed: other annotations of
+    the same images make other masks."""
+    h = hashlib.sha256()
+    for i in sorted(annotations):
+        ann = np.asarray(annotations[i])
+        h.update(f"{int(i)}|{ann.dtype}|{ann.shape}|".encode() + ann.tobytes())
+    return h.hexdigest()
+
+
 def _manifest(out: Path, n: int, shape, annotations: dict, config: ConceptConfig,
               shard_size: int) -> dict:
     key = {"n_images": int(n), "image_shape": list(shape), "shard_size": int(shard_size),
            "config": dataclasses.asdict(config),
-           "annotations": sorted(int(i) for i in annotations)}
+           "annotations": sorted(int(i) for i in annotations),
+           "annotations_sha256": annotation_digest(annotations)}
     path = out / MANIFEST
     if path.exists():
         manifest = json.loads(path.read_text())
@@ -191,6 +204,7 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
                                      f"got {list(ids)}")
             chosen.append(labels[ids])
         manifest["scores"] = concept_scores(np.concatenate(chosen), config.k).tolist()
+        manifest["n_annotated_segments"] = int(sum(len(c) for c in chosen))
         manifest["centres"] = kmeans.cluster_centers_.tolist()
         manifest["mean"], manifest["std"] = mean.tolist(), std.tolist()
         manifest["n_segments"] = int(total)
@@ -210,6 +224,7 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
             manifest["masks_done"].remove(k)
         if spend():
             return manifest
+        t0 = time.perf_counter()
         z = _load(out / f"segments_{k:05d}.npz")
         x = norm(z["embeddings"])
         # nearest centre (k-means' own assignment rule), in float64 for a stable argmin
@@ -220,6 +235,7 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
         _save(out / f"masks_{k:05d}.npz", masks=scores[concept_map].astype(np.float32),
               concept_map=concept_map)
         manifest["masks_done"].append(k)
+        manifest["timings"][f"masks_{k}_s"] = time.perf_counter() - t0
         _write_manifest(out, manifest)
     return manifest
 
@@ -259,3 +275,83 @@ def mask_dataset(out_dir):
 
     return tf.data.Dataset.from_generator(
         masks, output_signature=tf.TensorSpec((h, w), tf.float32))
+
+
+class ShardedMasks:
+    """A finished sharded run's masks as a read-only (N, H, W) float32 row store: what the
+    Trainer takes as `targets["mask"]` when the masks do not fit in memory.
+
+    A mask is its concept map looked up in the concept scores (exactly what masks_<k>.npz hold),
+    so only the int16 concept maps are kept on disk: written once, shard by shard, into one
+    memory-mapped concept_maps.npy (random row access; the compressed shards have none)."""
+
+    def __init__(self, out_dir):
+        out = Path(out_dir)
+        if not finished(out):
+            raise ValueError(f"{out}: the sharded mask run has not finished; rerun it to resume")
+        manifest = json.loads((out / MANIFEST).read_text())
+        n, (h, w) = manifest["key"]["n_images"], manifest["key"]["image_shape"][:2]
+        self.scores = np.asarray(manifest["scores"], np.float32)
+        path = out / "concept_maps.npy"
+        if not path.exists():
+            tmp = out / "concept_maps.tmp.npy"
+            maps = np.lib.format.open_memmap(tmp, "w+", np.int16, (n, h, w))
+            for k in range(len(manifest["masks_done"])):
+                start = k * manifest["key"]["shard_size"]
+                shard = _load(out / f"masks_{k:05d}.npz")["concept_map"]
+                maps[start:start + len(shard)] = shard
+            maps.flush()
+            del maps
+            os.replace(tmp, path)
+        self.concept_maps = np.load(path, mmap_mode="r")
+        self.shape, self.dtype = (n, h, w), np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:      # a slice or an index array
+        return self.scores[np.asarray(self.concept_maps[index])]
+
+    def gather(self, index) -> np.ndarray:
+        return self[np.asarray(index)]
+
+
+class _ShardedSegments:
+    """SLIC labels of chosen images, read from their segments_<k>.npz shards (the report's few
+    concept examples; training never needs them)."""
+
+    def __init__(self, out: Path, shard_size: int):
+        self.out, self.shard_size = out, shard_size
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.atleast_1d(np.asarray(index))
+        shards = {k: _load(self.out / f"segments_{k:05d}.npz")["segments"]
+                  for k in set((index // self.shard_size).tolist())}
+        return np.stack([shards[i // self.shard_size][i % self.shard_size] for i in index])
+
+
+def sharded_concepts(images, annotations: dict, config: ConceptConfig, cache_dir=None, *,
+                     shard_size: int = 10_000, processes: int | None = None,
+                     progress: bool = True, warnings: list | None = None):
+    """`propagate_masks` for images that do not fit in memory: the sharded run (resumed if it
+    was interrupted) under cache_dir, returned with the fields of `concepts.ConceptMasks`
+    (masks: a `ShardedMasks` row store; segments and concept maps read by index)."""
+    from types import SimpleNamespace
+    # the images are named by their cache file (whose name is the digest of the source files)
+    source = getattr(images, "filename", None) or id(images)
+    key = hashlib.sha256(json.dumps([str(source), list(images.shape), dataclasses.asdict(config),
+                                     annotation_digest(annotations)]).encode()).hexdigest()[:16]
+    out = Path(cache_dir or ".") / f"sharded-{key}"
+    cached = finished(out)
+    manifest = propagate_masks_sharded(images, annotations, out, config, shard_size=shard_size,
+                                       processes=processes or os.cpu_count() or 1,
+                                       progress=progress, warnings=warnings)
+    masks = ShardedMasks(out)
+    total = sum(manifest["timings"].values())    # compute time over every (resumed) call
+    timings = {**manifest["timings"], "total_s": total,
+               "images_per_s": len(images) / max(total, 1e-9)}
+    return SimpleNamespace(masks=masks, concept_map=masks.concept_maps,
+                           segments=_ShardedSegments(out, shard_size), scores=masks.scores,
+                           n_annotated_images=len(annotations),
+                           n_annotated_segments=manifest["n_annotated_segments"],
+                           timings=timings, cached=cached, folder=str(out))

@@ -28,7 +28,8 @@ def load_data(config, warnings: list | None = None) -> dict[str, ImageSet]:
     data = load_dataset(config.dataset if config.dataset != "gaze_simulation" else "egd_cxr",
                         config.data_dir, config.benchmark.image_size,
                         val_fraction=config.val_fraction, seed=config.train.seed,
-                        skipped=skipped, **options)
+                        skipped=skipped, stream_above_mb=config.stream_above_mb,
+                        cache_dir=config.image_cache, **options)
     if skipped and warnings is not None:
         warnings.append(f"skipped {len(skipped)} unreadable image files: "
                         + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from ..config import TrainConfig
 from ..datasets.base import ImageSet
+from ..datasets.streaming import gather, on_disk
 from ..saliency.gradcam import probabilities_from_logits
 from .step import TrainStep, classification_loss
 
@@ -143,29 +144,62 @@ class Trainer:
         return np.concatenate(out)
 
     # ------------------------------------------------------------------------------------ fit
-    def _columns(self, data: ImageSet, targets: dict, epoch: int) -> dict:
+    def _columns(self, data: ImageSet, targets: dict, epoch: int) -> tuple[dict, dict]:
         """Epoch `epoch`'s examples in order: a permutation seeded by (seed, epoch), so a
-        resumed run sees exactly the batches an uninterrupted run would."""
+        resumed run sees exactly the batches an uninterrupted run would. Returns (in-memory
+        columns in that order, disk-backed columns (`datasets.streaming.on_disk`: a streamed
+        split's images, sharded masks) to gather per batch by the `row` column)."""
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(data))
-        columns = {"image": data.images[order], "label": data.labels[order].astype(np.int32),
-                   **{k: np.asarray(v)[order].astype(np.float32) for k, v in targets.items()}}
+        wanted = {"image": (data.images, data.images.dtype), "label": (data.labels, np.int32),
+                  **{k: (v, np.float32) for k, v in targets.items()}}
         if data.label_sets is not None:
-            columns["label_set"] = np.asarray(data.label_sets)[order].astype(np.float32)
+            wanted["label_set"] = (data.label_sets, np.float32)
         if data.prompts is not None:         # prompted samples (gaze intensity)
-            columns["prompt"] = np.asarray(data.prompts)[order].astype(np.int32)
-        return columns
+            wanted["prompt"] = (data.prompts, np.int32)
+        columns, disk = {}, {}
+        for key, (values, dtype) in wanted.items():
+            if on_disk(values):
+                disk[key] = (values, np.dtype(dtype))
+            else:
+                columns[key] = np.asarray(values)[order].astype(dtype)
+        if disk:
+            columns["row"] = order.astype(np.int64)
+        return columns, disk
+
+    @staticmethod
+    def _batched(columns: dict, disk: dict, batch_size: int, drop_remainder: bool,
+                 ds: tf.data.Dataset | None = None) -> tf.data.Dataset:
+        """Batches of the in-memory columns, the disk-backed ones gathered into each batch (a
+        parallel map: only a batch of rows is ever read into memory)."""
+        ds = (ds or tf.data.Dataset.from_tensor_slices(columns)).batch(
+            batch_size, drop_remainder=drop_remainder)
+        if disk:
+            keys = sorted(disk)
+
+            def read(rows):
+                return tuple(gather(disk[k][0], rows).astype(disk[k][1]) for k in keys)
+
+            def add_rows(batch):
+                rows = batch.pop("row")
+                values = tf.numpy_function(read, [rows], [tf.as_dtype(disk[k][1]) for k in keys])
+                for k, v in zip(keys, values):
+                    batch[k] = tf.ensure_shape(v, (None,) + tuple(disk[k][0].shape[1:]))
+                return batch
+
+            ds = ds.map(add_rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     def _dataset(self, data: ImageSet, targets: dict, epoch: int) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices(self._columns(data, targets, epoch))
-        return ds.batch(self.cfg.batch_size, drop_remainder=len(data) >= self.cfg.batch_size) \
-                 .prefetch(tf.data.AUTOTUNE)
+        columns, disk = self._columns(data, targets, epoch)
+        return self._batched(columns, disk, self.cfg.batch_size,
+                             len(data) >= self.cfg.batch_size)
 
     def distributed_batches(self, data: ImageSet, targets: dict, epoch: int):
         """Under a strategy: the same global batches, each split over the replicas
         (`distribute_datasets_from_function`: per worker, a shard of the epoch's order batched
         at the per-replica size; one worker's replicas take consecutive per-replica batches, so
         with one worker a global batch holds exactly the examples a single device's would)."""
-        columns = self._columns(data, targets, epoch)
+        columns, disk = self._columns(data, targets, epoch)
         global_batch = self.cfg.batch_size
         if len(data) < global_batch:
             raise ValueError(f"distributed training needs at least one global batch "
@@ -174,8 +208,8 @@ class Trainer:
         def per_worker(ctx: tf.distribute.InputContext):
             ds = tf.data.Dataset.from_tensor_slices(columns)
             ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-            return ds.batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True) \
-                     .prefetch(tf.data.AUTOTUNE)
+            return self._batched(columns, disk, ctx.get_per_replica_batch_size(global_batch),
+                                 True, ds)
 
         return self.strategy.distribute_datasets_from_function(per_worker)
 
