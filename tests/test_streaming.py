@@ -112,3 +112,32 @@ def test_trainer_streams_disk_images_and_sharded_masks_into_the_same_training(tm
                     np.testing.assert_array_equal(got[k], want[k])
         losses.append(trainer.fit(images, data, targets)[0]["loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+
+
+def test_masks_cli_streams_large_image_folders_into_the_same_masks(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    data = make_split(BenchmarkConfig(image_size=32, seed=0), "train", 12)
+    (tmp_path / "images").mkdir()
+    for i, image in enumerate(data.images):
+        cv2.imwrite(str(tmp_path / "images" / f"x{i:02d}.png"), image)
+    (tmp_path / "useful.json").write_text(json.dumps({"x01": [0, 2], "x07": [1]}))
+    common = [sys.executable, "-m", "gfsr_tf.cli", "masks", "--images", str(tmp_path / "images"),
+              "--annotations", str(tmp_path / "useful.json"), "--size", "32", "--weights",
+              "none", "--k", "3", "--n-segments", "20", "--quiet"]
+    outs = []
+    for name, extra in (("memory", []), ("streamed", ["--stream-above-mb", "0",
+                                                      "--shard-size", "5"])):
+        r = subprocess.run(common + ["--out", str(tmp_path / name)] + extra, cwd=root,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(tmp_path / name)
+    section = json.loads((outs[1] / "masks.json").read_text())
+    assert section["storage"].startswith("sharded: ") and section["n_annotated_segments"] == 3
+    assert json.loads((outs[0] / "masks.json").read_text())["storage"] == "memory"
+    masks = [np.stack([cv2.imread(str(o / "masks" / f"x{i:02d}.png"), cv2.IMREAD_UNCHANGED)
+                       for i in range(12)]) for o in outs]
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert len(np.unique(masks[1])) >= 2 and (outs[1] / "concepts.png").exists()

@@ -21,6 +21,11 @@ def add_parser(sub):
     p.add_argument("--layer", help="ResNet50 embedding layer (default conv2_block3_out)")
     p.add_argument("--weights", help="embedding weights: auto, imagenet, none, a path or a "
                    "trained .keras classifier")
+    p.add_argument("--stream-above-mb", type=float, default=4096.0, help="--images whose pixels "
+                   "at --size exceed this many MB are decoded once into OUT/cache/images and "
+                   "their masks made in resumable shards of --shard-size images (parallel "
+                   "SLIC; memory flat in the number of images)")
+    p.add_argument("--shard-size", type=int, default=10_000)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -31,6 +36,7 @@ def run(args) -> dict:
     from ..config import ConceptConfig, BenchmarkConfig
     from ..datasets.base import ImageSet
     from ..datasets.images import image_files, load_images
+    from ..datasets.streaming import cache_images, pixel_mb
     from ..guidance.masks import propagated_masks
     from ..report.figures import plot_concepts
     concepts = ConceptConfig(**{key: getattr(args, key) for key in
@@ -38,22 +44,29 @@ def run(args) -> dict:
                                 if getattr(args, key) is not None})
     if args.weights is not None:
         concepts.weights = None if args.weights.lower() == "none" else args.weights
+    out = Path(args.out)
     if args.images:
         if not args.annotations:
             raise ValueError("--images needs --annotations (a mask folder or a segment JSON)")
         paths = image_files([args.images])
-        train = ImageSet(load_images(paths, args.size, args.channels),
-                         np.zeros(len(paths), np.int64), names=[p.name for p in paths])
+        if pixel_mb(len(paths), args.size, args.channels) > args.stream_above_mb:
+            images, kept = cache_images(paths, args.size, args.channels, out / "cache" / "images",
+                                        progress=not args.quiet)
+            paths = [paths[i] for i in kept]
+        else:
+            images = load_images(paths, args.size, args.channels)
+        train = ImageSet(images, np.zeros(len(paths), np.int64), names=[p.name for p in paths])
     else:  # the embedded benchmark's training split with simulated scribbles
         from ..datasets.synthetic import make_split
         train = make_split(BenchmarkConfig(image_size=args.size), "train", args.n_images)
-    out = Path(args.out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     result, section = propagated_masks(train, concepts, args.annotations, cache_dir=out / "cache",
-                                       verbose=0 if args.quiet else 1)
+                                       verbose=0 if args.quiet else 1,
+                                       shard_size=args.shard_size)
     stems = [Path(n).stem for n in train.names] or [f"{i:05d}" for i in range(len(train))]
-    for stem, mask in zip(stems, result.masks):
-        cv2.imwrite(str(out / "masks" / f"{stem}.png"), (mask * 255).round().astype(np.uint8))
+    for a in range(0, len(stems), 1024):    # a block at a time: sharded masks stay on disk
+        for stem, mask in zip(stems[a:a + 1024], result.masks[a:a + 1024]):
+            cv2.imwrite(str(out / "masks" / f"{stem}.png"), (mask * 255).round().astype(np.uint8))
     pick = np.arange(min(4, len(train)))
     plot_concepts(train.images[pick], result.segments[pick], result.concept_map[pick],
                   result.masks[pick], out / "concepts.png", [stems[i] for i in pick])

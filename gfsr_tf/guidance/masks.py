@@ -96,7 +96,7 @@ def load_annotations(train: ImageSet, annotations: str | None = None, per_class:
 
 def propagated_masks(train: ImageSet, concepts: ConceptConfig, annotations: str | None = None,
                      *, per_class: int = 5, seed: int = 0, cache_dir: Path | None = None,
-                     warnings: list | None = None, verbose: int = 1):
+                     warnings: list | None = None, verbose: int = 1, shard_size: int = 10_000):
     """Concept masks for every training image from a few annotations, and the report's `masks`
     section: what was annotated, concept scores, timings and - where the ground truth is known
     (benchmark) - how well the masks separate the lungs from the rest."""
@@ -104,7 +104,7 @@ def propagated_masks(train: ImageSet, concepts: ConceptConfig, annotations: str 
     if on_disk(train.images):  # a streamed split: sharded masks that training reads by row
         from .sharded import sharded_concepts
         result = sharded_concepts(train.images, marks, concepts, cache_dir,
-                                  progress=verbose > 0, warnings=warnings)
+                                  shard_size=shard_size, progress=verbose > 0, warnings=warnings)
     else:
         result = propagate_masks(train.images, marks, concepts, cache_dir=cache_dir,
                                  progress=verbose > 0, warnings=warnings)
