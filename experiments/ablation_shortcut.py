@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of the report
 
+from gfsr_tf.cli.common import add_distribute_arguments, start_distribution  # noqa: E402
+from gfsr_tf.config import TrainConfig  # noqa: E402
 from gfsr_tf.presets.ablation import ROWS, run_ablation  # noqa: E402
 
 
@@ -31,10 +33,18 @@ def main(argv=None):
     parser.add_argument("--out", default="runs", help="output root (default: runs)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (about a minute per row)")
     parser.add_argument("--name", default=None, help="study folder name (default: ablation)")
+    add_distribute_arguments(parser)
     args = parser.parse_args(argv)
     rows = args.rows.split(",") if args.rows else None
-    table = run_ablation(rows, out_dir=args.out, smoke=args.smoke,
-                         name=args.name or ("ablation_smoke" if args.smoke else "ablation"))
+    train = TrainConfig()
+    try:
+        out = start_distribution(args, train)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    table = run_ablation(rows, out_dir=out, smoke=args.smoke,
+                         name=args.name or ("ablation_smoke" if args.smoke else "ablation"),
+                         distribute={k: getattr(train, k) for k in ("distribute", "cpu_replicas",
+                                                                    "sync_batchnorm")})
     print(table["markdown"])
 
 

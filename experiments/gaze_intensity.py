@@ -21,6 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of the report
 
+from gfsr_tf.cli.common import add_distribute_arguments, start_distribution  # noqa: E402
+from gfsr_tf.config import TrainConfig  # noqa: E402
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -36,6 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs", help="output root (default: runs)")
     parser.add_argument("--name", help="study folder (default: gaze_intensity[_smoke])")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds per row)")
+    add_distribute_arguments(parser)
     args = parser.parse_args(argv)
     try:
         from gfsr_tf.presets.gaze_intensity import ROWS, get_config
@@ -49,13 +53,17 @@ def main(argv=None) -> int:
         config.masking = args.masking
         if args.name:
             config.name = args.name
+        train = TrainConfig()
+        where = start_distribution(args, train)
+        config.distribute = {k: getattr(train, k)
+                             for k in ("distribute", "cpu_replicas", "sync_batchnorm")}
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     from gfsr_tf.study.gaze_intensity import run_gaze_intensity
-    out = run_gaze_intensity(config, rows, args.out)
+    out = run_gaze_intensity(config, rows, where)
     print(out["markdown"])
-    print(f"\nwritten: {Path(args.out) / config.name}/results.md, report.json, panels.png")
+    print(f"\nwritten: {Path(where) / config.name}/results.md, report.json, panels.png")
     return 0
 
 

@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of the report
 
+from gfsr_tf.cli.common import add_distribute_arguments, start_distribution  # noqa: E402
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -36,6 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs", help="output root (default: runs)")
     parser.add_argument("--name", help="study folder (default: gaze_unet[_smoke])")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds per row)")
+    add_distribute_arguments(parser)
     args = parser.parse_args(argv)
     try:
         from gfsr_tf.presets.gaze_unet import ROWS, get_config
@@ -46,15 +49,17 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         if args.data_dir and not Path(args.data_dir).is_dir():
             raise FileNotFoundError(f"data directory not found: {args.data_dir}")
+        configs = [get_config(args.smoke, row, seed, args.data_dir) for row in rows
+                   for seed in seeds]
+        where = start_distribution(args, *(c.train for c in configs))
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     from gfsr_tf.study.data import load_data
     from gfsr_tf.study.gaze_rows import plot_aucs, plot_panels, run_gaze_rows
-    configs = [get_config(args.smoke, row, seed, args.data_dir) for row in rows for seed in seeds]
     name = args.name or ("gaze_unet_smoke" if args.smoke else "gaze_unet")
-    out = run_gaze_rows(configs, args.out, name)
-    root = Path(args.out) / name
+    out = run_gaze_rows(configs, where, name)
+    root = Path(where) / name
     plot_aucs(out["results"], root / "table1_auc.png")
     first = configs[0]
     test = load_data(first)["test"]

@@ -26,7 +26,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from gfsr_tf.cli import USER_ERRORS  # noqa: E402
-from gfsr_tf.cli.common import add_study_arguments, study_config  # noqa: E402
+from gfsr_tf.cli.common import add_study_arguments, start_distribution, study_config  # noqa: E402,E501
 
 
 def main(argv=None) -> dict:
@@ -44,6 +44,7 @@ def main(argv=None) -> dict:
     try:
         from gfsr_tf.study.segx import SegxSettings, run_segx
         config = study_config(args)
+        out = start_distribution(args, config.train)
         if args.multilabel:
             if config.data_dir:
                 raise ValueError("--multilabel is the benchmark's variant: drop it with "
@@ -55,10 +56,10 @@ def main(argv=None) -> dict:
                                 eg_samples=4 if args.smoke else args.eg_samples,
                                 n_resamples=100 if args.smoke else 1000,
                                 seed=config.train.seed)
-        report = run_segx(config, settings, args.out, verbose=0 if args.quiet else 1)
+        report = run_segx(config, settings, out, verbose=0 if args.quiet else 1)
     except USER_ERRORS as exc:
         sys.exit(f"error: {exc}")
-    summary = Path(args.out) / config.name / "summary.md"
+    summary = Path(out) / config.name / "summary.md"
     print(summary.read_text())
     print(f"report: {summary.parent / 'report.html'}")
     return report

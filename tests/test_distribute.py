@@ -143,3 +143,43 @@ def test_a_mirrored_run_resumes_from_its_checkpoint(tmp_path):
     assert "resuming" in again.stdout and "after epoch 1" in again.stdout
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert [h["epoch"] for h in report["baseline"]["training"]["history"]] == [1, 2]
+
+
+ROW_EXPERIMENTS = {  # each experiment's smallest run: (arguments, the recorded strategies)
+    "gaze_unet": (["--smoke", "--rows", "unet", "--seeds", "0"],
+                  lambda out: [json.loads((out / "gaze_unet_smoke" / "unet@seed0_smoke" /
+                                           "result.json").read_text())["distribute"]]),
+    "ablation_shortcut": (["--smoke", "--rows", "baseline"],
+                          lambda out: [json.loads((out / "ablation_smoke" / "baseline" /
+                                                   "result.json").read_text())["distribute"]]),
+    "gaze_intensity": (["--smoke", "--rows", "clf-full"],
+                       lambda out: [s["distribute"] for s in json.loads(
+                           (out / "gaze_intensity_smoke" / "report.json").read_text())
+                           ["rows"]["clf-full"]["per_setting"].values()]),
+    "segx": (["--smoke", "--set", 'model.backbone="small_cnn"'],
+             lambda out: [m["training"]["distribute"] for m in json.loads(
+                 (out / "segx_smoke" / "report.json").read_text())["segx"]["models"].values()]),
+}
+
+
+@pytest.mark.slow  # one smoke row of each experiment under 2 CPU replicas: ~1-2 min each
+@pytest.mark.parametrize("experiment", sorted(ROW_EXPERIMENTS))
+def test_row_experiments_train_under_a_strategy(experiment, tmp_path):
+    args, recorded = ROW_EXPERIMENTS[experiment]
+    r = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{experiment}.py"), *args,
+                        "--distribute", "mirrored", "--cpu-replicas", "2", "--out",
+                        str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = recorded(tmp_path)
+    assert found and all(d == {"strategy": "mirrored", "replicas": 2, "workers": 1}
+                         for d in found)
+
+
+def test_row_experiment_with_too_many_cpu_replicas_is_one_line_exit_1(tmp_path, capsys):
+    # in this process: the core count is checked before TensorFlow's devices are touched
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import gaze_unet
+    assert gaze_unet.main(["--smoke", "--distribute", "mirrored", "--cpu-replicas", "999",
+                           "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "error: cpu_replicas must be between 1")

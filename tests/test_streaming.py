@@ -114,6 +114,7 @@ def test_trainer_streams_disk_images_and_sharded_masks_into_the_same_training(tm
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
 
 
+@pytest.mark.slow  # two `gfsr masks` processes: ~20 s (the in-process tests above cover the logic)
 def test_masks_cli_streams_large_image_folders_into_the_same_masks(tmp_path):
     import subprocess
     import sys

@@ -73,7 +73,7 @@ def test_two_step_gfsr_training_is_finite_and_moves_weights(data, tmp_path):
     train, val = data
     model = _model()
     before = {v.path: v.numpy().copy() for v in model.trainable_variables}
-    trainer = Gfsr(model, tmp_path, train=TrainConfig(epochs=1, batch_size=4),
+    trainer = Gfsr(model, tmp_path, train=TrainConfig(epochs=1, batch_size=4, steps_per_epoch=2),
                       relevance=RelevanceConfig(weight=1.0), verbose=0)
     history = trainer.fit(train, val, {"mask": relevance_masks(train)})
     record = history[0]

@@ -53,6 +53,12 @@ def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "bench
                    metavar="SECTION.KEY=VALUE", help="any config field, e.g. train.epochs=3, "
                    "model.dropout=0.5, variants.gfsr.warmup_epochs=2 (repeatable; values are "
                    "JSON where they parse)")
+    add_distribute_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_distribute_arguments(p: argparse.ArgumentParser) -> None:
+    """--distribute / --cpu-replicas / --sync-batchnorm (`gfsr train`, every experiment)."""
     p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"),
                    help="tf.distribute strategy: mirrored (all GPUs, or --cpu-replicas logical "
                    "CPU devices) or multiworker (from TF_CONFIG; worker 0 writes the run)")
@@ -60,7 +66,22 @@ def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "bench
                    "into N logical devices (tests the replicated path without GPUs)")
     p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over "
                    "the global batch instead of per replica")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def start_distribution(args, *trains) -> str:
+    """Apply the distribute options to each TrainConfig (or anything with those fields), create
+    the strategy - before any data loads: a multi-worker strategy must come first in the process,
+    and logical CPU devices before TensorFlow starts - and return where this process writes:
+    args.out on worker 0, a temporary folder on the others."""
+    from ..training.distribute import strategy_for, write_dir
+    for train in trains:
+        for key in ("distribute", "cpu_replicas"):
+            if getattr(args, key, None) is not None:
+                setattr(train, key, getattr(args, key))
+        if getattr(args, "sync_batchnorm", False):
+            train.sync_batchnorm = True
+        train.__post_init__()
+    return write_dir(args.out, strategy_for(trains[0]))
 
 
 def _gfsr_variants(config):
@@ -81,11 +102,7 @@ def study_config(args):
                  (args.seed, config.train, "seed"), (args.seed, config.benchmark, "seed"),
                  (args.annotations, config, "annotations"),
                  (args.reference_image, config, "reference_image"),
-                 (args.keep_checkpoints or None, config.train, "keep_checkpoints"),
-                 (getattr(args, "distribute", None), config.train, "distribute"),
-                 (getattr(args, "cpu_replicas", None), config.train, "cpu_replicas"),
-                 (getattr(args, "sync_batchnorm", False) or None, config.train,
-                  "sync_batchnorm")]
+                 (args.keep_checkpoints or None, config.train, "keep_checkpoints")]
     for value, section, key in overrides:
         if value is not None:
             setattr(section, key, value)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from . import USER_ERRORS
-from .common import add_study_arguments, study_config
+from .common import add_study_arguments, start_distribution, study_config
 
 
 def add_parser(sub):
@@ -18,11 +18,8 @@ def add_parser(sub):
 
 def run(args) -> dict:
     from ..study import run_study
-    from ..training.distribute import strategy_for, write_dir
     config = study_config(args)
-    # before any data loads: a multi-worker strategy must be created first in the process
-    strategy = strategy_for(config.train)
-    out = write_dir(args.out, strategy)       # worker 0 writes the run, the others a temp copy
+    out = start_distribution(args, config.train)
     report = run_study(config, out, verbose=0 if args.quiet else 1)
     summary = Path(out) / config.name / "summary.md"
     print(summary.read_text())

@@ -204,9 +204,10 @@ def baseline_of(name: str) -> str | None:
 
 
 def run_ablation(rows: list[str] | None = None, out_dir="runs", smoke: bool = False,
-                 name: str = "ablation", verbose: int = 1) -> dict:
+                 name: str = "ablation", verbose: int = 1, distribute: dict | None = None) -> dict:
     """Run the named rows (default: all) and each row's baseline; writes
-    <out_dir>/<name>/results.{json,md,png}. Finished rows are read back, not retrained."""
+    <out_dir>/<name>/results.{json,md,png}. Finished rows are read back, not retrained.
+    distribute: TrainConfig fields (distribute, cpu_replicas, sync_batchnorm) for every row."""
     rows = rows or list(ROWS)
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
@@ -216,5 +217,9 @@ def run_ablation(rows: list[str] | None = None, out_dir="runs", smoke: bool = Fa
         for n in (baseline_of(r), r):
             if n and n not in needed:
                 needed.append(n)
-    return run_rows({n: AblationRow(row_config(n, smoke), ROWS[n].setting, ROWS[n].note,
-                                    ROWS[n].role) for n in needed}, out_dir, name, verbose)
+    configs = {n: row_config(n, smoke) for n in needed}
+    for config in configs.values():
+        for key, value in (distribute or {}).items():
+            setattr(config.train, key, value)
+    return run_rows({n: AblationRow(configs[n], ROWS[n].setting, ROWS[n].note, ROWS[n].role)
+                     for n in needed}, out_dir, name, verbose)

@@ -52,6 +52,9 @@ class GazeIntensityStudy:
     classifier_backbone: str = "resnet50"
     weights: str | None = "auto"
     smoke: bool = False
+    # tf.distribute settings of every training row (TrainConfig's distribute, cpu_replicas,
+    # sync_batchnorm); empty: one device
+    distribute: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.masking not in MASKINGS:

@@ -32,6 +32,7 @@ def run_row(name: str, row: AblationRow, root: Path, verbose: int = 1) -> dict:
     result = {"row": name, "setting": row.setting, "note": row.note, "role": row.role,
               "relevance": section["training"]["relevance"]
               if variant.method != "baseline" else None,
+              "distribute": section["training"]["distribute"],
               "warnings": report["warnings"], **summarise(section)}
     result_path.write_text(json.dumps(result, indent=2))
     return result

@@ -25,6 +25,7 @@ from ..methods.gaze_unet import PAPER as UNET_PAPER
 from ..models.gaze_intensity import predict_maps
 from ..preprocessing import get_preprocessor
 from ..report.io import write_json
+from ..training.distribute import recorded
 from .run import train_variant
 
 # Pham et al., Tables 3-8 (REFLACX; IoUs x 100)
@@ -100,7 +101,8 @@ def _study(cfg, name: str, **train) -> StudyConfig:
     c.benchmark = BenchmarkConfig(image_size=cfg.image_size, n_train=cfg.n_train,
                                   n_val=cfg.n_val, n_test=cfg.n_test, seed=0)
     c.model = ModelConfig(backbone=cfg.classifier_backbone, weights=cfg.weights)
-    c.train = TrainConfig(**{"batch_size": cfg.batch_size, "seed": cfg.seed, **train})
+    c.train = TrainConfig(**{"batch_size": cfg.batch_size, "seed": cfg.seed, **cfg.distribute,
+                             **train})
     return c
 
 
@@ -111,7 +113,8 @@ def _train(cfg, run_dir: Path, method_name: str, options: dict, data: dict, targ
     parsed = method.make_config(options)
     model, history, seconds = train_variant(study, method, parsed, data, targets, run_dir,
                                             warnings, verbose)
-    return model, method, parsed, {"train_seconds": seconds, "epochs": len(history)}
+    return model, method, parsed, {"train_seconds": seconds, "epochs": len(history),
+                                   "distribute": recorded(study.train)}
 
 
 def _predictor(cfg, run_dir, options, data, warnings, verbose):

@@ -49,6 +49,7 @@ def _result(config, root: Path, verbose: int) -> dict:
     result = {"name": config.name, "seed": config.train.seed,
               "options": section["training"]["options"], "class_names": names,
               "train_seconds": section["training"]["seconds"], "seconds": seconds,
+              "distribute": section["training"]["distribute"],
               "epochs": config.train.epochs, "image_size": config.benchmark.image_size,
               "warnings": report["warnings"], "labels": labels.tolist(),
               "probabilities": probs.round(6).tolist(),

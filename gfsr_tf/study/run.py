@@ -23,7 +23,7 @@ from ..preprocessing import get_preprocessor
 from ..report import render_run
 from ..report.io import write_json
 from ..training import Trainer
-from ..training.distribute import describe, strategy_for, synchronise_batchnorm
+from ..training.distribute import recorded, strategy_for, synchronise_batchnorm
 from .data import data_summary, load_data
 from .guidance import StudyGuidance
 
@@ -150,8 +150,7 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
         train_config = method.train_config(config, options)
         section["training"] = {"history": history, "seconds": seconds, "method": method.name,
                                "options": dataclasses.asdict(options), "guidance": used,
-                               "distribute": describe(strategy_for(train_config),
-                                                      train_config.distribute),
+                               "distribute": recorded(train_config),
                                **method.training_fields(options)}
         report[variant.name] = section
         trained.append(variant)

@@ -29,6 +29,7 @@ from ..methods.segmenter import region_of
 from ..models.classifier import last_conv_layer
 from ..preprocessing import get_preprocessor
 from .data import data_summary, load_data
+from ..training.distribute import recorded
 from .run import finish, train_variant
 
 EXPLAINERS = ("gradcam", "expected_gradients")
@@ -175,7 +176,7 @@ def run_segx(config: StudyConfig, settings: SegxSettings = SegxSettings(), out_d
     region = region_of(test, seg_options.region)
     section["segmenter"] = {"variant": seg_variant.name, "region": seg_options.region,
                             "test": dice_iou(seg, region), "seconds": seconds,
-                            "epochs": len(history),
+                            "epochs": len(history), "distribute": recorded(config.train),
                             "stopped_early": bool(history and history[-1].get("stopped_early")),
                             "history": history, "options": dataclasses.asdict(seg_options)}
     truth_all = class_masks(test)
@@ -204,7 +205,8 @@ def run_segx(config: StudyConfig, settings: SegxSettings = SegxSettings(), out_d
         rule = getattr(options, "threshold_rule", "f1")
         tau = multilabel_thresholds(sets_val, p_val, rule, train.class_names, warnings)
         entry = {"method": method.name, "options": dataclasses.asdict(options),
-                 "training": {"history": history, "seconds": seconds},
+                 "training": {"history": history, "seconds": seconds,
+                              "distribute": recorded(method.train_config(config, options))},
                  "threshold_rule": rule,
                  "classification": multilabel_metrics(sets_test, p_test, tau, train.class_names,
                                                       settings.n_resamples, settings.seed),

@@ -154,6 +154,11 @@ def describe(strategy: tf.distribute.Strategy | None = None, name: str = "none")
             "workers": workers}
 
 
+def recorded(train) -> dict:
+    """A TrainConfig's strategy as reports record it (`training.distribute`)."""
+    return describe(strategy_for(train), train.distribute)
+
+
 def synchronise_batchnorm(model) -> int:
     """BatchNorm statistics over the global batch (SyncBatchNormalization); returns how many
     layers were switched."""
