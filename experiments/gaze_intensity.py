@@ -61,9 +61,11 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     from gfsr_tf.study.gaze_intensity import run_gaze_intensity
+    from gfsr_tf.training.distribute import finish_worker
     out = run_gaze_intensity(config, rows, where)
     print(out["markdown"])
     print(f"\nwritten: {Path(where) / config.name}/results.md, report.json, panels.png")
+    finish_worker(where)
     return 0
 
 

@@ -57,6 +57,7 @@ def main(argv=None) -> int:
         return 1
     from gfsr_tf.study.data import load_data
     from gfsr_tf.study.gaze_rows import plot_aucs, plot_panels, run_gaze_rows
+    from gfsr_tf.training.distribute import finish_worker
     name = args.name or ("gaze_unet_smoke" if args.smoke else "gaze_unet")
     out = run_gaze_rows(configs, where, name)
     root = Path(where) / name
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
         plot_panels(root, test, root / f"panels_{row}.png", config.name)
     print(out["markdown"])
     print(f"\nwritten: {root}/results.md, table1_auc.png, panels.png, panels_<row>.png")
+    finish_worker(where)
     return 0
 
 

@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from gfsr_tf.cli import USER_ERRORS  # noqa: E402
 from gfsr_tf.cli.common import add_study_arguments, start_distribution, study_config  # noqa: E402,E501
+from gfsr_tf.training.distribute import finish_worker  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -62,6 +63,7 @@ def main(argv=None) -> dict:
     summary = Path(out) / config.name / "summary.md"
     print(summary.read_text())
     print(f"report: {summary.parent / 'report.html'}")
+    finish_worker(out)
     return report
 
 

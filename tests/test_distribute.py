@@ -55,8 +55,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # two worker processes training a smoke study: ~35 s with the cores free
-def test_two_local_workers_complete_a_smoke_study_and_the_chief_writes_it(tmp_path):
+def _workers(tmp_path, epochs: int) -> list:
+    """Two local workers training the small-CNN smoke study (worker i writes under out<i>)."""
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
     procs = []
     for i in range(2):
@@ -65,14 +65,47 @@ def test_two_local_workers_complete_a_smoke_study_and_the_chief_writes_it(tmp_pa
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "gfsr_tf.cli", "train", "--smoke", "--distribute",
              "multiworker", "--set", 'model.backbone="small_cnn"', "--image-size", "32",
-             "--out", str(tmp_path / f"out{i}"), "--name", "mw", "--quiet"],
+             "--epochs", str(epochs), "--set", "train.worker_timeout_s=30", "--out",
+             str(tmp_path / f"out{i}"), "--name", "mw"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+@pytest.mark.slow  # two worker processes training a smoke study: ~15 s with the cores free
+def test_two_local_workers_complete_a_smoke_study_and_the_chief_writes_it(tmp_path):
+    procs = _workers(tmp_path, 2)
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     report = json.loads((tmp_path / "out0" / "mw" / "report.json").read_text())
     assert report["baseline"]["training"]["distribute"] == {"strategy": "multiworker",
                                                             "replicas": 2, "workers": 2}
-    assert not (tmp_path / "out1").exists()                 # worker 1 wrote a temporary copy
+    # worker 1 wrote its copy to out1/workertemp_1, removed when the run finished
+    assert not list((tmp_path / "out1").rglob("*"))
+
+
+@pytest.mark.slow  # two workers, one killed mid-run, then both restarted: ~45 s
+def test_a_worker_dying_mid_run_fails_the_other_in_one_line_and_a_restart_resumes(tmp_path):
+    import time
+    procs = _workers(tmp_path, 12)
+    for line in procs[0].stdout:                      # worker 0 has checkpointed epoch 2
+        if "epoch 3/" in line:
+            break
+    procs[1].kill()
+    start = time.perf_counter()
+    _, err = procs[0].communicate(timeout=300)
+    assert procs[0].returncode == 1 and time.perf_counter() - start < 120   # not a hang
+    assert err.strip().splitlines()[-1].startswith(
+        "error: multiworker: a peer worker stopped responding during epoch ")
+    assert "restart every worker with the same command to resume" in err
+    # restarted with the same command: both resume, from the newest epoch both hold
+    procs = _workers(tmp_path, 12)
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert "resuming" in outs[0][0] and "resuming" in outs[1][0]
+    report = json.loads((tmp_path / "out0" / "mw" / "report.json").read_text())
+    for variant in ("baseline", "gfsr"):
+        assert [h["epoch"] for h in report[variant]["training"]["history"]] == \
+            list(range(1, 13))
 
 
 def test_a_worker_whose_peer_never_joins_fails_with_one_line_not_a_hang(tmp_path):

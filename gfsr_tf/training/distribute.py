@@ -7,9 +7,11 @@ method:
                runs and is tested on machines without GPUs
   multiworker  tf.distribute.MultiWorkerMirroredStrategy from the TF_CONFIG environment variable;
                the chief (worker 0) writes checkpoints, best.keras, metrics and the report, the
-               others write to a temporary folder (the documented Keras/TF pattern); a worker
-               that never joins fails the others after `timeout_s` with a one-line error (exit
-               status 137), and collectives time out after `timeout_s` (a worker dying mid-run)
+               others write to OUT/workertemp_<i> (the documented Keras/TF pattern), removed when
+               the run finishes; a worker that never joins fails the others after `timeout_s`
+               with a one-line error (exit status 137); a worker dying mid-run fails the others
+               with a one-line error (the trainer's `PeerWorkerLost`), and restarting every
+               worker resumes from each one's checkpoint (checked to agree)
 
 Under a strategy the model, the optimizer and the checkpoint are created in `strategy.scope()`,
 each method's step runs per replica in `strategy.run` (the Grad-CAM inner tape and the fused step
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -137,11 +140,18 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
 
 
 def write_dir(path, strategy: tf.distribute.Strategy | None = None):
-    """Where this process writes: `path` on the chief, a temporary folder on other workers
-    (their files are identical copies nobody reads)."""
+    """Where this process writes: `path` on the chief; on worker i, `path`/workertemp_i (the
+    documented Keras/TF pattern): identical copies nobody reads, except the worker's own
+    checkpoint when every worker is restarted to resume. `finish_worker` removes it."""
     if is_chief(strategy):
         return path
-    return tempfile.mkdtemp(prefix="gfsr_worker_")
+    return str(Path(path) / f"workertemp_{int(read_tf_config()['task']['index'])}")
+
+
+def finish_worker(path) -> None:
+    """After a finished run: a non-chief worker's folder goes (nothing in it is read)."""
+    if Path(path).name.startswith("workertemp_"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def describe(strategy: tf.distribute.Strategy | None = None, name: str = "none") -> dict:

@@ -14,6 +14,7 @@ training identical to the baseline's (same seed, data order and initial weights)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,6 +32,16 @@ from ..datasets.base import ImageSet
 from ..datasets.streaming import gather, on_disk
 from ..saliency.gradcam import probabilities_from_logits
 from .step import TrainStep, classification_loss
+
+
+# what TensorFlow raises on the survivors when a worker dies mid-run: its heartbeats stop
+# (Unavailable; measured: ~8 s after the kill), or a collective times out / is aborted
+PEER_LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+             tf.errors.CancelledError, tf.errors.AbortedError)
+
+
+class PeerWorkerLost(ConnectionError):
+    """A multi-worker run lost a worker (an OSError: the CLI prints it as one line)."""
 
 
 def resolve_jit(jit_compile) -> bool:
@@ -104,8 +115,8 @@ class Trainer:
         built in its scope. None: the default (one device)."""
         self.model, self.cfg, self.verbose = model, train, verbose
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.distributed = self.strategy.num_replicas_in_sync > 1 or \
-            isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        self.multiworker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        self.distributed = self.strategy.num_replicas_in_sync > 1 or self.multiworker
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with self.strategy.scope():
@@ -116,7 +127,7 @@ class Trainer:
             self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
                                                   epoch=self.epoch, best=self.best)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.run_dir / "checkpoints",
-                                                  max_to_keep=1)
+                                                  max_to_keep=2 if self.multiworker else 1)
         jit = resolve_jit(train.jit_compile)
         # the public step API (benchmarks, tests): one traced optimisation step on a dict batch
         # (under a strategy: a distributed batch, as `distributed_batches` yields)
@@ -124,6 +135,45 @@ class Trainer:
         self.train_step = tf.function(step, jit_compile=jit and not self.distributed,
                                       reduce_retracing=True)
         self._logits = tf.function(self.step.logits, jit_compile=jit, reduce_retracing=True)
+
+    @contextlib.contextmanager
+    def _peer_guard(self, epoch: int):
+        """Under multiworker, a peer that stops responding (TensorFlow notices its missing
+        heartbeats, or a collective times out) in this epoch's batches or steps is one clear
+        error, not a traceback."""
+        try:
+            yield
+        except PEER_LOST as exc:
+            if not self.multiworker:
+                raise
+            kept = int(self.epoch.numpy())
+            raise PeerWorkerLost(
+                f"multiworker: a peer worker stopped responding during epoch {epoch} "
+                f"({type(exc).__name__}); "
+                + (f"the checkpoint after epoch {kept} is kept: " if kept else "")
+                + "restart every worker with the same command to "
+                + ("resume" if kept else "start again")) from None
+
+    def _agree_on_epoch(self) -> None:
+        """Every worker resumes from the same epoch. Each restores its own copy of the
+        checkpoint, and a worker killed between the chief's save and its own holds one epoch
+        fewer: all then go back to the oldest epoch any of them holds (multi-worker runs keep
+        two checkpoints), instead of training different weights in lockstep."""
+        mine = int(self.epoch.numpy())
+        e = tf.constant([float(mine)], tf.float64)
+        epochs = self.strategy.gather(self.strategy.run(lambda: tf.identity(e)), axis=0)
+        low = int(np.min(epochs.numpy()))
+        if low == mine:
+            return
+        path = next((c for c in self.manager.checkpoints if c.endswith(f"-{low}")), None)
+        if path is None:
+            raise PeerWorkerLost(
+                f"multiworker: the workers hold checkpoints of different epochs ({mine} here, "
+                f"{low} on another) and this one no longer has epoch {low}'s; delete every "
+                f"worker's {self.run_dir.name}/checkpoints and rerun")
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        if self.verbose:
+            print(f"going back to epoch {low}, the newest epoch every worker holds")
 
     def _replicated_step(self, batch):
         """The method's step on every replica's share; metrics averaged over replicas."""
@@ -356,6 +406,8 @@ class Trainer:
                              "but holds no checkpoint to continue from (deleted when the run "
                              f"finished), so it cannot train to {self.cfg.epochs}: use a new "
                              "--name, or keep_checkpoints next time")
+        if self.multiworker:
+            self._agree_on_epoch()
         history = self._read_history(log_path, int(self.epoch.numpy()))
         if history and history[-1].get("stopped_early"):  # kept checkpoints: still finished
             return history
@@ -380,17 +432,18 @@ class Trainer:
                 print(f"epoch {epoch}/{self.cfg.epochs}")
             sums: dict[str, float] = {}
             start = time.perf_counter()
-            batches = iter(ds)
-            for i in range(n_batches):
-                batch = next(batches)
-                if cycle:  # per step; the step counter is in the checkpoint, so resumes agree
-                    self.optimizer.learning_rate.assign(one_cycle(
-                        (epoch - 1) * n_batches + i, self.cfg.epochs * n_batches,
-                        self.cfg.learning_rate))
-                out = {k: float(v) for k, v in self.train_step(batch).items()}
-                for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                bar.update(i + 1, list(out.items()) + list(logged.items()))
+            with self._peer_guard(epoch):
+                batches = iter(ds)
+                for i in range(n_batches):
+                    batch = next(batches)
+                    if cycle:  # per step; the step counter is checkpointed, so resumes agree
+                        self.optimizer.learning_rate.assign(one_cycle(
+                            (epoch - 1) * n_batches + i, self.cfg.epochs * n_batches,
+                            self.cfg.learning_rate))
+                    out = {k: float(v) for k, v in self.train_step(batch).items()}
+                    for k, v in out.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    bar.update(i + 1, list(out.items()) + list(logged.items()))
             record = {"epoch": epoch, **logged, "seconds": time.perf_counter() - start}
             record.update({k: v / n_batches for k, v in sums.items()})
             record.update(self._validate(val))
