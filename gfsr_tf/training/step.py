@@ -81,8 +81,15 @@ class TrainStep:
         for every method's step)."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:
-            grads = [None if g is None else g / replicas for g in grads]
+            grads = [None if g is None else _divided(g, replicas) for g in grads]
         self.optimizer.apply_gradients(zip(grads, variables))  # unscales under mixed precision
+
+
+def _divided(grad, by: int):
+    """grad / by, also for the sparse gradients of an Embedding (IndexedSlices)."""
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(grad.values / by, grad.indices, grad.dense_shape)
+    return grad / by
 
 
 class ClassificationStep(TrainStep):
