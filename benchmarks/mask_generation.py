@@ -4,6 +4,7 @@ only grows within one). Images: 100 rendered benchmark cases tiled into a np.mem
 the input itself is not held in memory.
 
     python benchmarks/mask_generation.py --size 128 --images 2000 --processes 1,2
+    python benchmarks/mask_generation.py --size 128 --images 2000 --processes 2 --embed main
     python benchmarks/mask_generation.py --size 128 --memory 2000,20000
     python benchmarks/mask_generation.py --size 128 --images 1000 --slic   # SLIC stage alone
 """
@@ -48,7 +49,8 @@ def base_marks(size: int):
     return case.lungs[0] > 0.5
 
 
-def one_run(size: int, n: int, processes: int, folder: Path, shard: int) -> dict:
+def one_run(size: int, n: int, processes: int, folder: Path, shard: int,
+            embed_in_workers="auto") -> dict:
     from gfsr_tf.config import ConceptConfig
     from gfsr_tf.guidance.sharded import propagate_masks_sharded
     images, annotations = _images(size, n, folder)
@@ -56,14 +58,29 @@ def one_run(size: int, n: int, processes: int, folder: Path, shard: int) -> dict
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     manifest = propagate_masks_sharded(images, annotations, out, ConceptConfig(weights=None),
-                                       shard_size=shard, processes=processes, progress=False)
+                                       shard_size=shard, processes=processes, progress=False,
+                                       embed_in_workers=embed_in_workers)
     seconds = time.perf_counter() - t0
     slic = sum(v for k, v in manifest["timings"].items() if k.startswith("segments_"))
-    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines()
-               if line.startswith("VmHWM:"))
-    return {"images": n, "processes": processes, "seconds": seconds,
+    return {"images": n, "processes": processes, "embed_in_workers": embed_in_workers,
+            "seconds": seconds,
             "images_per_s": n / seconds, "pass1_images_per_s": n / slic,
-            "peak_rss_mib": int(hwm.split()[1]) / 1024}
+            "peak_rss_mib": _peak_mib("self"),
+            # the worker processes (joblib's loky pool, alive until exit): each one's peak
+            "worker_peak_rss_mib": [_peak_mib(pid) for pid in _descendants(os.getpid())]}
+
+
+def _peak_mib(pid) -> float:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            out += [int(child)] + _descendants(int(child))
+    return out
 
 
 def main(argv=None):
@@ -77,13 +94,17 @@ def main(argv=None):
                    "on --images images (second, warm run of each: joblib's pool starts once)")
     p.add_argument("--shard", type=int, default=1000)
     p.add_argument("--folder", default=None)
+    p.add_argument("--embed", choices=("auto", "main"), default="auto", help="auto: with "
+                   "several processes and no GPU each worker embeds its own share (TensorFlow at "
+                   "one thread); main: only SLIC in the workers, embeddings in the main process")
     p.add_argument("--one", help=argparse.SUPPRESS)   # "n,processes": one run, this process
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     folder = Path(args.folder or tempfile.mkdtemp(prefix="gfsr_masks_"))
     if args.one:
         n, processes = (int(v) for v in args.one.split(","))
-        print(json.dumps(one_run(args.size, n, processes, folder, args.shard)))
+        print(json.dumps(one_run(args.size, n, processes, folder, args.shard,
+                                 "auto" if args.embed == "auto" else False)))
         return
     if args.slic:
         import numpy as np
@@ -105,7 +126,8 @@ def main(argv=None):
                 args.memory.split(",")]
     for n, processes in plan:
         r = subprocess.run([sys.executable, __file__, "--one", f"{n},{processes}", "--size",
-                            str(args.size), "--shard", str(args.shard), "--folder", str(folder)],
+                            str(args.size), "--shard", str(args.shard), "--folder", str(folder),
+                            "--embed", args.embed],
                            capture_output=True, text=True)
         if r.returncode:
             raise SystemExit(r.stderr[-2000:])
@@ -120,7 +142,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = "memory" if args.memory else "speed"
-    path = out / f"mask_generation_{tag}_{args.size}px.json"
+    path = out / f"mask_generation_{tag}_{args.size}px{'_embed-main' if args.embed == 'main' else ''}.json"
     path.write_text(json.dumps(runs, indent=2))
     print(f"written: {path}")
 

@@ -12,7 +12,8 @@ from gfsr_tf.datasets.synthetic import make_split
 from gfsr_tf.guidance.concepts import propagate_masks
 from gfsr_tf.guidance.sharded import iter_masks, mask_dataset, propagate_masks_sharded
 
-CONFIG = ConceptConfig(weights=None, k=4, n_segments=20)
+# batch 4: a shard of 8 images is 2 embedding batches, one per worker process
+CONFIG = ConceptConfig(weights=None, k=4, n_segments=20, batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,10 @@ def test_interrupted_run_resumes_and_equals_uninterrupted_and_in_memory(data, tm
     assert part["segments_done"] == [0] and part["masks_done"] == []
     with pytest.raises(ValueError, match="has not finished"):
         next(iter_masks(tmp_path / "b"))
-    first = (tmp_path / "b" / "segments_00000.npz").stat().st_mtime_ns
+    first = (tmp_path / "b" / "segments_00000.part0.npz").stat().st_mtime_ns
     propagate_masks_sharded(images, annotations, tmp_path / "b", CONFIG, shard_size=8,
                             processes=2, progress=False)
-    assert (tmp_path / "b" / "segments_00000.npz").stat().st_mtime_ns == first   # not redone
+    assert (tmp_path / "b" / "segments_00000.part0.npz").stat().st_mtime_ns == first   # not redone
     np.testing.assert_array_equal(_masks(tmp_path / "a"), _masks(tmp_path / "b"))
     reference = propagate_masks(images, annotations, CONFIG, progress=False)
     np.testing.assert_array_equal(_masks(tmp_path / "a"), reference.masks)
@@ -50,8 +51,8 @@ def test_corrupt_shard_and_foreign_folder_are_clear_errors(data, tmp_path):
     images, annotations = data
     propagate_masks_sharded(images, annotations, tmp_path, CONFIG, shard_size=12, processes=1,
                             progress=False, stop_after_shards=2)
-    (tmp_path / "segments_00001.npz").write_bytes(b"truncated")
-    with pytest.raises(ValueError, match="segments_00001.npz is unreadable"):
+    (tmp_path / "segments_00001.part0.npz").write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="segments_00001.part0.npz is unreadable"):
         propagate_masks_sharded(images, annotations, tmp_path, CONFIG, shard_size=12,
                                 processes=1, progress=False)
     with pytest.raises(ValueError, match="other images or settings"):
@@ -59,7 +60,7 @@ def test_corrupt_shard_and_foreign_folder_are_clear_errors(data, tmp_path):
                                 processes=1, progress=False)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["segments_done"] == [0, 1]
-    (tmp_path / "segments_00001.npz").unlink()          # the documented recovery
+    (tmp_path / "segments_00001.part0.npz").unlink()          # the documented recovery
     propagate_masks_sharded(images, annotations, tmp_path, CONFIG, shard_size=12, processes=1,
                             progress=False)
     assert _masks(tmp_path).shape == (24, 32, 32)
