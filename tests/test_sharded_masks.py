@@ -41,6 +41,13 @@ def test_interrupted_run_resumes_and_equals_uninterrupted_and_in_memory(data, tm
                             processes=2, progress=False)
     assert (tmp_path / "b" / "segments_00000.part0.npz").stat().st_mtime_ns == first   # not redone
     np.testing.assert_array_equal(_masks(tmp_path / "a"), _masks(tmp_path / "b"))
+    # interrupted in pass 2 (3 shards of pass 1, then 1 of the masks, made by worker processes)
+    mid = propagate_masks_sharded(images, annotations, tmp_path / "c", CONFIG, shard_size=8,
+                                  processes=2, progress=False, stop_after_shards=4)
+    assert mid["segments_done"] == [0, 1, 2] and mid["masks_done"] == [0]
+    propagate_masks_sharded(images, annotations, tmp_path / "c", CONFIG, shard_size=8,
+                            processes=2, progress=False)
+    np.testing.assert_array_equal(_masks(tmp_path / "c"), _masks(tmp_path / "a"))
     reference = propagate_masks(images, annotations, CONFIG, progress=False)
     np.testing.assert_array_equal(_masks(tmp_path / "a"), reference.masks)
     streamed = np.stack([m.numpy() for m in mask_dataset(tmp_path / "a")])

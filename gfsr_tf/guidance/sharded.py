@@ -301,33 +301,49 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
         manifest["n_segments"] = int(total)
         manifest["timings"]["kmeans_s"] = time.perf_counter() - t0
         _write_manifest(out, manifest)
-    # pass 2: masks
-    scores = np.asarray(manifest["scores"], np.float32)
-    centres = np.asarray(manifest["centres"], np.float64)
-    mean, std = np.asarray(manifest["mean"]), np.asarray(manifest["std"])
-
-    def norm(x):
-        return normalise(np.asarray(x, np.float64), config.normalise, mean, std)
-    for k, (a, b) in enumerate(tqdm(bounds, desc="masks", disable=not progress)):
+    # pass 2: masks, shards in parallel over the worker processes
+    pending = []
+    for k in range(len(bounds)):
         if k in manifest["masks_done"] and (out / f"masks_{k:05d}.npz").exists():
             continue
         if k in manifest["masks_done"]:
             manifest["masks_done"].remove(k)
-        if spend():
-            return manifest
-        t0 = time.perf_counter()
-        z = _pass1(out, k, manifest)
-        x = norm(z["embeddings"])
-        # nearest centre (k-means' own assignment rule), in float64 for a stable argmin
-        labels = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), 1)
-        per_image = np.split(labels, np.cumsum(z["counts"])[:-1])
-        concept_map = np.stack([per_image[i][z["segments"][i]]
-                                for i in range(b - a)]).astype(np.int16)
-        _save(out / f"masks_{k:05d}.npz", concept_map=concept_map)   # mask = scores[map]
-        manifest["masks_done"].append(k)
-        manifest["timings"][f"masks_{k}_s"] = time.perf_counter() - t0
-        _write_manifest(out, manifest)
+        pending.append(k)
+    if budget[0] is not None:                  # stop_after_shards: what is left of it
+        pending = pending[:max(budget[0], 0)]
+    if pending:
+        from joblib import Parallel, delayed
+        jobs = Parallel(n_jobs=min(processes, len(pending)), return_as="generator")(
+            delayed(_assign_shard)(out, k, _pass1_files(manifest, k), config.normalise)
+            for k in pending)
+        for k, seconds in tqdm(zip(pending, jobs), total=len(pending), desc="masks",
+                               disable=not progress):
+            manifest["masks_done"].append(k)
+            manifest["timings"][f"masks_{k}_s"] = seconds
+            _write_manifest(out, manifest)
     return manifest
+
+
+def _pass1_files(manifest: dict, k: int) -> dict:
+    """What pass 2 of shard k needs from the manifest (a worker process reads no manifest)."""
+    return {key: manifest[key] for key in ("parts", "scores", "centres", "mean", "std")}
+
+
+def _assign_shard(out: Path, k: int, fitted: dict, normalisation: str) -> float:
+    """Pass 2 of shard k: every segment to its nearest concept centre (k-means' own
+    assignment rule, in float64 for a stable argmin), the concept maps written to
+    masks_<k>.npz (a mask = scores[map]). Returns the seconds it took."""
+    t0 = time.perf_counter()
+    centres = np.asarray(fitted["centres"], np.float64)
+    z = _pass1(out, k, fitted)
+    x = normalise(np.asarray(z["embeddings"], np.float64), normalisation,
+                  np.asarray(fitted["mean"]), np.asarray(fitted["std"]))
+    labels = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), 1)
+    per_image = np.split(labels, np.cumsum(z["counts"])[:-1])
+    concept_map = np.stack([per_image[i][z["segments"][i]]
+                            for i in range(len(z["counts"]))]).astype(np.int16)
+    _save(out / f"masks_{k:05d}.npz", concept_map=concept_map)
+    return time.perf_counter() - t0
 
 
 def finished(out_dir) -> bool:
