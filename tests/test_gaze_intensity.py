@@ -221,13 +221,18 @@ def test_tiny_adapter_overfits_with_side_correct_maps(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
 
 
-def test_experiment_smoke_as_a_user_runs_it(tmp_path):
+def test_experiment_bad_rows_are_one_line_and_exit_1():
     script = ROOT / "experiments" / "gaze_intensity.py"
     bad = subprocess.run([sys.executable, str(script), "--rows", "ours,nope", "--smoke"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 1    # one line of ours (TF may log before it)
     assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown rows ['nope']")
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow  # three smoke rows in a subprocess: ~25 s
+def test_experiment_smoke_as_a_user_runs_it(tmp_path):
+    script = ROOT / "experiments" / "gaze_intensity.py"
     run = subprocess.run([sys.executable, str(script), "--smoke", "--rows", "clf-pred,clf-gt",
                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -69,6 +69,8 @@ def test_exact_relevance_gradient_reaches_layers_after_the_target(data):
     assert np.abs(grads[False][0]).max() == 0 and np.abs(grads[False][1]).max() > 0
 
 
+@pytest.mark.slow  # ~20 s of ResNet50 double backward; test_method_contract[gfsr] and
+# test_exact_relevance_gradient_reaches_layers_after_the_target stay in the default suite
 def test_two_step_gfsr_training_is_finite_and_moves_weights(data, tmp_path):
     train, val = data
     model = _model()

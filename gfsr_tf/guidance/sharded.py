@@ -338,7 +338,10 @@ def _assign_shard(out: Path, k: int, fitted: dict, normalisation: str) -> float:
     z = _pass1(out, k, fitted)
     x = normalise(np.asarray(z["embeddings"], np.float64), normalisation,
                   np.asarray(fitted["mean"]), np.asarray(fitted["std"]))
-    labels = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), 1)
+    # in blocks of rows: the (rows, k, D) differences of a whole 10k-image shard would take GBs
+    labels = np.concatenate([
+        np.argmin(((x[i:i + 4096, None, :] - centres[None]) ** 2).sum(-1), 1)
+        for i in range(0, len(x), 4096)])
     per_image = np.split(labels, np.cumsum(z["counts"])[:-1])
     concept_map = np.stack([per_image[i][z["segments"][i]]
                             for i in range(len(z["counts"]))]).astype(np.int16)
