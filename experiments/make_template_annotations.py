@@ -39,7 +39,6 @@ def main(argv=None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     from gfsr_tf.datasets import load_dataset
     from gfsr_tf.guidance.templates import write_template_annotations
     config = preset(args.preset)
