@@ -77,6 +77,8 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
     assert "Does guided focus remove the shortcut?" in text
 
 
+@pytest.mark.slow  # a second full smoke evaluation (~25 s); the trainer's exact-resume tests
+# (test_training.py) and the ablation's read-back test stay in the default suite
 def test_rerun_resumes_instead_of_retraining(smoke_report, capsys):
     _, run = smoke_report
     before = (run / "gfsr" / "metrics.jsonl").read_text()
@@ -257,7 +259,7 @@ def test_cli_explain_any_image_format_matches_model_predictions(smoke_report, tm
         main(["explain", "--model", str(tmp_path / "none.keras"), str(folder)])
 
 
-def test_cli_evaluate_and_export(smoke_report, tmp_path):
+def test_cli_evaluate(smoke_report, tmp_path):  # export: the console-script test below
     from gfsr_tf.cli import run as cli
     report, run = smoke_report
     evaluated = cli(["evaluate", "--model", str(run / "gfsr" / "best.keras"), "--out",
@@ -266,10 +268,6 @@ def test_cli_evaluate_and_export(smoke_report, tmp_path):
     assert evaluated["model"]["metrics"]["test_decorrelated"]["accuracy"] == \
         report["gfsr"]["metrics"]["test_decorrelated"]["accuracy"]
     assert (tmp_path / "ev" / "report.html").exists()
-    path = cli(["export", "--model", str(run / "gfsr" / "best.keras"), "--out",
-                 str(tmp_path / "serving" / "1")])
-    assert (Path(path) / "saved_model.pb").exists()
-    assert json.loads((Path(path) / "signatures.json").read_text())
 
 
 def test_cli_masks_on_the_benchmark(tmp_path):
@@ -312,6 +310,8 @@ def test_console_script_exits_zero_on_success_and_one_on_bad_input(smoke_report,
               str(tmp_path / "serving" / "1"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count(str(tmp_path / "serving" / "1")) == 1  # printed once, not echoed again
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
+    assert json.loads((tmp_path / "serving" / "1" / "signatures.json").read_text())
     r = _gfsr("export", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: model not")
     assert "Traceback" not in r.stderr

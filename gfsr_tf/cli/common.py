@@ -72,7 +72,7 @@ def start_distribution(args, *trains) -> str:
     """Apply the distribute options to each TrainConfig (or anything with those fields), create
     the strategy - before any data loads: a multi-worker strategy must come first in the process,
     and logical CPU devices before TensorFlow starts - and return where this process writes:
-    args.out on worker 0, a temporary folder on the others."""
+    args.out on worker 0, args.out/workertemp_<i> on worker i (`training.distribute.write_dir`)."""
     from ..training.distribute import strategy_for, write_dir
     for train in trains:
         for key in ("distribute", "cpu_replicas"):

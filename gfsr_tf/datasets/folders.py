@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 from tqdm.auto import tqdm
 import numpy as np
 
 from .base import ImageSet
-from .images import IMAGE_SUFFIXES, read_image
+from .images import IMAGE_SUFFIXES, read_resized
 from .splits import grouped_split
 from .streaming import cache_images, pixel_mb
 
@@ -55,12 +54,10 @@ def read_class_folders(folder: Path, classes, size: int, channels: int, skipped:
     for path, label in tqdm(rows, desc=f"reading {folder.name}", leave=False,
                             disable=len(rows) < 500):
         try:
-            image = read_image(path, channels)
+            images.append(read_resized(path, size, channels))
         except ValueError:
             skipped.append(str(path))
             continue
-        images.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-                      .reshape(size, size, channels))
         labels.append(label)
         names.append(path.name)
     return images, labels, names

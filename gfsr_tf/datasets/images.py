@@ -52,11 +52,18 @@ def image_files(inputs) -> list[Path]:
     return paths
 
 
+def read_resized(path, size: int | tuple[int, int], channels: int = 1) -> np.ndarray:
+    """One file read and resized (area interpolation) -> uint8 (H, W, channels): what every
+    loader, in memory or streamed, does to a file."""
+    h, w = (size, size) if isinstance(size, int) else size
+    image = read_image(path, channels)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, channels)
+
+
 def load_images(paths, size: int | tuple[int, int], channels: int = 1) -> np.ndarray:
     """Read and resize (area interpolation) to size -> uint8 (N, H, W, channels)."""
     h, w = (size, size) if isinstance(size, int) else size
     out = np.empty((len(paths), h, w, channels), np.uint8)
     for i, path in enumerate(paths):
-        image = read_image(path, channels)
-        out[i] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, channels)
+        out[i] = read_resized(path, (h, w), channels)
     return out

@@ -2,8 +2,8 @@
 
 A loader asked to (`stream_above_mb`) returns a split whose uint8 pixels would exceed that many MB
 as a read-only np.memmap over a cache file instead of an in-memory array. The cache is filled by a
-tf.data pipeline over the file list - parallel decode + resize (the same `read_image` and area
-interpolation as the in-memory path, so both give identical pixels), batched, prefetched - chunk
+tf.data pipeline over the file list - parallel decode + resize (`images.read_resized`, as the
+in-memory path, so both give identical pixels), batched, prefetched - chunk
 by chunk and resumably: an interrupted fill continues from its last finished chunk, and a rerun
 with the same files (paths, sizes, modification times), size and channels reuses the cache.
 
@@ -24,10 +24,9 @@ import json
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from .images import read_image
+from .images import read_resized
 
 STATE = "state.json"
 PIXELS = "pixels.u8"
@@ -97,11 +96,9 @@ def cache_images(paths, size: int, channels: int, cache_dir=None, *, chunk: int 
 
         def decode(i):
             try:
-                image = read_image(paths[int(i)], channels)
+                return read_resized(paths[int(i)], size, channels), True
             except ValueError:
                 return np.zeros(shape, np.uint8), False
-            return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) \
-                .reshape(shape), True
 
         def load(i):
             image, ok = tf.numpy_function(decode, [i], [tf.uint8, tf.bool])

@@ -157,8 +157,9 @@ class Trainer:
     def _agree_on_epoch(self) -> None:
         """Every worker resumes from the same epoch. Each restores its own copy of the
         checkpoint, and a worker killed between the chief's save and its own holds one epoch
-        fewer: all then go back to the oldest epoch any of them holds (multi-worker runs keep
-        two checkpoints), instead of training different weights in lockstep."""
+        fewer: all then go back to the lowest of their latest epochs, which every worker still
+        holds (multi-worker runs keep two checkpoints), instead of training different weights
+        in lockstep."""
         mine = int(self.epoch.numpy())
         e = tf.constant([float(mine)], tf.float64)
         epochs = self.strategy.gather(self.strategy.run(lambda: tf.identity(e)), axis=0)
