@@ -17,10 +17,10 @@ def add_parser(sub):
 
 
 def run(args) -> dict:
+    config = study_config(args)       # bad options fail here, before TensorFlow loads (~4 s)
+    out = start_distribution(args, config.train)
     from ..study import run_study
     from ..training.distribute import finish_worker
-    config = study_config(args)
-    out = start_distribution(args, config.train)
     report = run_study(config, out, verbose=0 if args.quiet else 1)
     summary = Path(out) / config.name / "summary.md"
     print(summary.read_text())
