@@ -92,6 +92,7 @@ def test_replicate_table_pairs_each_seed_with_its_own_baseline():
     assert table.strip().endswith("| 1/2 | +0.100 |")
 
 
+@pytest.mark.slow  # ~11 s; the smoke ablation's table-and-resume test stays in the suite
 def test_causal_smoke_rows_with_a_control_and_an_extension(tmp_path):
     out = run_ablation(["control@c16", "ext-b-warmup@c16"], out_dir=tmp_path, smoke=True,
                        name="causal", verbose=0)

@@ -113,12 +113,12 @@ def test_a_worker_whose_peer_never_joins_fails_with_one_line_not_a_hang(tmp_path
     env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
                                                   "task": {"type": "worker", "index": 0}})}
     r = subprocess.run([sys.executable, "-m", "gfsr_tf.cli", "train", "--smoke", "--distribute",
-                        "multiworker", "--set", "train.worker_timeout_s=5", "--out",
+                        "multiworker", "--set", "train.worker_timeout_s=2", "--out",
                         str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env,
                        timeout=120)
     assert r.returncode == -9                      # killed by the watchdog, after its message
     assert r.stderr.strip().splitlines()[-1].startswith(
-        f"error: multiworker: not every worker of {workers} joined within 5 s")
+        f"error: multiworker: not every worker of {workers} joined within 2 s")
 
 
 def test_mirrored_smoke_study_records_the_strategy(tmp_path):

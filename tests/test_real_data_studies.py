@@ -5,7 +5,6 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -110,6 +109,7 @@ def test_real_pneumoniamnist_smoke(shared_data, tmp_path):
     assert "at_youden_threshold" in report["gfsr"]["metrics"]["test"]
 
 
+@pytest.mark.slow  # ~20 s; the benchmark PatchNet smoke and the multi-class retina smoke stay
 def test_patchnet_smoke_on_ham10000_scores_every_class_with_lesion_masks(tmp_path):
     # seven classes: softmax heads, per-class maps and thresholds, macro means
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))

@@ -21,9 +21,9 @@ from ..evaluation.classification import binary_metrics
 from ..evaluation.heatmaps import controllability, heatmap_metrics
 from ..methods import get_method
 from ..methods.gaze_intensity import foreground_of
-from ..methods.gaze_unet import PAPER as UNET_PAPER
 from ..models.gaze_intensity import predict_maps
 from ..preprocessing import get_preprocessor
+from ..presets.gaze_unet import PAPER as UNET_PAPER
 from ..report.io import write_json
 from ..training.distribute import recorded
 from .run import train_variant

@@ -27,10 +27,6 @@ from ...training.step import TrainStep, accuracy, classification_loss
 from ..base import Method
 from ..registry import register
 
-# The reference's settings (Watanabe et al. 2022, from Karargyris et al.'s tuning)
-PAPER = {"unet": {"gamma": 0.41731, "learning_rate": 0.0090552},
-         "no_seg": {"gamma": 1.0, "learning_rate": 0.006486}}
-
 
 RULES = ("guided_backprop", "deconvnet", "gradient")
 
