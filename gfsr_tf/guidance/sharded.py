@@ -108,13 +108,13 @@ def _part_paths(out: Path, k: int, parts: int) -> list[Path]:
     return [out / f"segments_{k:05d}.part{j}.npz" for j in range(parts)]
 
 
-def _pass1(out: Path, k: int, manifest: dict) -> dict:
-    """Shard k's pass-1 data, its parts joined."""
-    parts = [_load(p) for p in _part_paths(out, k, manifest["parts"][str(k)])]
-    return {"segments": np.concatenate([z["segments"] for z in parts]),
-            "embeddings": np.concatenate([z["embeddings"] for z in parts]),
-            "counts": np.concatenate([z["counts"] for z in parts]),
-            "sums": sum(z["sums"] for z in parts), "squares": sum(z["squares"] for z in parts)}
+def _pass1(out: Path, k: int, manifest: dict,
+           keys=("segments", "embeddings", "counts")) -> dict:
+    """Shard k's pass-1 arrays `keys`, its parts joined (only those arrays are read: the
+    running sums need none of the big ones)."""
+    parts = [_load(p, keys) for p in _part_paths(out, k, manifest["parts"][str(k)])]
+    return {key: sum(z[key] for z in parts) if key in ("sums", "squares")
+            else np.concatenate([z[key] for z in parts]) for key in keys}
 
 
 def _save(path: Path, **arrays) -> None:
@@ -130,10 +130,10 @@ def _save(path: Path, **arrays) -> None:
     os.replace(tmp, path)                 # atomic: a shard file is whole or absent
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path, keys=None) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        with np.load(path, allow_pickle=False) as z:     # an npz reads each array on access
+            return {k: z[k] for k in (z.files if keys is None else keys)}
     except Exception as exc:  # numpy raises several types for truncated files
         raise ValueError(f"shard file {path} is unreadable ({type(exc).__name__}); delete it "
                          "and rerun to recompute that shard") from None
@@ -257,10 +257,10 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
         sums = squares = None
         total = 0
         for k in range(len(bounds)):
-            z = _pass1(out, k, manifest)
+            z = _pass1(out, k, manifest, ("sums", "squares", "counts"))
             sums = z["sums"] if sums is None else sums + z["sums"]
             squares = z["squares"] if squares is None else squares + z["squares"]
-            total += len(z["embeddings"])
+            total += int(z["counts"].sum())
         if config.k > total:
             raise ValueError(f"k={config.k} concepts but only {total} segments in the image set")
         mean = sums / total
@@ -270,7 +270,7 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
         take.sort()
         sample, offset = [], 0
         for k in range(len(bounds)):
-            rows = _pass1(out, k, manifest)["embeddings"]
+            rows = _pass1(out, k, manifest, ("embeddings",))["embeddings"]
             mine = take[(take >= offset) & (take < offset + len(rows))] - offset
             sample.append(rows[mine])
             offset += len(rows)
@@ -278,10 +278,12 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
             return normalise(np.asarray(x, np.float64), config.normalise, mean, std)
         kmeans = KMeans(config.k, n_init=4, random_state=config.seed).fit(
             norm(np.concatenate(sample)))
-        chosen = []
-        for i, ann in sorted(annotations.items()):
+        chosen, shard = [], (None, None)
+        for i, ann in sorted(annotations.items()):     # in order: each shard read once
             k = i // shard_size
-            z = _pass1(out, k, manifest)
+            if shard[0] != k:
+                shard = (k, _pass1(out, k, manifest))
+            z = shard[1]
             local = i - k * shard_size
             start = int(z["counts"][:local].sum())
             labels = kmeans.predict(norm(z["embeddings"][start:start + z["counts"][local]]))
@@ -313,20 +315,16 @@ def propagate_masks_sharded(images, annotations: dict, out_dir, config: ConceptC
         pending = pending[:max(budget[0], 0)]
     if pending:
         from joblib import Parallel, delayed
+        # what pass 2 needs from the manifest (a worker process reads no manifest)
+        fitted = {key: manifest[key] for key in ("parts", "centres", "mean", "std")}
         jobs = Parallel(n_jobs=min(processes, len(pending)), return_as="generator")(
-            delayed(_assign_shard)(out, k, _pass1_files(manifest, k), config.normalise)
-            for k in pending)
+            delayed(_assign_shard)(out, k, fitted, config.normalise) for k in pending)
         for k, seconds in tqdm(zip(pending, jobs), total=len(pending), desc="masks",
                                disable=not progress):
             manifest["masks_done"].append(k)
             manifest["timings"][f"masks_{k}_s"] = seconds
             _write_manifest(out, manifest)
     return manifest
-
-
-def _pass1_files(manifest: dict, k: int) -> dict:
-    """What pass 2 of shard k needs from the manifest (a worker process reads no manifest)."""
-    return {key: manifest[key] for key in ("parts", "scores", "centres", "mean", "std")}
 
 
 def _assign_shard(out: Path, k: int, fitted: dict, normalisation: str) -> float:
@@ -436,7 +434,7 @@ class _ShardedSegments:
 
     def __getitem__(self, index) -> np.ndarray:
         index = np.atleast_1d(np.asarray(index))
-        shards = {k: _pass1(self.out, k, self.manifest)["segments"]
+        shards = {k: _pass1(self.out, k, self.manifest, ("segments",))["segments"]
                   for k in set((index // self.shard_size).tolist())}
         return np.stack([shards[i // self.shard_size][i % self.shard_size] for i in index])
 
