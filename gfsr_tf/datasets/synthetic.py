@@ -8,13 +8,22 @@ rendered without the marker (its exact counterfactual twin: same random draws, o
 differs) and with it (`marker_added`: the marker drawn on every image, the same glyph the image
 would have had). Each image draws from its own generator seeded by (seed, split, index), so any image can
 be regenerated alone and the data do not depend on the split sizes.
+
+Every pixel is drawn with `raster` (float64 IEEE arithmetic in a fixed order, C-library
+transcendentals, a stroke font defined in the source), so the benchmark's bytes do not depend on
+the OpenCV, numpy or scipy release or on the CPU (`BENCHMARK_SHA256` pins them; tests check it).
 """
 from __future__ import annotations
 
-import cv2
+import dataclasses
+import hashlib
+import math
+
 import numpy as np
+from scipy import ndimage
 
 from ..config import BenchmarkConfig
+from . import raster
 from .base import ImageSet
 
 SPLITS = ("train", "val", "test_correlated", "test_decorrelated")
@@ -22,26 +31,32 @@ _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
 
 
 def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(a, (0, 0), sigmaX=max(sigma, 1e-3), borderType=cv2.BORDER_REFLECT)
+    return raster.gaussian_blur(a, sigma, mode="symmetric")
 
 
-def _glyph(size: int, text: str, height_frac: float, rng: np.random.Generator,
+def _sq(a):
+    return a * a
+
+
+def _glyph(shape, text: str, height_frac: float, rng: np.random.Generator,
            corner: str) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Render `text` into an empty canvas near `corner`; return canvas in [0,1] and its box."""
-    canvas = np.zeros((size, size), np.uint8)  # putText draws on 8-bit images only
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    target_h = max(5.0, height_frac * size)
-    (_, h0), _ = cv2.getTextSize(text, font, 1.0, 1)
-    scale = target_h / h0 * rng.uniform(0.9, 1.1)
-    thickness = max(1, int(round(size / 48)))
-    (w, h), _ = cv2.getTextSize(text, font, scale, thickness)
-    margin = int(round(size * rng.uniform(0.03, 0.07)))
-    y = margin + h
-    x = margin if corner == "left" else size - margin - w
-    cv2.putText(canvas, text, (x, y), font, scale, 255, thickness, cv2.LINE_AA)
-    box = (max(0, y - h - thickness), max(0, x - thickness),
-           min(size, y + thickness + 1), min(size, x + w + thickness))
-    return canvas.astype(np.float32) / 255.0, box
+    """Draw `text` into an empty (H, W) canvas near `corner`; return the canvas in [0, 1] and the
+    box (y0, x0, y1, x1) that holds every pixel it touched. Capitals are height_frac * H px tall
+    (at least 5 px, +-10 %), strokes max(1.5, H / 36) px wide, anti-aliased; the margin to the
+    image edge is 3-7 % of H. Two draws from `rng`, in this order: scale, margin."""
+    h_img, w_img = (shape, shape) if np.isscalar(shape) else tuple(shape)
+    height = max(5.0, height_frac * h_img) * rng.uniform(0.9, 1.1)
+    width = max(1.5, h_img / 36)
+    margin = int(round(h_img * rng.uniform(0.03, 0.07)))
+    reach = width / 2 + 0.5                      # how far from the outline a pixel can be lit
+    text_w = raster.text_width(text, height)
+    y_top = margin + reach
+    x = margin + reach if corner == "left" else w_img - margin - reach - text_w
+    canvas = raster.draw_text((h_img, w_img), text, x, y_top, height, width)
+    box = (max(0, math.floor(y_top - reach)), max(0, math.floor(x - reach)),
+           min(h_img, math.ceil(y_top + height + reach) + 1),
+           min(w_img, math.ceil(x + text_w + reach) + 1))
+    return canvas, box
 
 
 def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: float,
@@ -56,27 +71,28 @@ def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: f
     """
     rng = np.random.default_rng(seed)
     s = size
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
     yy = yy / (s - 1) * 2 - 1
     xx = xx / (s - 1) * 2 - 1
 
     # Thorax: rounded square (superellipse power 4).
     cx, cy = rng.normal(0, 0.03, 2)
     ax, ay = rng.uniform(0.72, 0.82), rng.uniform(0.80, 0.90)
-    thorax = (((xx - cx) / ax) ** 4 + ((yy - cy) / ay) ** 4 <= 1).astype(np.float32)
+    thorax = (_sq(_sq((xx - cx) / ax)) + _sq(_sq((yy - cy) / ay)) <= 1).astype(np.float64)
     img = 0.08 + 0.47 * _blur(thorax, s / 40)
 
     # Lung fields: two tilted ellipses.
-    lungs = np.zeros((s, s), np.float32)
+    lungs = np.zeros((s, s))
     sides, hila = [], []
     for side in (-1, 1):
         lx = cx + side * rng.uniform(0.32, 0.38)
         ly = cy + rng.uniform(-0.08, 0.0)
         a, b = rng.uniform(0.21, 0.26), rng.uniform(0.44, 0.52)
-        t = np.deg2rad(side * rng.uniform(4, 12))
-        u = (xx - lx) * np.cos(t) + (yy - ly) * np.sin(t)
-        v = -(xx - lx) * np.sin(t) + (yy - ly) * np.cos(t)
-        sides.append(((u / a) ** 2 + (v / b) ** 2 <= 1).astype(np.float32))
+        t = math.radians(side * rng.uniform(4, 12))
+        cos_t, sin_t = math.cos(t), math.sin(t)
+        u = (xx - lx) * cos_t + (yy - ly) * sin_t
+        v = -(xx - lx) * sin_t + (yy - ly) * cos_t
+        sides.append((_sq(u / a) + _sq(v / b) <= 1).astype(np.float64))
         lungs = np.maximum(lungs, sides[-1])
         hila.append((lx - side * 0.45 * a, ly))    # the medial edge of the field
     soft_lungs = _blur(lungs, s / 64)
@@ -84,37 +100,37 @@ def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: f
 
     # Rib texture: faint curved stripes inside the lungs.
     freq, phase = rng.uniform(4.5, 6.0), rng.uniform(0, 2 * np.pi)
-    ribs = np.sin(2 * np.pi * freq * (yy + 0.25 * xx ** 2) + phase)
+    ribs = raster.sin(2 * math.pi * freq * (yy + 0.25 * _sq(xx)) + phase)
     img += 0.04 * ribs * soft_lungs
 
     # Heart and mediastinum: brighter.
     hx, hy = cx + rng.uniform(0.0, 0.1), cy + rng.uniform(0.15, 0.3)
-    heart = (((xx - hx) / (0.22 * heart_scale)) ** 2 + ((yy - hy) / (0.2 * heart_scale)) ** 2
-             <= 1).astype(np.float32)
-    mediastinum = ((np.abs(xx - cx) < 0.1) & (yy > cy - 0.7) & (yy < cy + 0.6)).astype(np.float32)
+    heart = (_sq((xx - hx) / (0.22 * heart_scale)) + _sq((yy - hy) / (0.2 * heart_scale))
+             <= 1).astype(np.float64)
+    mediastinum = ((np.abs(xx - cx) < 0.1) & (yy > cy - 0.7) & (yy < cy + 0.6)).astype(np.float64)
     img += 0.15 * _blur(np.maximum(heart, mediastinum) * (1 - lungs), s / 48)
     if heart_scale != 1.0:  # a large heart's silhouette shows over the lung fields too
         img += 0.12 * _blur(heart * lungs, s / 48)
     if haze > 0:
         haze_rng = np.random.default_rng([*np.atleast_1d(seed), 4242])
-        field = np.zeros((s, s), np.float32)
+        field = np.zeros((s, s))
         for hx_, hy_ in hila:
             r = haze_rng.uniform(0.16, 0.22)
-            field += np.exp(-((xx - hx_) ** 2 + (yy - hy_ - haze_rng.uniform(0, 0.1)) ** 2)
-                            / (2 * r ** 2))
+            field += raster.exp(-(_sq(xx - hx_) + _sq(yy - hy_ - haze_rng.uniform(0, 0.1)))
+                                / (2 * r * r))
         img += haze * np.clip(field, 0, 1) * soft_lungs
 
     # Pneumonia: 1-3 patchy opacities built from jittered blurred discs, clipped to the lungs.
     n_lesions = int(rng.integers(1, 4))
     inside = np.argwhere(lungs > 0)
-    patch = np.zeros((s, s), np.float32)
+    patch = np.zeros((s, s))
     for _ in range(3):  # always draw the maximum number of lesion randoms (stable streams)
         centre = inside[rng.integers(len(inside))]
         discs = rng.normal(0, 0.05 * s, (4, 2)) + centre
         radii = rng.uniform(0.035, 0.07, 4) * s
         if _ < n_lesions:
             for (py, px), r in zip(discs, radii):
-                cv2.circle(patch, (int(px), int(py)), max(1, int(r)), 1.0, -1)
+                raster.fill_disc(patch, (int(px), int(py)), max(1, int(r)))
     patch = _blur(patch, s / 40) * lungs
     lesions = patch > 0.3
     if pneumonia:
@@ -123,7 +139,7 @@ def render_case(size: int, pneumonia: bool, marker: bool, text: bool, opacity: f
     # Global acquisition variation: gain/offset, low-frequency brightness, noise.
     gain, offset = rng.uniform(0.85, 1.15), rng.uniform(-0.05, 0.05)
     gx, gy = rng.uniform(-0.05, 0.05, 2)
-    noise = rng.normal(0, 0.02, (s, s)).astype(np.float32)
+    noise = rng.normal(0, 0.02, (s, s))
     img = img * gain + offset + gx * xx + gy * yy + noise
 
     glyph, box = _glyph(s, "R", 0.14, rng, "left")
@@ -212,7 +228,7 @@ def basal_opacity(lungs: np.ndarray, seed) -> np.ndarray:
     centre = inside[rng.integers(len(inside))]
     for (py, px), r in zip(rng.normal(0, 0.04 * s, (3, 2)) + centre,
                            rng.uniform(0.05, 0.08, 3) * s):
-        cv2.circle(blob, (int(px), int(py)), max(1, int(r)), 1.0, -1)
+        raster.fill_disc(blob, (int(px), int(py)), max(1, int(r)))
     return _blur(blob, s / 48) * half
 
 
@@ -227,10 +243,10 @@ def add_second_finding(data: ImageSet, opacity: float, stream) -> ImageSet:
     masks = np.zeros((n, 3, s, s), bool)
     out = {k: getattr(data, k).copy() for k in ("images", "twins", "marker_added")}
     for i in np.flatnonzero(present):
-        patch = basal_opacity((data.lungs[i] > 0.5).astype(np.float32), [*stream, 20_251, i])
+        patch = basal_opacity((data.lungs[i] > 0.5).astype(np.float64), [*stream, 20_251, i])
         masks[i, 2] = patch > 0.3
         for key in out:
-            pixels = out[key][i, ..., 0].astype(np.float32) / 255 + opacity * patch
+            pixels = out[key][i, ..., 0].astype(np.float64) / 255 + opacity * patch
             out[key][i, ..., 0] = _to_uint8(np.clip(pixels, 0, 1))
     pneumonia = data.labels == 1
     masks[:, 1] = data.lesions
@@ -260,11 +276,9 @@ def paste_overlay(images: np.ndarray, seed: int = 0, kind: str = "laterality") -
         raise ValueError(f"overlay must be one of {', '.join(OVERLAYS)}, got {kind!r}")
     text, height, corner, (lo, hi) = OVERLAYS[kind]
     out = np.array(images, copy=True)
-    size = images.shape[1]
     for i in range(len(out)):
-        glyph, _ = _glyph(size, text, height, np.random.default_rng([seed, 77, i]), corner)
-        glyph = cv2.resize(glyph, (images.shape[2], images.shape[1])) if images.shape[1] != \
-            images.shape[2] else glyph
+        glyph, _ = _glyph(images.shape[1:3], text, height, np.random.default_rng([seed, 77, i]),
+                          corner)
         brightness = np.random.default_rng([seed, 78, i]).uniform(lo, hi)
         out[i] = np.maximum(out[i], _to_uint8(brightness * glyph)[..., None])
     return out
@@ -284,16 +298,63 @@ def simulate_scribbles(lungs: np.ndarray, seed: int = 0, strokes: int = 3) -> np
     rng = np.random.default_rng(seed)
     n, h, w = lungs.shape
     out = np.zeros((n, h, w), np.uint8)
+    eight_connected = np.ones((3, 3), bool)
+    width = max(1, int(round(h / 20)))
     for i in range(n):
-        n_parts, parts = cv2.connectedComponents((lungs[i] > 0).astype(np.uint8))
-        for label in range(1, n_parts):
-            ys, xs = np.nonzero(parts == label)
+        parts, n_parts = ndimage.label(lungs[i] > 0, structure=eight_connected)
+        for label in range(1, n_parts + 1):
+            ys, xs = np.nonzero(parts == label)   # raster order: ys already sorted
             if len(ys) < 4:
                 continue
             for _ in range(rng.integers(1, strokes + 1)):
-                t = np.linspace(0.15, 0.85, 6)
-                y = np.quantile(ys, t) + rng.normal(0, 0.03 * h, 6)
-                x = np.median(xs) + rng.normal(0, 0.06 * w, 6)
-                pts = np.stack([x, y], 1).round().astype(np.int32)
-                cv2.polylines(out[i], [pts], False, 1, max(1, int(round(h / 20))))
+                y = _quantiles(ys, np.linspace(0.15, 0.85, 6)) + rng.normal(0, 0.03 * h, 6)
+                x = float(np.median(xs)) + rng.normal(0, 0.06 * w, 6)
+                pts = np.stack([x, y], 1).round()
+                out[i] = np.maximum(out[i], raster.stroke((h, w), pts, width, antialias=False)
+                                    .astype(np.uint8))
     return out
+
+
+def _quantiles(sorted_values: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Linear-interpolation quantiles of sorted values, written out: np.quantile's
+    interpolation formula has changed between numpy releases (last-bit differences)."""
+    pos = q * (len(sorted_values) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(sorted_values) - 1)
+    a, b = sorted_values[lo].astype(np.float64), sorted_values[hi].astype(np.float64)
+    return a + (b - a) * (pos - lo)
+
+
+# SHA-256 of `benchmark_digest()`; identical under the locked dependencies, the newest releases
+# the ranges in setup.cfg allow, older numpy/scipy/OpenCV releases and numpy's baseline (no
+# AVX2/AVX-512) code paths: `python benchmarks/benchmark_bytes.py --help`.
+BENCHMARK_SHA256 = "427003e3a61c0e6cfc50800c5779713f43bbd410720d4d87ca1bd9e3a1749a9e"
+
+
+def benchmark_digest(image_size: int = 48, n: int = 12) -> str:
+    """SHA-256 over every array the embedded benchmark produces at a small size: each split's
+    images, twins, marker-added counterfactuals, lung and lesion masks, marker boxes, labels and
+    marker flags; the multi-label variant; the blurred lung masks the trainer uses as relevance
+    targets (sigma 1 px); simulated scribbles; and pasted "R" markers and "AP" overlays on
+    square and non-square images."""
+    h = hashlib.sha256()
+
+    def add(*arrays):
+        for a in arrays:
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+
+    for seed in (0, 1):
+        config = BenchmarkConfig(image_size=image_size, seed=seed, text_overlay=True)
+        for split in SPLITS:
+            d = make_split(config, split, n)
+            add(d.images, d.twins, d.marker_added, d.lungs, d.lesions, d.marker_boxes,
+                d.has_marker, d.labels)
+        add(np.stack([raster.gaussian_blur(m, 1.0, mode="reflect") for m in d.lungs]))
+        add(simulate_scribbles(d.lungs > 0.5, seed=seed))
+        multi = make_split(dataclasses.replace(config, second_finding=True), "train", n)
+        add(multi.images, multi.twins, multi.label_sets, multi.class_masks)
+        add(paste_marker(d.twins, seed), paste_overlay(d.twins, seed, "text"),
+            paste_marker(np.zeros((3, image_size, image_size + 17, 1), np.uint8), seed))
+    return h.hexdigest()

@@ -72,8 +72,8 @@ def normalise(x: np.ndarray, how: str, mean=None, std=None) -> np.ndarray:
 
 
 def _smooth(masks: np.ndarray, sigma: float) -> np.ndarray:
-    import cv2
-    return np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in masks])
+    from ..datasets.raster import gaussian_blur
+    return np.stack([gaussian_blur(m, sigma, mode="reflect") for m in masks]).astype(np.float32)
 
 
 def propagate_masks(images: np.ndarray, annotations: dict, config: ConceptConfig = ConceptConfig(),
@@ -101,7 +101,8 @@ def propagate_masks(images: np.ndarray, annotations: dict, config: ConceptConfig
                                     meta["timings"], cached=True)
     timings = {}
     t0 = time.perf_counter()
-    segments = slic_segments(images, config.n_segments, config.compactness, progress)
+    segments = slic_segments(images, config.n_segments, config.compactness, progress,
+                             config.min_size_factor)
     timings["slic_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     extractor = feature_extractor(images.shape[1:3] + (3,), config.layer, config.weights, warnings,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..config import ConceptConfig
 from ..datasets.base import ImageSet
+from ..datasets.raster import gaussian_blur
 from ..datasets.streaming import on_disk
 from ..evaluation import box_masks, pixel_auc
 from .annotations import load_mask_folder, load_segment_json
@@ -26,7 +26,7 @@ def random_blobs(areas: np.ndarray, size: tuple[int, int], seed: int = 0) -> np.
     out = np.zeros((len(areas), h, w), np.float32)
     for i, area in enumerate(areas):
         field = np.random.default_rng([seed, 31, i]).normal(size=(h, w)).astype(np.float32)
-        field = cv2.GaussianBlur(field, (0, 0), max(h, w) / 10)
+        field = gaussian_blur(field, max(h, w) / 10, mode="reflect")
         if area > 0:
             out[i] = field >= np.quantile(field, 1 - area)
     return out
@@ -63,7 +63,9 @@ def relevance_masks(data: ImageSet, source: str = "lungs", blur_sigma: float = 1
     else:
         masks = available[source].astype(np.float32).copy()
     if blur_sigma > 0:
-        masks = np.stack([cv2.GaussianBlur(m, (0, 0), blur_sigma) for m in masks])
+        # version-stable float64 blur (the benchmark's targets must not move with OpenCV)
+        masks = np.stack([gaussian_blur(m, blur_sigma, mode="reflect") for m in masks])
+        masks = masks.astype(np.float32)
     peak = masks.reshape(len(masks), -1).max(1)
     masks /= np.maximum(peak, 1e-6)[:, None, None]
     return np.clip(masks, 0, 1)

@@ -43,11 +43,13 @@ MANIFEST = "manifest.json"
 
 def _slic_parallel(images: np.ndarray, config: ConceptConfig, processes: int) -> np.ndarray:
     if processes <= 1 or len(images) < 2 * processes:
-        return slic_segments(images, config.n_segments, config.compactness)
+        return slic_segments(images, config.n_segments, config.compactness,
+                             min_size_factor=config.min_size_factor)
     from joblib import Parallel, delayed
     chunks = np.array_split(np.arange(len(images)), processes)
     parts = Parallel(n_jobs=processes)(delayed(slic_segments)(
-        images[c[0]:c[-1] + 1], config.n_segments, config.compactness) for c in chunks)
+        images[c[0]:c[-1] + 1], config.n_segments, config.compactness,
+        min_size_factor=config.min_size_factor) for c in chunks)
     return np.concatenate(parts)
 
 
@@ -80,7 +82,8 @@ def _worker_part(images: np.ndarray, config: ConceptConfig, path: Path) -> list:
         warnings: list = []
         _WORKER.update(key=key, warnings=warnings, extractor=feature_extractor(
             images.shape[1:3] + (3,), config.layer, config.weights, warnings, config.seed))
-    segments = slic_segments(images, config.n_segments, config.compactness)
+    segments = slic_segments(images, config.n_segments, config.compactness,
+                             min_size_factor=config.min_size_factor)
     _write_part(path, segments, segment_embeddings(images, segments, _WORKER["extractor"],
                                                    config.batch_size))
     return _WORKER["warnings"]
