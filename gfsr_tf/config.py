@@ -156,10 +156,10 @@ class TrainConfig:
     # stop when the monitored figure has not improved for this many epochs (None: never)
     early_stopping_patience: int | None = None
     steps_per_epoch: int | None = None  # None: one pass over the training set
-    # "constant", "triangular2" (the eye-gaze reference's cyclic schedule, stepped per epoch
-    # with a half-cycle of lr_step_epochs: training.trainer.cyclic_multiplier) or "onecycle"
-    # (MedicalPatchNet's: per step, cosine up from lr/25 to lr over the first 5 % of the steps,
-    # cosine down to lr/25/1e4: training.trainer.one_cycle)
+    # a name in training.schedules.SCHEDULES: "constant", "triangular2" (the eye-gaze
+    # reference's cyclic schedule, stepped per epoch with a half-cycle of lr_step_epochs) or
+    # "onecycle" (MedicalPatchNet's: per step, cosine up from lr/25 to lr over the first 5 % of
+    # the steps, cosine down to lr/25/1e4)
     lr_schedule: str = "constant"
     optimizer: str = "adam"             # or "adamw" (decoupled weight decay, MedicalPatchNet)
     weight_decay: float = 0.01          # adamw only
@@ -192,8 +192,9 @@ class TrainConfig:
             raise ValueError(f"train.monitor must be last, val_loss or a val_*_auc / "
                              f"val_*_accuracy figure, got {self.monitor!r}")
         _positive("train", early_stopping_patience=self.early_stopping_patience)
-        if self.lr_schedule not in ("constant", "triangular2", "onecycle"):
-            raise ValueError(f"train.lr_schedule must be constant, triangular2 or onecycle, got "
+        from .training.schedules import SCHEDULES   # pure Python: no TensorFlow
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"train.lr_schedule must be one of {', '.join(SCHEDULES)}, got "
                              f"{self.lr_schedule!r}")
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"train.optimizer must be adam or adamw, got {self.optimizer!r}")
@@ -326,23 +327,6 @@ def _known(klass, values: dict, where: str) -> dict:
         _warnings.warn(f"ignoring unknown {where} config keys {unknown} (written by a newer "
                        "gfsr_tf?)", stacklevel=3)
     return {k: v for k, v in values.items() if k in fields}
-
-
-def make_smoke(c: StudyConfig) -> StudyConfig:
-    """Any study at tiny sizes (about a minute; for tests): 32 px, 1 epoch of 2 steps of 4
-    images, random init. Real data is still read whole - give it a small fixture."""
-    c.name, c.smoke = c.name + "_smoke", True
-    c.benchmark = BenchmarkConfig(image_size=32, n_train=16, n_val=8, n_test=8)
-    c.model.weights = None
-    c.concepts.weights = None
-    c.train = TrainConfig(epochs=1, batch_size=4, steps_per_epoch=2, deterministic=True)
-    c.gradcam_examples = 2
-    # a warm-up longer than the smoke run would leave every guidance term untested
-    for variant in c.variants:
-        for key in ("warmup_epochs", "ramp_epochs"):
-            if variant.options.get(key):
-                variant.options[key] = 0
-    return c
 
 
 def set_value(config: StudyConfig, dotted: str, raw: str) -> None:

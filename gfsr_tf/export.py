@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from .models.classifier import CamModel, output_tensor
+from .saliency.cam_model import CamModel, output_tensor
 from .preprocessing import get_preprocessor
 from .saliency.gradcam import gradcam
 

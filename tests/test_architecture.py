@@ -95,3 +95,32 @@ def test_the_command_line_starts_without_tensorflow():
             "sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))[:5]")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def private_imports_across_packages() -> list[tuple[str, str]]:
+    """(module, imported name) for every `from X import _name` where X lives in another package
+    than the importing module (siblings in one package may share private helpers)."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")
+                source = ".".join(base[:len(base) - node.level + 1]
+                                  + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            source_package = source.rpartition(".")[0] if (PACKAGE.parent / (
+                source.replace(".", "/") + ".py")).exists() else source
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__") \
+                        and source_package != package:
+                    found.append((module, f"{source}.{alias.name}"))
+    return found
+
+
+def test_no_private_name_is_imported_across_packages():
+    assert private_imports_across_packages() == []

@@ -9,7 +9,7 @@ from gfsr_tf.datasets.egd_cxr import gaze_heatmap, heart_from_mediastinum, load_
 from gfsr_tf.datasets.gaze_sim import (make_gaze_split, original_shape, scaled_sigma,
                                        write_egd_cxr_layout)
 from gfsr_tf.evaluation import auc_table, heatmap_metrics
-from gfsr_tf.training.trainer import cyclic_multiplier, learning_rate
+from gfsr_tf.training.schedules import cyclic_multiplier, learning_rate
 
 
 # ---------------------------------------------------------------------------- gaze heatmaps

@@ -1,4 +1,4 @@
-"""The method seam. One contract test parametrised over the registered methods (keras-hub's
+"""The method seam. One contract test parametrised over every registered method (keras-hub's
 `TestCase` is the model): build -> 2 training steps with finite gradients -> plain
 `keras.models.load_model` in a fresh process -> exact resume -> explain shape -> SavedModel
 export. And a method defined only here runs a whole study through the registry, touching no
@@ -44,30 +44,93 @@ def _targets(method, options, train):
     return {"mask": relevance_masks(train, *request)} if request else {}
 
 
-# options that keep each method at the contract's size (small backbones)
-CONTRACT_OPTIONS = {"baseline": {}, "gfsr": {}, "patchnet": {"backbone": "small_cnn"},
-                    "multilabel": {"backbone": "small_cnn"}}
-# registered-serialisable custom layers (DESIGN.md): the fresh process imports this module only
-NEEDS_IMPORT = {"patchnet": "gfsr_tf.models"}
+def _with_gaze(data, prompted=False):
+    """The benchmark split with its lung fields as the gaze heatmaps (and prompts 0, 1, 2, ...)
+    that the gaze methods train towards."""
+    extra = {"gaze": data.lungs.astype(np.float32)}
+    if prompted:
+        extra["prompts"] = np.arange(len(data)) % 3
+    return dataclasses.replace(data, **extra)
 
 
-@pytest.mark.parametrize("name", sorted(CONTRACT_OPTIONS))
+def _intensity_targets(method, options, train):
+    from gfsr_tf.methods.gaze_intensity import foreground_of
+    return {"intensity": train.gaze, "foreground": foreground_of(train.gaze, options.binarise)}
+
+
+def _region_targets(method, options, train):
+    from gfsr_tf.methods.segmenter import region_of
+    return {"mask": region_of(train, options.region).astype(np.float32)}
+
+
+@dataclasses.dataclass
+class Case:
+    """How the contract runs one registered method at a tiny size."""
+    options: dict = dataclasses.field(default_factory=dict)
+    targets: object = _targets                 # (method, options, train) -> {batch key: array}
+    data: object = staticmethod(lambda d: d)   # the benchmark split as the method needs it
+    # the plain-Keras process imports this module first (registered serialisable layers)
+    needs_import: str | None = None
+    # None: the SavedModel export (a classifier's serving signature) applies; else why not
+    no_export: str | None = None
+    monitor: str = "val_auc"                   # methods that validate themselves: val_loss
+
+
+# Every registered method needs a case: a method added without one fails
+# test_every_registered_method_has_a_contract_case.
+CASES = {
+    "baseline": Case(),
+    "gfsr": Case(),
+    "patchnet": Case({"backbone": "small_cnn"}, needs_import="gfsr_tf.models"),
+    "multilabel": Case({"backbone": "small_cnn"}),
+    "gaze_unet": Case(data=_with_gaze),
+    "gaze_intensity": Case({"dim": 16, "depth": 1, "heads": 2}, _intensity_targets,
+                           lambda d: _with_gaze(d, prompted=True),
+                           needs_import="gfsr_tf.models", monitor="val_loss",
+                           no_export="a heatmap predictor under a prompt, not a classifier"),
+    "segmenter": Case({"base": 8}, _region_targets, monitor="val_loss",
+                      no_export="a segmenter, not a classifier: no class probabilities to serve"),
+}
+
+
+def test_every_registered_method_has_a_contract_case():
+    assert sorted(CASES) == method_names()
+
+
+def _model_input(step, x, data, rows=slice(None)):
+    """What the model takes: the images, or {"image", extra inputs} for a prompted model."""
+    if not step.extra_inputs:
+        return x
+    return {"image": x, **{key: np.asarray(getattr(data, field))[rows].astype(dtype)
+                           for key, (field, dtype) in step.extra_inputs.items()}}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_method_contract(name, data, tmp_path):
-    study, method = _study(), get_method(name)
-    options = method.make_config(CONTRACT_OPTIONS[name])
-    train = data["train"]
+    case, study, method = CASES[name], _study(), get_method(name)
+    study.train = dataclasses.replace(study.train, monitor=case.monitor)
+    options = method.make_config(case.options)
+    train, val = case.data(data["train"]), case.data(data["val"])
+
+    # the input the study builds: what the method's preprocessor makes of the pixels
+    preprocess = get_preprocessor(method.preprocessor_for(options))
+    input_shape = tuple(np.asarray(preprocess(train.images[:1])).shape[1:])
 
     def build():
-        return method.build_model(study, options, 2, (SIZE, SIZE, 3), [])
+        return method.build_model(study, options, 2, input_shape, [])
 
     # 1. two training steps with finite gradients that move the weights
     model = build()
     trainer = Trainer(model, tmp_path / "probe", method.step_factory(options, study),
                       train=study.train, verbose=0)
-    trainer.step.on_epoch(1)
+    step = trainer.step
+    step.on_epoch(1)
     before = [v.numpy().copy() for v in model.trainable_variables]
+    targets = case.targets(method, options, train)
     x = {"image": tf.constant(train.images[:4]), "label": tf.constant(train.labels[:4]),
-         **{k: tf.constant(v[:4]) for k, v in _targets(method, options, train).items()}}
+         **{k: tf.constant(v[:4]) for k, v in targets.items()},
+         **{key: tf.constant(np.asarray(getattr(train, field))[:4].astype(dtype))
+            for key, (field, dtype) in step.extra_inputs.items()}}
     for _ in range(2):
         out = trainer.train_step(x)
         assert all(np.isfinite(float(v)) for v in out.values()), out
@@ -76,48 +139,58 @@ def test_method_contract(name, data, tmp_path):
     assert sum(not np.array_equal(a, b) for a, b in zip(after, before)) > len(before) // 2
 
     # 2. exact resume: 1 epoch + resume to 2 == 2 epochs uninterrupted (same seed and data)
-    targets = _targets(method, options, train)
     full = build()
     Trainer(full, tmp_path / "full", method.step_factory(options, study), train=study.train,
-            verbose=0).fit(train, data["val"], targets)
+            verbose=0).fit(train, val, targets)
     one = dataclasses.replace(study.train, epochs=1)
     Trainer(build(), tmp_path / "cut", method.step_factory(options, study), train=one,
-            verbose=0).fit(train, data["val"], targets)
+            verbose=0).fit(train, val, targets)
     resumed = build()
     history = Trainer(resumed, tmp_path / "cut", method.step_factory(options, study),
-                      train=study.train, verbose=0).fit(train, data["val"], targets)
+                      train=study.train, verbose=0).fit(train, val, targets)
     assert [h["epoch"] for h in history] == [1, 2]
     for a, b in zip(full.weights, resumed.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
 
     # 3. the saved model loads with plain Keras in a process that never imports gfsr_tf
-    x = np.asarray(get_preprocessor(method.preprocessor_for(options))(data["val"].images))
-    np.save(tmp_path / "x.npy", x)
+    x = np.asarray(preprocess(val.images))
+    inputs = _model_input(step, x, val)
+    np.savez(tmp_path / "x.npz", **(inputs if isinstance(inputs, dict) else {"x": inputs}))
     saved = tmp_path / "full" / "best.keras"
-    imports = f"import {NEEDS_IMPORT[name]}; " if name in NEEDS_IMPORT else ""
+    imports = f"import {case.needs_import}; " if case.needs_import else ""
+    feed = "dict(z)" if isinstance(inputs, dict) else "z['x']"
     code = (f"import sys, numpy as np, keras; {imports}"
-            f"m = keras.models.load_model(r'{saved}'); "
-            f"np.save(r'{tmp_path / 'p.npy'}', m.predict(np.load(r'{tmp_path / 'x.npy'}'), verbose=0)); "
+            f"m = keras.models.load_model(r'{saved}'); z = np.load(r'{tmp_path / 'x.npz'}'); "
+            f"out = m.predict({feed}, verbose=0); "
+            "out = out if isinstance(out, (list, tuple)) else [out]; "
+            f"np.savez(r'{tmp_path / 'p.npz'}', *out); "
             + ("" if imports else "assert 'gfsr_tf' not in sys.modules"))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     best = keras.models.load_model(saved)
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), best.predict(x, verbose=0),
-                               atol=1e-5)
+    expected = best.predict(inputs, verbose=0)
+    expected = expected if isinstance(expected, (list, tuple)) else [expected]
+    with np.load(tmp_path / "p.npz") as got:
+        for i, e in enumerate(expected):
+            np.testing.assert_allclose(got[f"arr_{i}"], e, atol=1e-5)
 
-    # 4. the method's explainer: one map per image at input size, in [0, 1]
+    # 4. the method's explainer on its classifier view: one map per image at input size, in [0, 1]
     layer = method.layer_for(study, options)
-    e = method.explain(best, x, layer=layer, class_index=data["val"].labels)
+    classifier = method.classifier_view(best)
+    kwargs = {"prompts": val.prompts} if step.extra_inputs else {}
+    e = method.explain(classifier, x, layer=layer, class_index=val.labels, **kwargs)
     assert e.heatmaps.shape == (4, SIZE, SIZE)
     assert 0 <= e.heatmaps.min() and e.heatmaps.max() <= 1
 
     # 5. SavedModel export with the method's preprocessor in the graph
+    if case.no_export:
+        return
     from gfsr_tf.export import export_saved_model
-    path = export_saved_model(best, tmp_path / "serving" / "1", layer=layer,
+    path = export_saved_model(classifier, tmp_path / "serving" / "1", layer=layer,
                               preprocessor=method.preprocessor_for(options), channels=1)
     served = tf.saved_model.load(str(path)).signatures["serving_default"](
-        images=tf.constant(data["val"].images.astype(np.float32)))["probabilities"].numpy()
-    p = best.predict(x, verbose=0)
+        images=tf.constant(val.images.astype(np.float32)))["probabilities"].numpy()
+    p = classifier.predict(x, verbose=0)
     # binary heads serve [1 - p, p]; one sigmoid per class (multilabel) serves p itself
     expected = np.stack([1 - p[:, 0], p[:, 0]], 1) if p.shape[1] == 1 else p
     np.testing.assert_allclose(served, expected, atol=1e-5)

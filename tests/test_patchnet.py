@@ -175,7 +175,7 @@ def test_eigencam_runs_on_a_keras_application():
 
 
 def test_one_cycle_schedule_follows_the_formula():
-    from gfsr_tf.training.trainer import one_cycle
+    from gfsr_tf.training.schedules import one_cycle
     peak, total = 1e-4, 1000
     assert one_cycle(0, total, peak) == pytest.approx(peak / 25)
     assert one_cycle(49, total, peak) == pytest.approx(peak)            # 5 % of the steps

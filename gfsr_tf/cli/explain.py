@@ -44,7 +44,7 @@ def run(args) -> list[dict]:
     import numpy as np
     from tqdm.auto import tqdm
     from ..datasets.images import image_files, load_images
-    from ..models.classifier import output_tensor
+    from ..saliency.cam_model import output_tensor
     from ..preprocessing import get_preprocessor
     from ..saliency import explain_posthoc
     from .common import load_model_and_card

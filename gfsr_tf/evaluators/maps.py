@@ -70,7 +70,7 @@ def map_functions(ctx) -> dict:
 def _last_stage(model):
     """The backbone's last conv stage: the input of a patch model's pooling, else the last 4-D
     layer."""
-    from ..models import last_conv_layer
+    from ..saliency.cam_model import last_conv_layer
     return last_stage(model) if is_patch_model(model) else last_conv_layer(model)
 
 

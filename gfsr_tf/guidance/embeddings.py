@@ -15,12 +15,12 @@ def feature_extractor(input_shape, layer: str = DEFAULT_LAYER, weights="auto",
                       warnings: list | None = None, seed: int = 0) -> keras.Model:
     """ResNet50 features at `layer`. weights: "auto" | "imagenet" | None | a ResNet50 weights
     file | a trained `.keras` classifier whose backbone is used (domain-trained features)."""
-    from ..models.classifier import _backbone
+    from ..models.classifier import backbone as build_backbone
     if isinstance(weights, str) and weights.endswith(".keras"):
         backbone = keras.models.load_model(weights)
     else:
         keras.utils.set_random_seed(seed)  # a random-init fallback must be reproducible
-        backbone = _backbone(tuple(input_shape), weights, warnings)
+        backbone = build_backbone(tuple(input_shape), weights, warnings)
     try:
         target = backbone.get_layer(layer).output
     except ValueError:

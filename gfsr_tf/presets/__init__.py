@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ..config import StudyConfig, make_smoke
+from ..config import StudyConfig
+from .common import make_smoke
 
 # modules of this package that are helpers, row tables or row experiments' own configs (the
 # gaze-intensity study is rows of several models, not one StudyConfig), not studies

@@ -19,7 +19,8 @@ configuration stays the `paper` preset).
 On real data without lung masks the guided model uses masks propagated from `--annotations`,
 else from lung-field template annotations.
 """
-from ..config import StudyConfig, make_smoke
+from ..config import StudyConfig
+from .common import make_smoke
 
 # the guided variant's options (methods.gfsr.RelevanceConfig)
 REMOVES_THE_MARKER = {"weight": 0.0, "consistency_weight": 0.1, "warmup_epochs": 6,

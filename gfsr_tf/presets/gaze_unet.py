@@ -10,7 +10,8 @@ pretrained weights (none can be downloaded here); real data keeps 224 px and 35 
 """
 from __future__ import annotations
 
-from ..config import BenchmarkConfig, StudyConfig, TrainConfig, VariantConfig, make_smoke
+from ..config import BenchmarkConfig, StudyConfig, TrainConfig, VariantConfig
+from .common import make_smoke
 
 # The reference's settings (Watanabe et al. 2022, from Karargyris et al.'s tuning). Kept here,
 # not in methods.gaze_unet, so the experiment checks its options before TensorFlow loads.

@@ -1,7 +1,8 @@
 """The paper's chest-X-ray setting: 128 px, ImageNet ResNet50, Grad-CAM at the 3rd conv block,
 alpha=0.5, beta=1, lambda=1, exact second-order Grad-CAM. The paper trains for 500-1000 epochs
 on a GPU; the epoch count here is that lower bound."""
-from ..config import StudyConfig, make_smoke
+from ..config import StudyConfig
+from .common import make_smoke
 
 
 def get_config(smoke: bool = False) -> StudyConfig:

@@ -9,7 +9,8 @@ Real data (`--data-dir`): HAM10000 (lesion masks, 7 classes) or PneumoniaMNIST /
 """
 from __future__ import annotations
 
-from ..config import BenchmarkConfig, StudyConfig, TrainConfig, VariantConfig, make_smoke
+from ..config import BenchmarkConfig, StudyConfig, TrainConfig, VariantConfig
+from .common import make_smoke
 
 PATCHES = 4
 EPOCHS = 6

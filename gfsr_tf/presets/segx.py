@@ -9,7 +9,8 @@ Grad-CAM at stride-8 layers (SegX's grid resolution) and at the last blocks.
 """
 from __future__ import annotations
 
-from ..config import BenchmarkConfig, StudyConfig, TrainConfig, VariantConfig, make_smoke
+from ..config import BenchmarkConfig, StudyConfig, TrainConfig, VariantConfig
+from .common import make_smoke
 
 EPOCHS = 12
 SEGMENTER_EPOCHS = 6      # lung fields: validation Dice 0.99 after 3 epochs (README)

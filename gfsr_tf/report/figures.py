@@ -8,7 +8,8 @@ import numpy as np
 from .markdown import fmt
 
 
-def _save(fig, path) -> bool:
+def save_figure(fig, path) -> bool:
+    """Lay out, write (110 dpi) and close a figure; True (what the plot functions return)."""
     import matplotlib.pyplot as plt
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -16,7 +17,8 @@ def _save(fig, path) -> bool:
     return True
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display here or on servers)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -28,7 +30,7 @@ def plot_roc(report, names, path) -> bool:
     splits = list(report[names[0]]["metrics"])
     if not any("roc" in report[n]["metrics"].get(s, {}) for n in names for s in splits):
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(splits), figsize=(4 * len(splits), 4), squeeze=False)
     for ax, split in zip(axes[0], splits):
         for n in names:
@@ -38,14 +40,14 @@ def plot_roc(report, names, path) -> bool:
         ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--")
         ax.set(title=split, xlabel="false positive rate", ylabel="true positive rate")
         ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(report, names, class_names, path) -> bool:
     splits = list(report[names[0]]["metrics"])
     if not splits:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(names), len(splits), figsize=(3.2 * len(splits), 3 * len(names)),
                              squeeze=False)
     for i, n in enumerate(names):
@@ -59,7 +61,7 @@ def plot_confusion(report, names, class_names, path) -> bool:
             ax.set_xticks(range(len(class_names)), class_names)
             ax.set_yticks(range(len(class_names)), class_names)
             ax.set(title=f"{n} – {split}", xlabel="predicted", ylabel="true")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _load_npz(path):
@@ -84,7 +86,7 @@ def plot_gradcam_grid(run_dir, names, path) -> bool:
             for n, saved in _saved_maps(run_dir, names).items() if "examples/heatmaps" in saved}
     if not maps:
         return False
-    plt = _plt()
+    plt = pyplot()
     images, labels = examples["images"], examples["labels"]
     class_names = [str(c) for c in examples["class_names"]]
     lesions = examples["lesions"] if examples["lesions"].ndim == 3 else None
@@ -104,11 +106,11 @@ def plot_gradcam_grid(run_dir, names, path) -> bool:
         axes[r][-1].set_title(f"input: {class_names[labels[r]]}"[:28], fontsize=8)
         for ax in axes[r]:
             ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training(report, names, path) -> bool:
-    plt = _plt()
+    plt = pyplot()
     keys = (("ce", "train cross-entropy"), ("relevance", "train relevance loss"),
             ("val_auc", "validation AUC"))
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
@@ -121,7 +123,7 @@ def plot_training(report, names, path) -> bool:
     for ax, (_, title) in zip(axes, keys):
         ax.set(title=title, xlabel="epoch")
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_concepts(images, segments, concept_map, masks, path, titles=None,
@@ -129,7 +131,7 @@ def plot_concepts(images, segments, concept_map, masks, path, titles=None,
     """The paper's Fig 8: per image, the input, its SLIC segments coloured by concept, the
     propagated relevance mask and (optional) heatmaps {model name: (N, H, W)} of the same
     images. All arrays hold the chosen images only."""
-    plt = _plt()
+    plt = pyplot()
     from skimage.color import label2rgb
     from skimage.segmentation import find_boundaries
     cams = cams or {}
@@ -188,7 +190,7 @@ def plot_map_rows(run_dir, names, path) -> bool:
             continue
         columns += [(f"{n}: {k.removeprefix('maps/')}", maps[k], False) for k in maps
                     if k.startswith("maps/") and k not in ("maps/images",)]
-    plt = _plt()
+    plt = pyplot()
     cols = len(columns) + 1
     fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)),
                              squeeze=False)
@@ -209,7 +211,7 @@ def plot_map_rows(run_dir, names, path) -> bool:
             ax.set_title(title[:34], fontsize=7)
     for ax in axes.ravel():
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
@@ -235,7 +237,7 @@ def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
     picks = [int(i) for i in order][:rows]
     from matplotlib.colors import ListedColormap
     colours = {False: ListedColormap(["red"]), True: ListedColormap(["lime"])}
-    plt = _plt()
+    plt = pyplot()
     cols = 1 + 2 * len(keys)
     fig, axes = plt.subplots(len(picks), cols, figsize=(1.9 * cols, 1.9 * len(picks)),
                              squeeze=False)
@@ -262,7 +264,7 @@ def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
                 ax.set_title(f"{key.replace('/', ' ')} {title}"[:30], fontsize=6)
     for ax in axes.ravel():
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_risk_coverage(report, path) -> bool:
@@ -271,7 +273,7 @@ def plot_risk_coverage(report, path) -> bool:
              for k, e in m["explainers"].items() if "risk_coverage" in e and k != "gradcam_last"]
     if not cells:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(cells), figsize=(3.2 * len(cells), 3), squeeze=False)
     for ax, (title, curves) in zip(axes[0], cells):
         for name, curve in curves.items():
@@ -280,4 +282,4 @@ def plot_risk_coverage(report, path) -> bool:
         ax.set_xlabel("coverage")
         ax.set_ylabel("risk (FP share)")
         ax.legend(fontsize=6)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ..models.classifier import CamModel
+from .cam_model import CamModel
 
 EPSILON = 1e-7
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ..models.classifier import output_tensor
+from .cam_model import output_tensor
 from .gradcam import Explanation, explain
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad", "lime", "eigencam",
@@ -145,7 +145,7 @@ def eigen_projection(activations: np.ndarray) -> np.ndarray:
 def eigencam(model, images, *, layer: str | None = None, batch_size: int = 32) -> np.ndarray:
     """Eigen-CAM heatmaps (N, H, W) in [0, 1] at the input size (bilinear upsampling) of the
     activations at `layer` (default: the last 4-D layer) for model inputs `images`."""
-    from ..models import CamModel
+    from .cam_model import CamModel
     cam_model = CamModel(model, layer)
     maps = []
     for start in range(0, len(images), batch_size):

@@ -433,7 +433,7 @@ def markdown(report: dict) -> str:
 def plot_panels(root: Path, data: dict, cfg, out: Path) -> Path | None:
     """Rows: prompts x first PANELS test samples; columns: input | ground truth | ours |
     comparators of that prompt's setting (clf-full Grad-CAM, Grad-CAM++, U-Net decoder)."""
-    from ..report.figures import _plt, _save
+    from ..report.figures import pyplot, save_figure
     tag = f"@seed{cfg.seed}"
     ours_path = root / f"ours{tag}" / "panels.npz"
     if not ours_path.exists():
@@ -448,7 +448,7 @@ def plot_panels(root: Path, data: dict, cfg, out: Path) -> Path | None:
     test = data["samples"]["test"]
     subset_of = {"heart": "C", "left_lung": "L", "right_lung": "R"}
     names = sorted({k.split("|")[0] for k in comps})
-    plt = _plt()
+    plt = pyplot()
     rows = [(p, r, j) for p, r in enumerate(PROMPTS)
             for j in range(min(PANELS, len(ours[r])))]
     cols = 3 + len(names)
@@ -470,4 +470,4 @@ def plot_panels(root: Path, data: dict, cfg, out: Path) -> Path | None:
                 ax.set_title(title, fontsize=7)
         axes[i, 0].text(-2, test.images.shape[1] / 2, region.replace("_", " "), fontsize=7,
                         rotation=90, ha="right", va="center")
-    return out if _save(fig, out) else None
+    return out if save_figure(fig, out) else None

@@ -26,7 +26,7 @@ from ..evaluation.segx import (ORDERS, certainty_summary, combined_score, iou_ce
 from ..losses.segmentation import dice_iou
 from ..methods import get_method
 from ..methods.segmenter import region_of
-from ..models.classifier import last_conv_layer
+from ..saliency.cam_model import last_conv_layer
 from ..preprocessing import get_preprocessor
 from .data import data_summary, load_data
 from ..training.distribute import recorded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ..models.classifier import CamModel
+from ..saliency.cam_model import CamModel
 from ..preprocessing import get_preprocessor
 from ..saliency.gradcam import full_precision, predicted_class
 
@@ -41,10 +41,14 @@ class TrainStep:
     their own gradients (a fused step computes them its own way).
 
     batch: {"image": raw pixels (B, H, W, C), "label": (B,), "label_set": (B, K) 0/1 on
-    multi-label data, "prompt": (B,) int32 on prompted data, plus the per-image targets the step lists in `targets` (e.g. "mask":
-    (B, H, W) relevance masks)}.
+    multi-label data, the step's `extra_inputs`, plus the per-image targets the step lists in
+    `targets` (e.g. "mask": (B, H, W) relevance masks)}.
     """
     targets: tuple[str, ...] = ()
+    # per-sample model inputs beside the image, {batch key: (ImageSet field, dtype)}: the
+    # trainer adds them as batch columns and passes them to `logits(x, *values)` in this order
+    # (gaze intensity: {"prompt": ("prompts", "int32")})
+    extra_inputs: dict = {}
 
     def __init__(self, model: keras.Model, optimizer, *, preprocessor: str = "resnet50_caffe",
                  logits_layer: str | None = None, mixed_precision: bool = False):

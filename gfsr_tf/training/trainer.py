@@ -31,6 +31,7 @@ from ..config import TrainConfig
 from ..datasets.base import ImageSet
 from ..datasets.streaming import gather, on_disk
 from ..saliency.gradcam import probabilities_from_logits
+from .schedules import get_schedule
 from .step import TrainStep, classification_loss
 
 
@@ -49,42 +50,6 @@ def resolve_jit(jit_compile) -> bool:
     if jit_compile == "auto":
         return bool(tf.config.list_physical_devices("GPU"))
     return bool(jit_compile)
-
-
-def cyclic_multiplier(epoch: int, step_epochs: int, base: float) -> float:
-    """The eye-gaze reference's triangular2 cyclic schedule (Karargyris et al.), stepped per
-    epoch (0-based) and applied as their LambdaLR does: lr = base_lr * (base + (1 - base) * r),
-    r rising 0 -> 1 over `step_epochs`, back to 0, each cycle's amplitude halved - so the rate
-    moves between base_lr**2 and base_lr."""
-    cycle = math.floor(1 + epoch / (2 * step_epochs))
-    x = abs(epoch / step_epochs - 2 * cycle + 1)
-    return base + (1 - base) * max(0.0, 1 - x) / 2 ** (cycle - 1)
-
-
-def one_cycle(step: int, total_steps: int, peak: float, pct_start: float = 0.05,
-              div_factor: float = 25.0, final_div_factor: float = 1e4) -> float:
-    """MedicalPatchNet's schedule, with the step indices of PyTorch's OneCycleLR (cosine
-    annealing): from peak / div_factor at step 0 up to `peak` at step pct_start * total - 1, then
-    down to peak / div_factor / final_div_factor at step total - 1."""
-    start = peak / div_factor
-    end = start / final_div_factor
-    up_end = float(pct_start * total_steps) - 1
-    down_end = float(total_steps - 1)
-
-    def anneal(a, b, frac):
-        return b + (a - b) * (1 + math.cos(math.pi * min(max(frac, 0.0), 1.0))) / 2
-
-    if step <= up_end:
-        return anneal(start, peak, step / up_end if up_end > 0 else 1.0)
-    return anneal(peak, end, (step - up_end) / (down_end - up_end) if down_end > up_end else 1.0)
-
-
-def learning_rate(train: TrainConfig, epoch: int) -> float:
-    """The learning rate of 1-based `epoch`."""
-    if train.lr_schedule == "triangular2":
-        return train.learning_rate * cyclic_multiplier(epoch - 1, train.lr_step_epochs,
-                                                       train.learning_rate)
-    return train.learning_rate
 
 
 def make_optimizer(train: TrainConfig, model: keras.Model):
@@ -183,16 +148,27 @@ class Trainer:
                 for k, v in out.items()}
 
     def predict_logits(self, images: np.ndarray, batch_size: int | None = None,
-                       prompts: np.ndarray | None = None) -> np.ndarray:
-        """Inference logits; `prompts` (one id per image) for a prompted model."""
+                       data: ImageSet | None = None) -> np.ndarray:
+        """Inference logits; `data` supplies the step's extra per-sample inputs (a prompted
+        model's prompts), row-aligned with `images`."""
         batch_size = batch_size or self.cfg.batch_size
+        extra = [values for values, _ in self._extra_inputs(data).values()]
         out = []
         for i in range(0, len(images), batch_size):
             x = self.step.preprocess(images[i:i + batch_size])
-            args = (x,) if prompts is None else \
-                (x, np.asarray(prompts[i:i + batch_size], np.int32))
-            out.append(self._logits(*args).numpy())
+            out.append(self._logits(x, *(v[i:i + batch_size] for v in extra)).numpy())
         return np.concatenate(out)
+
+    def _extra_inputs(self, data: ImageSet | None) -> dict:
+        """{batch key: (values, dtype)} of the step's extra inputs, read from `data`."""
+        out = {}
+        for key, (field, dtype) in self.step.extra_inputs.items():
+            values = None if data is None else getattr(data, field)
+            if values is None:
+                raise ValueError(f"this method's model also takes per-sample {field!r}, which "
+                                 "the data do not carry")
+            out[key] = (np.asarray(values).astype(dtype), np.dtype(dtype))
+        return out
 
     # ------------------------------------------------------------------------------------ fit
     def _columns(self, data: ImageSet, targets: dict, epoch: int) -> tuple[dict, dict]:
@@ -205,8 +181,7 @@ class Trainer:
                   **{k: (v, np.float32) for k, v in targets.items()}}
         if data.label_sets is not None:
             wanted["label_set"] = (data.label_sets, np.float32)
-        if data.prompts is not None:         # prompted samples (gaze intensity)
-            wanted["prompt"] = (data.prompts, np.int32)
+        wanted.update(self._extra_inputs(data))
         columns, disk = {}, {}
         for key, (values, dtype) in wanted.items():
             if on_disk(values):
@@ -270,17 +245,17 @@ class Trainer:
         with its own `validation_scores(logits, val)` (a segmenter) reports those instead."""
         own = getattr(self.step, "validation_scores", None)
         if own is not None:
-            return own(self.predict_logits(val.images, prompts=val.prompts), val)
-        out = self._scores(val.images, val.labels, "val", val.label_sets)
+            return own(self.predict_logits(val.images, data=val), val)
+        out = self._scores(val.images, val.labels, "val", val.label_sets, val)
         if val.twins is not None:
-            twin = self._scores(val.twins, val.labels, "val_twin", val.label_sets)
+            twin = self._scores(val.twins, val.labels, "val_twin", val.label_sets, val)
             out.update({k: v for k, v in twin.items() if k != "val_twin_loss"})
         return out
 
     def _scores(self, images: np.ndarray, labels: np.ndarray, prefix: str,
-                label_sets: np.ndarray | None = None) -> dict:
+                label_sets: np.ndarray | None = None, data: ImageSet | None = None) -> dict:
         from sklearn.metrics import roc_auc_score
-        logits = self.predict_logits(images)
+        logits = self.predict_logits(images, data=data)
         multi_label = self.step.cam_model.multi_label
         sets = label_sets if multi_label else None
         ce = float(np.mean(classification_loss(tf.constant(logits), tf.constant(labels),
@@ -413,11 +388,12 @@ class Trainer:
         if history and history[-1].get("stopped_early"):  # kept checkpoints: still finished
             return history
         steps = self.cfg.steps_per_epoch
+        schedule = get_schedule(self.cfg.lr_schedule)
         for epoch in range(int(self.epoch.numpy()) + 1, self.cfg.epochs + 1):
             self._reseed(epoch)
             logged = self.step.on_epoch(epoch)
-            if self.cfg.lr_schedule == "triangular2":
-                logged["learning_rate"] = learning_rate(self.cfg, epoch)
+            if schedule.rate is not None and not schedule.per_step:
+                logged["learning_rate"] = schedule.rate(self.cfg, epoch, 0, 1)
                 self.optimizer.learning_rate.assign(logged["learning_rate"])
             if self.distributed:
                 ds = self.distributed_batches(train, targets, epoch)
@@ -426,7 +402,7 @@ class Trainer:
                 ds = self._dataset(train, targets, epoch)
                 available = len(ds)
             n_batches = available if steps is None else min(steps, available)
-            cycle = self.cfg.lr_schedule == "onecycle"
+            per_step = schedule.rate is not None and schedule.per_step
             bar = keras.utils.Progbar(n_batches, verbose=self.verbose,
                                       stateful_metrics=list(logged))
             if self.verbose:
@@ -437,10 +413,9 @@ class Trainer:
                 batches = iter(ds)
                 for i in range(n_batches):
                     batch = next(batches)
-                    if cycle:  # per step; the step counter is checkpointed, so resumes agree
-                        self.optimizer.learning_rate.assign(one_cycle(
-                            (epoch - 1) * n_batches + i, self.cfg.epochs * n_batches,
-                            self.cfg.learning_rate))
+                    if per_step:  # derived from the checkpointed epoch: resumes agree
+                        self.optimizer.learning_rate.assign(
+                            schedule.rate(self.cfg, epoch, i, n_batches))
                     out = {k: float(v) for k, v in self.train_step(batch).items()}
                     for k, v in out.items():
                         sums[k] = sums.get(k, 0.0) + v

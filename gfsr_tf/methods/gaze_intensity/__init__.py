@@ -57,6 +57,7 @@ def foreground_of(maps, rule: str = "levels") -> np.ndarray:
 
 class IntensityStep(TrainStep):
     targets = ("intensity", "foreground")
+    extra_inputs = {"prompt": ("prompts", "int32")}
 
     def __init__(self, model, optimizer, *, config: GazeIntensityConfig, preprocessor: str):
         # no classifier here: the base's CamModel does not apply

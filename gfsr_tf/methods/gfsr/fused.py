@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from ...losses import relevance_loss
-from ...models.classifier import CamModel, _node_in
+from ...saliency.cam_model import CamModel, node_in
 from ...saliency.gradcam import cam_from_gradients, class_scores
 
 
@@ -44,7 +44,7 @@ def split_at(model: keras.Model, layer: str) -> tuple[keras.Model, keras.Model]:
         raise ValueError("the fused first-order step needs a head ending in an Activation layer "
                          "(sigmoid or softmax, as gfsr_tf classifiers do); use second_order=False "
                          "without fused otherwise")
-    target = _node_in(model, model.get_layer(layer)).outputs[0]
+    target = node_in(model, model.get_layer(layer)).outputs[0]
     head = cam._inner.outputs[1]
     lower = keras.Model(model.inputs, target)
     try:
