@@ -23,7 +23,7 @@ def main(argv=None) -> dict:
     p.add_argument("--test-set", type=int, default=624, help="images in the bootstrap test set")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
-    from gfsr_tf.evaluation import (auitc, classification_metrics, hit_rate, iou_top_k, miou,
+    from gfsr_tf.metrics import (auitc, classification_metrics, hit_rate, iou_top_k, miou,
                                     paired_bootstrap)
     rng = np.random.default_rng(0)
     maps = rng.random((args.maps, args.size // 8, args.size // 8), np.float32)  # a conv3 grid

@@ -78,7 +78,7 @@ def test_lower_floors_never_import_the_top():
     methods import nothing from study, report, presets or cli."""
     top = ("gfsr_tf.study", "gfsr_tf.report", "gfsr_tf.presets", "gfsr_tf.cli")
     lower = ("gfsr_tf.datasets", "gfsr_tf.guidance", "gfsr_tf.models", "gfsr_tf.saliency",
-             "gfsr_tf.losses", "gfsr_tf.evaluation", "gfsr_tf.training", "gfsr_tf.methods",
+             "gfsr_tf.losses", "gfsr_tf.metrics", "gfsr_tf.training", "gfsr_tf.methods",
              "gfsr_tf.evaluators", "gfsr_tf.config", "gfsr_tf.preprocessing")
     upward = [(m, n) for m, deps in import_graph().items() if m.startswith(lower)
               for n in deps if n.startswith(top)]
@@ -124,3 +124,20 @@ def private_imports_across_packages() -> list[tuple[str, str]]:
 
 def test_no_private_name_is_imported_across_packages():
     assert private_imports_across_packages() == []
+
+
+def test_the_old_evaluation_package_is_a_deprecated_alias_of_metrics():
+    import subprocess
+    import sys
+    code = ("import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            "import gfsr_tf.metrics\n"          # the new name: no warning
+            "try:\n    import gfsr_tf.evaluation\nexcept DeprecationWarning as w:\n"
+            "    print('warned:', w)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "renamed gfsr_tf.metrics" in r.stdout, r.stderr[-2000:]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from gfsr_tf.evaluation.localization import hit_rate as old
+        from gfsr_tf.metrics.localization import hit_rate
+    assert old is hit_rate

@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from gfsr_tf.config import BenchmarkConfig
 from gfsr_tf.datasets.synthetic import make_split, paste_marker, paste_overlay
-from gfsr_tf.evaluation.faithfulness import deletion_insertion
+from gfsr_tf.metrics.faithfulness import deletion_insertion
 from gfsr_tf.evaluators import EvalContext
 from gfsr_tf.evaluators.audit import evaluate as audit
 from gfsr_tf.preprocessing import get_preprocessor

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from gfsr_tf.evaluation import binary_metrics, crop_corner, decision_change, hit_rate
+from gfsr_tf.metrics import binary_metrics, crop_corner, decision_change, hit_rate
 
 
 def test_binary_metrics_hand_worked():
@@ -64,7 +64,7 @@ def test_crop_corner_removes_top_left_band():
 
 def test_bootstrap_auc_matches_sklearn_and_paired_difference_is_sane():
     from sklearn.metrics import roc_auc_score
-    from gfsr_tf.evaluation.classification import _auc_rows, paired_bootstrap
+    from gfsr_tf.metrics.classification import _auc_rows, paired_bootstrap
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300)
     good = np.clip(labels * 0.6 + rng.normal(0.2, 0.25, 300), 0, 1)
@@ -82,7 +82,7 @@ def test_bootstrap_auc_matches_sklearn_and_paired_difference_is_sane():
 
 
 def test_pixel_auc_hand_worked():
-    from gfsr_tf.evaluation import pixel_auc
+    from gfsr_tf.metrics import pixel_auc
     region = np.array([[[1, 1], [0, 0]]], bool)
     # inside scores 0.9, 0.4; outside 0.5, 0.1: of the 4 (inside, outside) pairs 3 are ordered
     assert pixel_auc(np.array([[[0.9, 0.4], [0.5, 0.1]]]), region) == pytest.approx(0.75)
@@ -92,7 +92,7 @@ def test_pixel_auc_hand_worked():
 
 
 def test_classification_metrics_binary_hand_worked_with_cis():
-    from gfsr_tf.evaluation import classification_metrics
+    from gfsr_tf.metrics import classification_metrics
     labels = [0, 0, 0, 1, 1, 1, 1, 1]
     probs = [0.1, 0.6, 0.2, 0.9, 0.4, 0.8, 0.7, 0.3]
     m = classification_metrics(labels, probs, threshold=0.5, class_names=("normal", "pneumonia"))
@@ -116,7 +116,7 @@ def test_classification_metrics_binary_hand_worked_with_cis():
 def test_classification_metrics_multiclass_matches_sklearn():
     from sklearn.metrics import (balanced_accuracy_score, confusion_matrix, f1_score,
                                  precision_score, roc_auc_score)
-    from gfsr_tf.evaluation import classification_metrics
+    from gfsr_tf.metrics import classification_metrics
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 5, 300)
     probs = rng.dirichlet(np.ones(5), 300)
@@ -136,7 +136,7 @@ def test_classification_metrics_multiclass_matches_sklearn():
 
 
 def test_operating_thresholds_chosen_on_validation():
-    from gfsr_tf.evaluation import choose_threshold
+    from gfsr_tf.metrics import choose_threshold
     labels = [0, 0, 0, 1, 1, 1, 1]
     probs = [0.1, 0.3, 0.5, 0.4, 0.7, 0.8, 0.9]
     # Youden: at 0.7 -> TPR 3/4, FPR 0 (J = 0.75); at 0.4 -> TPR 1, FPR 1/3 (J = 0.67)
@@ -149,7 +149,7 @@ def test_operating_thresholds_chosen_on_validation():
 
 def test_perturbations_change_only_what_they_claim():
     import cv2
-    from gfsr_tf.evaluation import fundus_centre, occlude, replace_periphery, selective_blur
+    from gfsr_tf.metrics import fundus_centre, occlude, replace_periphery, selective_blur
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (2, 40, 40, 3), dtype=np.uint8)
     out = occlude(images, (2, 3, 10, 12), fill=7)
@@ -176,7 +176,7 @@ def test_perturbations_change_only_what_they_claim():
 
 
 def test_mean_ci_excludes_undefined_and_brackets_the_mean():
-    from gfsr_tf.evaluation import mean_ci
+    from gfsr_tf.metrics import mean_ci
     out = mean_ci([1, 0, 1, 1, np.nan, 0, 1, 1])
     assert out["estimate"] == pytest.approx(5 / 7)
     assert 0 <= out["ci_low"] <= 5 / 7 <= out["ci_high"] <= 1

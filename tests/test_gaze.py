@@ -8,7 +8,7 @@ from gfsr_tf.config import BenchmarkConfig, TrainConfig
 from gfsr_tf.datasets.egd_cxr import gaze_heatmap, heart_from_mediastinum, load_egd_cxr
 from gfsr_tf.datasets.gaze_sim import (make_gaze_split, original_shape, scaled_sigma,
                                        write_egd_cxr_layout)
-from gfsr_tf.evaluation import auc_table, heatmap_metrics
+from gfsr_tf.metrics import auc_table, heatmap_metrics
 from gfsr_tf.training.schedules import cyclic_multiplier, learning_rate
 
 

@@ -18,7 +18,7 @@ from gfsr_tf.datasets.egd_cxr import heart_from_mediastinum
 from gfsr_tf.datasets.gaze_prompts import (balance, last_mention, prompt_samples, weak_label,
                                            window_fixations)
 from gfsr_tf.datasets.gaze_sim import make_gaze_split, scaled_sigma
-from gfsr_tf.evaluation.heatmaps import controllability, mass_centres
+from gfsr_tf.metrics.heatmaps import controllability, mass_centres
 from gfsr_tf.losses.intensity import intensity_loss, logit_l2_loss
 from gfsr_tf.losses.segmentation import soft_dice_loss
 from gfsr_tf.methods import get_method

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from gfsr_tf.evaluation import (auitc, binarise, hit_rate, iou, iou_curve, iou_top_k, miou,
+from gfsr_tf.metrics import (auitc, binarise, hit_rate, iou, iou_curve, iou_top_k, miou,
                                 tune_threshold)
 
 
@@ -133,7 +133,7 @@ def test_chexlocalize_masks_match_their_polygons_and_hit_rate(shared_data):
 
 
 def test_energy_inside_against_hand_worked_maps():
-    from gfsr_tf.evaluation import energy_inside
+    from gfsr_tf.metrics import energy_inside
     maps = np.array([[[1, 3], [0, 0]], [[0, 0], [0, 0]], [[2, 2], [2, -2]]], np.float32)
     masks = np.array([[[0, 1], [0, 0]], [[1, 0], [0, 0]], [[1, 1], [0, 0]]], bool)
     out = energy_inside(maps, masks)

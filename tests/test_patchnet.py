@@ -258,8 +258,8 @@ def test_bad_inputs_are_clear_errors():
 
 
 def test_maps_and_masks_that_do_not_match_are_clear_errors():
-    from gfsr_tf.evaluation import hit_rate
-    from gfsr_tf.evaluation.faithfulness import deletion_insertion
+    from gfsr_tf.metrics import hit_rate
+    from gfsr_tf.metrics.faithfulness import deletion_insertion
     masks = np.zeros((3, 8, 8), bool)
     with pytest.raises(ValueError, match="2 maps but 3 masks"):
         hit_rate(np.zeros((2, 8, 8)), masks)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gfsr_tf.evaluation import iou_top_k
-from gfsr_tf.evaluation.classification import multilabel_metrics, multilabel_thresholds
-from gfsr_tf.evaluation.segx import (certainty_summary, iou_ceiling, segu_certainty,
+from gfsr_tf.metrics import iou_top_k
+from gfsr_tf.metrics.classification import multilabel_metrics, multilabel_thresholds
+from gfsr_tf.metrics.segx import (certainty_summary, iou_ceiling, segu_certainty,
                                      segx_prediction, segx_scores)
 from gfsr_tf.losses.segmentation import bce_dice_loss, soft_dice_loss
 from gfsr_tf.models.unet import build_unet

@@ -3,7 +3,7 @@ import pytest
 
 from gfsr_tf.config import BenchmarkConfig
 from gfsr_tf.datasets.synthetic import make_split, render_case, simulate_scribbles
-from gfsr_tf.evaluation import box_masks
+from gfsr_tf.metrics import box_masks
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,16 @@
-from .auc_tables import auc_table, format_auc
-from .classification import (binary_metrics, choose_threshold, classification_metrics, mean_ci,
-                             paired_bootstrap)
-from .heatmaps import heatmap_metrics
-from .localization import (auitc, binarise, box_masks, energy_inside, hit_rate, iou, iou_curve,
-                           iou_top_k, miou, normalise_maps, pixel_auc, tune_threshold)
-from .robustness import (crop_corner, decision_change, fundus_centre, occlude, replace_periphery,
-                         selective_blur)
+"""Deprecated alias of `gfsr_tf.metrics` (the pure metric functions; renamed so that it is not
+confused with `gfsr_tf.evaluators`). `import gfsr_tf.evaluation` and its submodules keep working
+for one release, with a DeprecationWarning; import `gfsr_tf.metrics` instead."""
+import importlib
+import sys
+import warnings
 
-__all__ = ["auc_table", "format_auc", "heatmap_metrics", "auitc", "binarise", "binary_metrics", "box_masks", "choose_threshold",
-           "classification_metrics", "crop_corner", "decision_change", "energy_inside",
-           "fundus_centre", "hit_rate", "iou", "iou_curve", "iou_top_k", "mean_ci", "miou",
-           "normalise_maps", "occlude", "paired_bootstrap", "pixel_auc", "replace_periphery",
-           "selective_blur", "tune_threshold"]
+from ..metrics import *  # noqa: F401,F403
+from ..metrics import __all__  # noqa: F401
+
+warnings.warn("gfsr_tf.evaluation was renamed gfsr_tf.metrics; the old name will be removed in "
+              "the next release", DeprecationWarning, stacklevel=2)
+
+for _name in ("auc_tables", "classification", "faithfulness", "heatmaps", "localization",
+              "robustness", "segx"):
+    sys.modules[f"{__name__}.{_name}"] = importlib.import_module(f"gfsr_tf.metrics.{_name}")

@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets.synthetic import paste_marker, paste_overlay
-from ..evaluation import box_masks, decision_change, energy_inside, mean_ci
-from ..evaluation.faithfulness import blurred_baseline, deletion_insertion
+from ..metrics import box_masks, decision_change, energy_inside, mean_ci
+from ..metrics.faithfulness import blurred_baseline, deletion_insertion
 from .context import decide
 
 AUDIT_FAITHFULNESS_IMAGES = 32

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation import binary_metrics, choose_threshold, classification_metrics
+from ..metrics import binary_metrics, choose_threshold, classification_metrics
 
 
 def split_metrics(labels, probs, class_names, thresholds) -> dict:

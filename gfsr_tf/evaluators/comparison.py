@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation.classification import paired_bootstrap
+from ..metrics.classification import paired_bootstrap
 
 
 def compare_models(a: dict, b: dict, data: dict, n_resamples: int = 1000) -> dict:

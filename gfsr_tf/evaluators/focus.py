@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation import energy_inside, hit_rate, mean_ci
+from ..metrics import energy_inside, hit_rate, mean_ci
 from ..guidance.templates import template_mask
 
 

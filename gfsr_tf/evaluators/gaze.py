@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..evaluation.heatmaps import heatmap_metrics
+from ..metrics.heatmaps import heatmap_metrics
 
 
 def decoder_maps(model, preprocess, images: np.ndarray, batch_size: int = 32) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation import auitc, box_masks, hit_rate, iou_top_k, mean_ci, miou
+from ..metrics import auitc, box_masks, hit_rate, iou_top_k, mean_ci, miou
 
 REFERENCE_LAYERS = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out")
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..evaluation import box_masks, choose_threshold, hit_rate, iou, mean_ci
-from ..evaluation.faithfulness import blurred_baseline, deletion_insertion
-from ..evaluation.localization import binarise, iou_curve, normalise_maps
+from ..metrics import box_masks, choose_threshold, hit_rate, iou, mean_ci
+from ..metrics.faithfulness import blurred_baseline, deletion_insertion
+from ..metrics.localization import binarise, iou_curve, normalise_maps
 from ..models.patchnet import is_patch_model, last_stage, patch_count
 from ..saliency.patches import black, patch_logits, patch_maps, positive_part
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets.base import ImageSet
-from ..evaluation import (crop_corner, decision_change, mean_ci, replace_periphery,
+from ..metrics import (crop_corner, decision_change, mean_ci, replace_periphery,
                           selective_blur)
 from .context import decide
 

@@ -15,7 +15,7 @@ def feature_extractor(input_shape, layer: str = DEFAULT_LAYER, weights="auto",
                       warnings: list | None = None, seed: int = 0) -> keras.Model:
     """ResNet50 features at `layer`. weights: "auto" | "imagenet" | None | a ResNet50 weights
     file | a trained `.keras` classifier whose backbone is used (domain-trained features)."""
-    from ..models.classifier import backbone as build_backbone
+    from ..models.classifier import build_backbone
     if isinstance(weights, str) and weights.endswith(".keras"):
         backbone = keras.models.load_model(weights)
     else:

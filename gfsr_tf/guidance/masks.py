@@ -11,7 +11,7 @@ from ..config import ConceptConfig
 from ..datasets.base import ImageSet
 from ..datasets.raster import gaussian_blur
 from ..datasets.streaming import on_disk
-from ..evaluation import box_masks, pixel_auc
+from ..metrics import box_masks, pixel_auc
 from .annotations import load_mask_folder, load_segment_json
 from .concepts import propagate_masks
 from .templates import annotation_source

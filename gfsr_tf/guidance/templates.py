@@ -38,7 +38,7 @@ def _gray(image: np.ndarray) -> np.ndarray:
 def fundus_disc_template(image: np.ndarray, shrink: float = 0.85) -> np.ndarray:
     """A disc over the illuminated fundus: centred on its Otsu foreground, radius `shrink` x
     that foreground's equivalent radius (stays inside the rim)."""
-    from ..evaluation.robustness import fundus_centre
+    from ..metrics.robustness import fundus_centre
     from skimage.filters import threshold_otsu
     gray = _gray(image)
     h, w = gray.shape

@@ -48,7 +48,7 @@ def with_bn_momentum(model: keras.Model, bn_momentum: float | None) -> keras.Mod
     return model
 
 
-def backbone(input_shape, weights, warnings: list | None, name: str = "resnet50"):
+def build_backbone(input_shape, weights, warnings: list | None, name: str = "resnet50"):
     """A headless Keras application (ResNet50 or DenseNet121), ImageNet weights or random."""
     if name == "densenet121":
         return pretrained_or_random(lambda w: keras.applications.DenseNet121(
@@ -131,7 +131,7 @@ def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="a
 def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum, warnings,
            backbone_name="resnet50", multi_label=False, head="single", pooling="max"):
     backbone = small_cnn(tuple(input_shape)) if backbone_name == "small_cnn" else \
-        backbone(tuple(input_shape), weights, warnings, backbone_name)
+        build_backbone(tuple(input_shape), weights, warnings, backbone_name)
     with_bn_momentum(backbone, bn_momentum)
     pool = keras.layers.GlobalMaxPooling2D(name="global_max_pool") if pooling == "max" else \
         keras.layers.GlobalAveragePooling2D(name="global_avg_pool")

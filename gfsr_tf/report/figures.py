@@ -223,7 +223,7 @@ def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
     file = run_dir / "segx_maps.npz"
     if not file.exists():
         return False
-    from ..evaluation.localization import top_k_pixels
+    from ..metrics.localization import top_k_pixels
     saved = np.load(file)
     keys = sorted(k.removesuffix("/maps") for k in saved.files if k.endswith("/maps"))
     keys = [k for k in keys if len(saved[f"{k}/pairs"])]

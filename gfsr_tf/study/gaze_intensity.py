@@ -17,8 +17,8 @@ import numpy as np
 
 from ..config import BenchmarkConfig, ModelConfig, StudyConfig, TrainConfig
 from ..datasets.gaze_prompts import PROMPTS, SETTINGS, prompt_splits, setting
-from ..evaluation.classification import binary_metrics
-from ..evaluation.heatmaps import controllability, heatmap_metrics
+from ..metrics.classification import binary_metrics
+from ..metrics.heatmaps import controllability, heatmap_metrics
 from ..methods import get_method
 from ..methods.gaze_intensity import foreground_of
 from ..models.gaze_intensity import predict_maps

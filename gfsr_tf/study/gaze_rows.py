@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.auc_tables import auc_table, format_auc
+from ..metrics.auc_tables import auc_table, format_auc
 from .run import run_study
 
 # Watanabe et al. 2022, Table 1 (EGD-CXR test set; medians and 2.5/97.5 percentiles of 30

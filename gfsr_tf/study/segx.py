@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import StudyConfig
-from ..evaluation.classification import multilabel_metrics, multilabel_thresholds
-from ..evaluation.segx import (ORDERS, certainty_summary, combined_score, iou_ceiling,
+from ..metrics.classification import multilabel_metrics, multilabel_thresholds
+from ..metrics.segx import (ORDERS, certainty_summary, combined_score, iou_ceiling,
                                paired_difference, segu_certainty, segx_scores)
 from ..losses.segmentation import dice_iou
 from ..methods import get_method

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ...evaluation.heatmaps import BINARISATIONS, as_maps, binarise_map, heatmap_metrics
+from ...metrics.heatmaps import BINARISATIONS, as_maps, binarise_map, heatmap_metrics
 from ...losses.intensity import intensity_loss
 from ...models.gaze_intensity import build_intensity_predictor, logits_model, predict_maps
 from ...preprocessing import get_preprocessor
