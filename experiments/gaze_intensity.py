@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     add_distribute_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        from gfsr_tf.presets.gaze_intensity import ROWS, get_config
+        from gfsr_tf.methods.gaze_intensity.preset import ROWS, get_config
         rows = [r.strip() for r in (args.rows or ",".join(ROWS)).split(",") if r.strip()]
         unknown = [r for r in rows if r not in ROWS]
         if unknown:
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from gfsr_tf.study.gaze_intensity import run_gaze_intensity
+    from gfsr_tf.methods.gaze_intensity.study import run_gaze_intensity
     from gfsr_tf.training.distribute import finish_worker
     out = run_gaze_intensity(config, rows, where)
     print(out["markdown"])

@@ -73,16 +73,38 @@ def test_the_cycle_finder_finds_a_constructed_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+# A method folder (methods/<name>/) holds everything that exists only for that method. Its
+# config, model, loss, step and explainer modules sit at the methods layer; these modules of it
+# sit at the top, beside study/, report/ and presets/, and may import them.
+METHOD_TOP_MODULES = ("preset", "study", "report")
+TOP = ("gfsr_tf.study", "gfsr_tf.report", "gfsr_tf.presets", "gfsr_tf.cli")
+
+
+def is_top(module: str) -> bool:
+    parts = module.split(".")
+    method_top = len(parts) == 4 and parts[1] == "methods" and parts[3] in METHOD_TOP_MODULES
+    return module.startswith(TOP) or method_top
+
+
 def test_lower_floors_never_import_the_top():
-    """Data walks one way: datasets, guidance, models, saliency, losses, evaluation, training and
-    methods import nothing from study, report, presets or cli."""
-    top = ("gfsr_tf.study", "gfsr_tf.report", "gfsr_tf.presets", "gfsr_tf.cli")
+    """Data walks one way: datasets, guidance, models, saliency, losses, metrics, training and
+    methods import nothing from study, report, presets or cli, nor a method folder's preset,
+    study or report module."""
     lower = ("gfsr_tf.datasets", "gfsr_tf.guidance", "gfsr_tf.models", "gfsr_tf.saliency",
              "gfsr_tf.losses", "gfsr_tf.metrics", "gfsr_tf.training", "gfsr_tf.methods",
              "gfsr_tf.evaluators", "gfsr_tf.config", "gfsr_tf.preprocessing")
     upward = [(m, n) for m, deps in import_graph().items() if m.startswith(lower)
-              for n in deps if n.startswith(top)]
+              and not is_top(m) for n in deps if is_top(n)]
     assert upward == []
+
+
+def test_the_layer_rule_knows_a_method_folders_top_modules():
+    assert is_top("gfsr_tf.methods.gaze_intensity.study")
+    assert is_top("gfsr_tf.methods.gaze_intensity.preset")
+    assert not is_top("gfsr_tf.methods.gaze_intensity.model")
+    assert not is_top("gfsr_tf.methods.gaze_intensity")
+    graph = import_graph()
+    assert "gfsr_tf.study.run" in graph["gfsr_tf.methods.gaze_intensity.study"]
 
 
 def test_the_command_line_starts_without_tensorflow():

@@ -15,18 +15,18 @@ import tensorflow as tf
 from gfsr_tf.config import BenchmarkConfig, TrainConfig
 from gfsr_tf.datasets.base import ImageSet
 from gfsr_tf.datasets.egd_cxr import heart_from_mediastinum
-from gfsr_tf.datasets.gaze_prompts import (balance, last_mention, prompt_samples, weak_label,
+from gfsr_tf.methods.gaze_intensity.prompts import (balance, last_mention, prompt_samples, weak_label,
                                            window_fixations)
 from gfsr_tf.datasets.gaze_sim import make_gaze_split, scaled_sigma
 from gfsr_tf.metrics.heatmaps import controllability, mass_centres
-from gfsr_tf.losses.intensity import intensity_loss, logit_l2_loss
+from gfsr_tf.methods.gaze_intensity.loss import intensity_loss, logit_l2_loss
 from gfsr_tf.losses.segmentation import soft_dice_loss
 from gfsr_tf.methods import get_method
 from gfsr_tf.methods.gaze_intensity import foreground_of
-from gfsr_tf.models.gaze_intensity import (build_intensity_predictor, predict_maps)
+from gfsr_tf.methods.gaze_intensity.model import (build_intensity_predictor, predict_maps)
 from gfsr_tf.presets import preset
 from gfsr_tf.preprocessing import raw_rgb
-from gfsr_tf.study.gaze_intensity import gate
+from gfsr_tf.methods.gaze_intensity.study import gate
 from gfsr_tf.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +212,7 @@ def test_tiny_adapter_overfits_with_side_correct_maps(tmp_path):
     np.save(tmp_path / "x.npy", x[:4])
     expected = np.asarray(model({"image": x[:4], "prompt": np.array([0, 1, 2, 0], np.int32)},
                                 training=False))
-    code = ("import numpy as np, keras, gfsr_tf.models.gaze_intensity; "
+    code = ("import numpy as np, keras, gfsr_tf.methods.gaze_intensity.model; "
             f"m = keras.models.load_model(r'{tmp_path / 'm.keras'}'); "
             f"x = np.load(r'{tmp_path / 'x.npy'}'); "
             "p = m({'image': x, 'prompt': np.array([0, 1, 2, 0], np.int32)}, training=False); "

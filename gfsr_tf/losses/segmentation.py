@@ -10,21 +10,21 @@ import numpy as np
 import tensorflow as tf
 
 
-def _flat(t):
+def flat_maps(t):
     t = tf.cast(t, tf.float32)
     return tf.reshape(t, (tf.shape(t)[0], -1))
 
 
 def soft_dice_loss(probs, targets) -> tf.Tensor:
     """(N,) soft Dice loss of probabilities vs 0/1 targets, any (N, ...) shapes that match."""
-    p, g = _flat(probs), _flat(targets)
+    p, g = flat_maps(probs), flat_maps(targets)
     return 1.0 - (2.0 * tf.reduce_sum(p * g, 1) + 1.0) / (
         tf.reduce_sum(p, 1) + tf.reduce_sum(g, 1) + 1.0)
 
 
 def bce_dice_loss(logits, targets, bce_weight: float = 0.5) -> tf.Tensor:
     """(N,) lambda * mean pixel BCE (from logits) + (1 - lambda) * soft Dice."""
-    z, g = _flat(logits), _flat(targets)
+    z, g = flat_maps(logits), flat_maps(targets)
     bce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(g, z), 1)
     return bce_weight * bce + (1.0 - bce_weight) * soft_dice_loss(tf.sigmoid(z), g)
 

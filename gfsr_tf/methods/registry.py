@@ -20,7 +20,7 @@ def register(method: Method) -> Method:
 
 
 @functools.cache
-def _load_builtins() -> None:
+def load_builtins() -> None:
     """Import every method folder (`methods/<name>/`) once; each registers itself, so a new
     method needs no line anywhere else."""
     for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
@@ -29,14 +29,14 @@ def _load_builtins() -> None:
 
 
 def get_method(name: str) -> Method:
-    _load_builtins()
+    load_builtins()
     if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
 def method_names() -> list[str]:
-    _load_builtins()
+    load_builtins()
     return sorted(_REGISTRY)
 
 

@@ -8,9 +8,8 @@ import pkgutil
 from ..config import StudyConfig
 from .common import make_smoke
 
-# modules of this package that are helpers, row tables or row experiments' own configs (the
-# gaze-intensity study is rows of several models, not one StudyConfig), not studies
-_NOT_PRESETS = {"common", "ablation", "gaze_intensity"}
+# modules of this package that are helpers or row tables, not studies
+_NOT_PRESETS = {"common", "ablation"}
 PRESETS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
                        if m.name not in _NOT_PRESETS))
 

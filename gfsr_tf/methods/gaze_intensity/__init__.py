@@ -1,6 +1,6 @@
-"""Pham et al.'s prompt-controlled gaze-intensity predictor (`models.gaze_intensity`) trained by
-the generic loop on prompted samples (`datasets.gaze_prompts`: batches carry "prompt") with
-L_h = L_2 + L_ce + L_dice (`losses.intensity`). Its targets are the ground-truth intensity maps
+"""Pham et al.'s prompt-controlled gaze-intensity predictor (`model.py`) trained by
+the generic loop on prompted samples (`prompts.py`: batches carry "prompt") with
+L_h = L_2 + L_ce + L_dice (`loss.py`). Its targets are the ground-truth intensity maps
 ("intensity") and their foreground ("foreground": the gaze foundation's "levels" binarisation),
 which the gaze-intensity study hands to the trainer (`foreground_of`). Validation: the loss and
 the heatmap metrics' fw_iou of the predicted maps; best weights on val_loss. Its explanation is
@@ -8,7 +8,13 @@ its own output under a prompt: `explain(model, x, prompts=...)`.
 
 The masked classifier of the paper's second stage is no method of its own: the predictor is
 frozen there, so the study gates the images once and trains the project's classifier on them
-(`study.gaze_intensity`)."""
+(`study.py`).
+
+Everything that exists only for this method lives in this folder: model.py (the predictor and its
+registered layer), loss.py, prompts.py (prompted samples from EGD-CXR or the gaze simulation),
+and the top-layer modules preset.py (the study's rows and options) and study.py (the resumable
+rows, Tables 3-8, the controllability figure), which import the study and report layers and are
+imported by nothing below them."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from ...metrics.heatmaps import BINARISATIONS, as_maps, binarise_map, heatmap_metrics
-from ...losses.intensity import intensity_loss
-from ...models.gaze_intensity import build_intensity_predictor, logits_model, predict_maps
+from .loss import intensity_loss
+from .model import build_intensity_predictor, logits_model, predict_maps
 from ...preprocessing import get_preprocessor
 from ...saliency.gradcam import Explanation
 from ...training.step import TrainStep

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..study.gaze_intensity import ROWS   # the rows, defined with the study
+from .study import ROWS   # the rows, defined with the study
 
 __all__ = ["ROWS", "GazeIntensityStudy", "get_config"]
 

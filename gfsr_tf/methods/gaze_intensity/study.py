@@ -15,18 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BenchmarkConfig, ModelConfig, StudyConfig, TrainConfig
-from ..datasets.gaze_prompts import PROMPTS, SETTINGS, prompt_splits, setting
-from ..metrics.classification import binary_metrics
-from ..metrics.heatmaps import controllability, heatmap_metrics
-from ..methods import get_method
-from ..methods.gaze_intensity import foreground_of
-from ..models.gaze_intensity import predict_maps
-from ..preprocessing import get_preprocessor
-from ..presets.gaze_unet import PAPER as UNET_PAPER
-from ..report.io import write_json
-from ..training.distribute import recorded
-from .run import train_variant
+from ...config import BenchmarkConfig, ModelConfig, StudyConfig, TrainConfig
+from .prompts import PROMPTS, SETTINGS, prompt_splits, setting
+from ...metrics.classification import binary_metrics
+from ...metrics.heatmaps import controllability, heatmap_metrics
+from ..registry import get_method
+from . import foreground_of
+from .model import predict_maps
+from ...preprocessing import get_preprocessor
+from ...presets.gaze_unet import PAPER as UNET_PAPER
+from ...report.io import write_json
+from ...training.distribute import recorded
+from ...study.run import train_variant
 
 # Pham et al., Tables 3-8 (REFLACX; IoUs x 100)
 METRIC_KEYS = ("fg_iou", "bg_iou", "fw_iou", "ssim", "psnr", "l1", "l2")
@@ -67,14 +67,14 @@ def load_prompt_data(cfg, warnings: list) -> dict:
     """{"images": the loader's {train, val, test} images, "samples": balanced M samples per
     split, "counts": dropped samples, "labels": simulation | weak}."""
     if cfg.data_dir:
-        from ..datasets.egd_cxr import load_egd_cxr
+        from ...datasets.egd_cxr import load_egd_cxr
         images = load_egd_cxr(cfg.data_dir, cfg.image_size, sigma_px=150.0, weighting="count",
                               val_fraction=0.15, test_fraction=0.15, seed=0)
         sigma, labels = 150.0, "weak"
         warnings.append("EGD-CXR finding labels are weak: read from the matched sentence "
                         "(positive unless it carries a negation cue)")
     else:
-        from ..datasets.gaze_sim import make_gaze_simulation, scaled_sigma
+        from ...datasets.gaze_sim import make_gaze_simulation, scaled_sigma
         bench = BenchmarkConfig(image_size=cfg.image_size, n_train=cfg.n_train, n_val=cfg.n_val,
                                 n_test=cfg.n_test, seed=0)   # the data stay fixed over seeds
         images = make_gaze_simulation(bench, weighting="count")
@@ -213,8 +213,8 @@ def masked_classifier_row(cfg, row: str, data: dict, root: Path, run_dir: Path, 
 def per_setting_row(cfg, row: str, data: dict, run_dir: Path, warnings, verbose) -> dict:
     """clf-full / unet: one model per setting C, L, R on full images (no prompt: the paper's
     comparators); accuracy and their maps against the setting's ground truth, averaged."""
-    from ..saliency import explain_posthoc
-    from ..evaluators.gaze import decoder_maps
+    from ...saliency import explain_posthoc
+    from ...evaluators.gaze import decoder_maps
     per, panels = {}, {}
     for subset in SUBSETS:
         splits = {k: setting(v, subset) for k, v in data["samples"].items()}
@@ -433,7 +433,7 @@ def markdown(report: dict) -> str:
 def plot_panels(root: Path, data: dict, cfg, out: Path) -> Path | None:
     """Rows: prompts x first PANELS test samples; columns: input | ground truth | ours |
     comparators of that prompt's setting (clf-full Grad-CAM, Grad-CAM++, U-Net decoder)."""
-    from ..report.figures import pyplot, save_figure
+    from ...report.figures import pyplot, save_figure
     tag = f"@seed{cfg.seed}"
     ours_path = root / f"ours{tag}" / "panels.npz"
     if not ours_path.exists():

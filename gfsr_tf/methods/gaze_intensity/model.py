@@ -28,8 +28,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..datasets.gaze_prompts import PROMPTS
-from .classifier import pretrained_or_random, with_bn_momentum
+from ...models.classifier import pretrained_or_random, with_bn_momentum
+from .prompts import PROMPTS
 
 TAPS = ("stem_activation", "block2b_add", "block3b_add", "block5c_add")
 PROMPT_WIDTH = 512

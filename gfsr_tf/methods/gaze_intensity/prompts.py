@@ -22,8 +22,8 @@ import logging
 
 import numpy as np
 
-from .base import ImageSet
-from .egd_cxr import gaze_heatmap
+from ...datasets.base import ImageSet
+from ...datasets.egd_cxr import gaze_heatmap
 
 log = logging.getLogger(__name__)
 PROMPTS = ("heart", "left_lung", "right_lung")       # prompt id = index
