@@ -3,7 +3,6 @@
 from <root>/<row>/result.json, an interrupted one resumes from its last checkpoint."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from pathlib import Path
 
 from ..config import StudyConfig
 from ..methods.gfsr.describe import gap_closed, goals_met, summarise
+from .rows import run_rows as resumable_rows
+from .rows import write_results
 from .run import run_study
 
 
@@ -22,10 +23,8 @@ class AblationRow:
     role: str = "row"            # baseline | control | oracle | row (presets.ablation.Row)
 
 
-def run_row(name: str, row: AblationRow, root: Path, verbose: int = 1) -> dict:
-    result_path = root / name / "result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+def row_result(name: str, row: AblationRow, root: Path, verbose: int = 1) -> dict:
+    """Train and evaluate one row (its study writes into <root>/<name>/)."""
     report = run_study(row.config, root, verbose=verbose, render=False)
     (variant,) = row.config.variants
     section = report[variant.name]
@@ -34,7 +33,6 @@ def run_row(name: str, row: AblationRow, root: Path, verbose: int = 1) -> dict:
               if variant.method != "baseline" else None,
               "distribute": section["training"]["distribute"],
               "warnings": report["warnings"], **summarise(section)}
-    result_path.write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -169,18 +167,14 @@ def plot(results: list[dict], path: Path) -> None:
 def run_rows(rows: dict[str, AblationRow], out_dir="runs", name: str = "ablation",
              verbose: int = 1) -> dict:
     root = Path(out_dir) / name
-    root.mkdir(parents=True, exist_ok=True)
-    results = []
-    for i, (row_name, row) in enumerate(rows.items()):
-        if verbose:
-            print(f"[ablation {i + 1}/{len(rows)}] {row_name}")
-        results.append(run_row(row_name, row, root, verbose))
+    work = [(row_name, lambda _, n=row_name, r=row: row_result(n, r, root, verbose))
+            for row_name, row in rows.items()]
+    results = resumable_rows(root, work, label="ablation", verbose=verbose)
     table = markdown_table(results)
     replicates = replicate_table(results)
     if replicates:
         table += ("\n\nReplicates over seeds (data and initialisation both change with the "
                   "seed):\n\n" + replicates)
-    (root / "results.json").write_text(json.dumps(results, indent=2))
-    (root / "results.md").write_text(table + "\n")
+    write_results(root, results, table)
     plot(results, root / "results.png")
     return {"results": results, "markdown": table}

@@ -7,7 +7,6 @@ decoder / Grad-CAM / constant-map heatmap metrics against the gaze, the decoder 
 generator maps, panels input | Grad-CAM | gaze | M | decoder, and seconds per row."""
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics.auc_tables import auc_table, format_auc
+from .rows import run_rows, write_results
 from .run import run_study
 
 # Watanabe et al. 2022, Table 1 (EGD-CXR test set; medians and 2.5/97.5 percentiles of 30
@@ -34,10 +34,8 @@ PAPER_SETS = {"set1-gbp": (0.891, 0.896, 0.946, 0.831), "set1-deconvnet": (0.884
 PANELS = 6
 
 
-def _result(config, root: Path, verbose: int) -> dict:
-    path = root / config.name / "result.json"
-    if path.exists():
-        return json.loads(path.read_text())
+def row_result(config, root: Path, verbose: int) -> dict:
+    """Run one model set's study (into <root>/<config.name>/) and summarise it."""
     start = time.perf_counter()
     report = run_study(config, root, verbose=verbose, render=False)
     seconds = time.perf_counter() - start
@@ -59,7 +57,6 @@ def _result(config, root: Path, verbose: int) -> dict:
               "gaze": section.get("gaze", {}).get("metrics", {}),
               "decoder_vs_maps": section.get("gaze", {}).get("decoder_vs_maps", {})}
     _save_panels(root / config.name, test)
-    path.write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -75,15 +72,10 @@ def _save_panels(run_dir: Path, split: str) -> None:
 def run_gaze_rows(configs: list, out_dir="runs", name: str = "gaze_unet",
                   verbose: int = 1) -> dict:
     root = Path(out_dir) / name
-    root.mkdir(parents=True, exist_ok=True)
-    results = []
-    for i, config in enumerate(configs):
-        if verbose:
-            print(f"[gaze rows {i + 1}/{len(configs)}] {config.name}")
-        results.append(_result(config, root, verbose))
-    (root / "results.json").write_text(json.dumps(results, indent=2))
+    results = run_rows(root, [(c.name, lambda _, c=c: row_result(c, root, verbose))
+                              for c in configs], label="gaze rows", verbose=verbose)
     table = markdown(results)
-    (root / "results.md").write_text(table + "\n")
+    write_results(root, results, table)
     return {"results": results, "markdown": table}
 
 

@@ -26,6 +26,7 @@ from ...preprocessing import get_preprocessor
 from ...presets.gaze_unet import PAPER as UNET_PAPER
 from ...report.io import write_json
 from ...training.distribute import recorded
+from ...study.rows import row_key, run_rows, write_results
 from ...study.run import train_variant
 
 # Pham et al., Tables 3-8 (REFLACX; IoUs x 100)
@@ -254,13 +255,11 @@ def per_setting_row(cfg, row: str, data: dict, run_dir: Path, warnings, verbose)
             "train_seconds": float(sum(per[s]["train_seconds"] for s in SUBSETS))}
 
 
-def run_row(cfg, row: str, data: dict, root: Path, warnings: list, verbose: int = 1) -> dict:
-    """One row, resumable: read back from <root>/<row>@seed<k>/result.json when finished."""
+def row_result(cfg, row: str, data: dict, root: Path, run_dir: Path, warnings: list,
+               verbose: int = 1) -> dict:
+    """One row (`study.rows.run_rows` reads it back from <root>/<row>@seed<k>/result.json once
+    finished)."""
     tag = f"@seed{cfg.seed}"
-    run_dir = root / f"{row}{tag}"
-    path = run_dir / "result.json"
-    if path.exists():
-        return json.loads(path.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if verbose:
@@ -275,7 +274,6 @@ def run_row(cfg, row: str, data: dict, root: Path, warnings: list, verbose: int 
         raise ValueError(f"unknown gaze intensity row {row!r}")
     result.update({"row": row, "seed": cfg.seed, "seconds": time.perf_counter() - start,
                    "image_size": cfg.image_size})
-    write_json(path, result)
     return result
 
 
@@ -293,17 +291,18 @@ def run_gaze_intensity(cfg, rows, out_dir="runs", verbose: int = 1) -> dict:
     warnings: list = []
     t0 = time.perf_counter()
     data = load_prompt_data(cfg, warnings)
-    results = {}
-    for row in order_rows(rows):
-        results[row] = run_row(cfg, row, data, root, warnings, verbose)
+    ordered = order_rows(rows)
+    results = dict(zip(ordered, run_rows(
+        root, [(row_key(row, cfg.seed), lambda run_dir, row=row: row_result(
+            cfg, row, data, root, run_dir, warnings, verbose)) for row in ordered],
+        label="gaze intensity row", verbose=verbose)))
     report = {"config": cfg.to_dict(), "rows": results, "data": _data_summary(data),
               "warnings": list(dict.fromkeys(warnings)),
               "controllability": results.get("ours", {}).get("controllability"),
               "timing": {"total_seconds": time.perf_counter() - t0}}
     write_json(root / "report.json", report)
-    write_json(root / "results.json", results)
     text = markdown(report)
-    (root / "results.md").write_text(text)
+    write_results(root, results, text)
     plot_panels(root, data, cfg, root / "panels.png")
     return {"report": report, "markdown": text}
 
