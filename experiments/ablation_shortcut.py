@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter
 
 from gfsr_tf.cli.common import add_distribute_arguments, start_distribution  # noqa: E402
 from gfsr_tf.config import TrainConfig  # noqa: E402
-from gfsr_tf.presets.ablation import ROWS, run_ablation  # noqa: E402
+from gfsr_tf.methods.gfsr.preset import ROWS, run_ablation  # noqa: E402
 from gfsr_tf.training.distribute import finish_worker  # noqa: E402
 
 

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     from gfsr_tf.study.data import load_data
-    from gfsr_tf.study.gaze_rows import plot_aucs, plot_panels, run_gaze_rows
+    from gfsr_tf.methods.gaze_unet.study import plot_aucs, plot_panels, run_gaze_rows
     from gfsr_tf.training.distribute import finish_worker
     name = args.name or ("gaze_unet_smoke" if args.smoke else "gaze_unet")
     out = run_gaze_rows(configs, where, name)

@@ -43,7 +43,7 @@ def main(argv=None) -> dict:
                    "(default 50)")
     args = p.parse_args(argv)
     try:
-        from gfsr_tf.study.segx import SegxSettings, run_segx
+        from gfsr_tf.methods.segmenter.study import SegxSettings, run_segx
         config = study_config(args)
         out = start_distribution(args, config.train)
         if args.multilabel:

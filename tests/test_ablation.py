@@ -4,8 +4,8 @@ import math
 import pytest
 
 from gfsr_tf.methods.gfsr.describe import gap_closed, goals_met
-from gfsr_tf.presets.ablation import ROWS, row_config, run_ablation
-from gfsr_tf.study.ablation import markdown_table, replicate_table
+from gfsr_tf.methods.gfsr.preset import ROWS, row_config, run_ablation
+from gfsr_tf.methods.gfsr.study import markdown_table, replicate_table
 
 
 def test_rows_differ_only_in_what_they_ablate():

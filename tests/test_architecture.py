@@ -1,7 +1,10 @@
-"""The house's shape: no import cycle anywhere in gfsr_tf (function-local imports included)."""
+"""The house's shape: no import cycle anywhere in gfsr_tf (function-local imports included), no
+upward import (method folders' top modules included), no private name across packages, and every
+folder imports first without meeting a half-initialised module."""
 import ast
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "gfsr_tf"
@@ -163,3 +166,27 @@ def test_the_old_evaluation_package_is_a_deprecated_alias_of_metrics():
         from gfsr_tf.evaluation.localization import hit_rate as old
         from gfsr_tf.metrics.localization import hit_rate
     assert old is hit_rate
+
+
+def _imports_first(module: str) -> None:
+    import subprocess
+    import sys
+    code = (f"import {module}\nimport gfsr_tf.models\nfrom gfsr_tf.models import build_patchnet\n"
+            "from gfsr_tf.methods import method_names\nassert len(method_names()) >= 7\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"importing {module} first: {r.stderr[-1500:]}"
+
+
+def test_a_method_folder_with_registered_layers_imports_first():
+    """gfsr_tf.models imports the method folders that hold registered layers; importing such a
+    folder first must not meet a half-initialised module."""
+    _imports_first("gfsr_tf.methods.patchnet")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["gfsr_tf.methods.baseline", "gfsr_tf.methods.gaze_intensity",
+                                    "gfsr_tf.methods.gaze_unet", "gfsr_tf.methods.segmenter",
+                                    "gfsr_tf.methods.gfsr", "gfsr_tf.evaluators", "gfsr_tf.export",
+                                    "gfsr_tf.methods.gfsr.preset", "gfsr_tf.saliency"])
+def test_every_folder_imports_first(module):
+    _imports_first(module)

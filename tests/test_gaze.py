@@ -204,7 +204,7 @@ def unet_case():
 
 
 def test_gaze_unet_shapes_views_and_sizes():
-    from gfsr_tf.models.gaze_unet import build_gaze_unet, classifier_view
+    from gfsr_tf.methods.gaze_unet.model import build_gaze_unet, classifier_view
     model = build_gaze_unet(3, (64, 64, 3), None, seed=0)
     assert [tuple(o.shape) for o in model.outputs] == [(None, 3), (None, 64, 64, 1)]
     view = classifier_view(model)
@@ -217,7 +217,7 @@ def test_gaze_unet_shapes_views_and_sizes():
 
 def test_gaze_unet_gradients_reach_encoder_head_and_decoder(unet_case):
     from gfsr_tf.methods.gaze_unet import GazeUnetConfig, GazeUnetStep
-    from gfsr_tf.models.gaze_unet import build_gaze_unet
+    from gfsr_tf.methods.gaze_unet.model import build_gaze_unet
     import keras
     data, masks = unet_case
     model = build_gaze_unet(3, (32, 32, 3), None, seed=0)
@@ -243,7 +243,7 @@ def test_gaze_unet_trains_and_resumes_exactly(unet_case, tmp_path):
     and the learning rate is re-derived from the epoch)."""
     from gfsr_tf.config import StudyConfig
     from gfsr_tf.methods import get_method
-    from gfsr_tf.models.gaze_unet import build_gaze_unet
+    from gfsr_tf.methods.gaze_unet.model import build_gaze_unet
     from gfsr_tf.training import Trainer
     data, masks = unet_case
     method = get_method("gaze_unet")

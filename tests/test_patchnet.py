@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gfsr_tf.models.patchnet import (PATCH_GRID, PatchMerge, PatchSplit, build_patchnet,
+from gfsr_tf.methods.patchnet.model import (PATCH_GRID, PatchMerge, PatchSplit, build_patchnet,
                                      split_patches)
-from gfsr_tf.saliency.patches import patch_logits, patch_saliency, patch_values
+from gfsr_tf.methods.patchnet.patch_maps import patch_logits, patch_saliency, patch_values
 
 SIZE = 32
 
@@ -306,7 +306,7 @@ def test_patchnet_experiment_bad_input_exits_one_with_one_line(tmp_path):
 
 
 def test_block_map_for_scoring_is_the_grid_upsampled_bilinearly_and_passes_are_reused():
-    from gfsr_tf.saliency import patches
+    from gfsr_tf.methods.patchnet import patch_maps as patches
     model = _patchnet(4)
     x = _images(3, seed=7)
     grid, _ = patch_logits(model, x)

@@ -26,8 +26,8 @@ import numpy as np
 from ..metrics import box_masks, choose_threshold, hit_rate, iou, mean_ci
 from ..metrics.faithfulness import blurred_baseline, deletion_insertion
 from ..metrics.localization import binarise, iou_curve, normalise_maps
-from ..models.patchnet import is_patch_model, last_stage, patch_count
-from ..saliency.patches import black, patch_logits, patch_maps, positive_part
+from ..methods.patchnet.model import is_patch_model, last_stage, patch_count
+from ..methods.patchnet.patch_maps import black, patch_logits, patch_maps, positive_part
 
 FAITHFULNESS_IMAGES = 32
 FAITHFULNESS_STEPS = 12
@@ -160,7 +160,7 @@ def evaluate(ctx) -> dict:
         section["maps_examples"] = index.tolist()
         ctx.maps["maps/images"] = data.images[index].astype(np.float32)
         if is_patch_model(ctx.model) and patch_count(ctx.model) > 1:
-            from ..saliency.patches import patch_saliency
+            from ..methods.patchnet.patch_maps import patch_saliency
             ctx.maps["maps/signed_raw"] = patch_saliency(
                 ctx.model, x_test[index], fill=black(ctx.preprocess, 1), offset=max(
                     1, data.images.shape[1] // patch_count(ctx.model) // 4),
@@ -247,7 +247,7 @@ def patch_twins(model, x, x_twin, data) -> dict:
     touched = np.zeros(dz.shape, bool)
     for k, (y0, x0, y1, x1) in enumerate(data.marker_boxes[marked]):
         touched[k, y0 // p:(y1 - 1) // p + 1, x0 // p:(x1 - 1) // p + 1] = True
-    from ..saliency.patches import image_logits
+    from ..methods.patchnet.patch_maps import image_logits
     dZ = image_logits(model, x[marked])[:, -1] - image_logits(model, x_twin[marked])[:, -1]
     return {"pairs": int(len(marked)),
             "max_abs_change_outside_marker_patches": float(np.abs(dz[~touched]).max())

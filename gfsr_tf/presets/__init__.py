@@ -9,7 +9,7 @@ from ..config import StudyConfig
 from .common import make_smoke
 
 # modules of this package that are helpers or row tables, not studies
-_NOT_PRESETS = {"common", "ablation"}
+_NOT_PRESETS = {"common"}
 PRESETS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
                        if m.name not in _NOT_PRESETS))
 

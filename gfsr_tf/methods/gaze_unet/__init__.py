@@ -2,7 +2,7 @@
 EfficientNet-B0 classifier whose decoder is trained towards the radiologist's static gaze
 heatmap, loss = gamma * BCE(class logits, one-hot) + (1 - gamma) * BCE(gaze logits, heatmap);
 `decoder=False, gamma=1` is the paper's classification-only model. The model is
-`models.gaze_unet`; the step trains every weight (decoder included); Grad-CAM, evaluation and
+`model.py`; the step trains every weight (decoder included); Grad-CAM, evaluation and
 export see the single-output classifier view.
 
 Watanabe et al.'s model sets put the classifier's own input-gradient map M (guided backprop,
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from ...models.gaze_unet import BOTTLENECK, build_gaze_unet, classifier_view, logits_model
+from .model import BOTTLENECK, build_gaze_unet, classifier_view, logits_model
 from ...saliency.input_gradients import rule_maps
 from ...training.step import TrainStep, accuracy, classification_loss
 from ..base import Method

@@ -1,7 +1,7 @@
 """MedicalPatchNet (Wienholt et al., Sci Rep 2026): a classifier explainable by construction -
 each patch is classified alone and the image logit is the plain mean of the patch logits
-(`models.patchnet`). It trains on cross-entropy through the generic step (BCE on one sigmoid
-per class with `model.multi_label`); its explanation is the patch map (`saliency.patches`), and
+(`model.py`). It trains on cross-entropy through the generic step (BCE on one sigmoid
+per class with `model.multi_label`); its explanation is the patch map (`patch_maps.py`), and
 a one-patch model (P = 1, the paper's baseline: the same backbone and head on the whole image)
 is explained by Grad-CAM at its last conv stage."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ...models.patchnet import (PATCH_GRID, build_patchnet, check_geometry, last_stage,
+from .model import (PATCH_GRID, build_patchnet, check_geometry, last_stage,
                                 patch_count)
 from ...training.step import ClassificationStep
 from ..base import Method
@@ -67,7 +67,7 @@ class PatchNet(Method):
         "patch_logits/<raw|scaled>/o=<o>" for another); a one-patch model, or any conv layer
         name of it: Grad-CAM."""
         from ...preprocessing import get_preprocessor
-        from ...saliency.patches import black, explain_patches
+        from .patch_maps import black, explain_patches
         spec = (layer or PATCH_GRID).split("/")
         if spec[0] != PATCH_GRID or patch_count(model) == 1:
             name = last_stage(model) if spec[0] == PATCH_GRID else layer

@@ -5,7 +5,7 @@ benchmark's lung fields, HAM10000's lesion masks - with lambda * BCE + (1 - lamb
 stops early (SegX: patience 10) with `train.monitor="val_loss"`,
 `train.early_stopping_patience`. Its explanation is its own output: the region probability.
 Its targets are the region masks themselves (`region_of`), which the SegX study passes to the
-trainer (`study.segx`); the study's relevance masks are blurred, max-normalised, and give the
+trainer (`study.py`); the study's relevance masks are blurred, max-normalised, and give the
 benchmark's normal images their lungs as "lesions"."""
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..config import StudyConfig, VariantConfig
-from ..study.ablation import AblationRow, run_rows
-from . import smoke as smoke_preset
+from ...config import StudyConfig, VariantConfig
+from .study import AblationRow, run_rows
+from ...presets import smoke as smoke_preset
 
 
 @dataclass

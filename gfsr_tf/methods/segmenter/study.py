@@ -19,18 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import StudyConfig
-from ..metrics.classification import multilabel_metrics, multilabel_thresholds
-from ..metrics.segx import (ORDERS, certainty_summary, combined_score, iou_ceiling,
+from ...config import StudyConfig
+from ...metrics.classification import multilabel_metrics, multilabel_thresholds
+from ...metrics.segx import (ORDERS, certainty_summary, combined_score, iou_ceiling,
                                paired_difference, segu_certainty, segx_scores)
-from ..losses.segmentation import dice_iou
-from ..methods import get_method
-from ..methods.segmenter import region_of
-from ..saliency.cam_model import last_conv_layer
-from ..preprocessing import get_preprocessor
-from .data import data_summary, load_data
-from ..training.distribute import recorded
-from .run import finish, train_variant
+from ...losses.segmentation import dice_iou
+from .. import get_method
+from . import region_of
+from ...saliency.cam_model import last_conv_layer
+from ...preprocessing import get_preprocessor
+from ...study.data import data_summary, load_data
+from ...training.distribute import recorded
+from ...study.run import finish, train_variant
 
 EXPLAINERS = ("gradcam", "expected_gradients")
 LAST = "gradcam_last"     # Grad-CAM at the backbone's last block, when `gradcam` reads another
@@ -73,13 +73,13 @@ def _predictor(model, batch_size=64):
 
 
 def _maps(explainer, model, x, cls, layer, background, settings, verbose) -> np.ndarray:
-    from ..saliency import explain_posthoc
+    from ...saliency import explain_posthoc
     if len(x) == 0:
         return np.zeros((0,) + x.shape[1:3], np.float32)
     if explainer in ("gradcam", LAST):
         return explain_posthoc(model, x, "gradcam", layer=layer, class_index=cls,
                                batch_size=64).heatmaps
-    from ..saliency.expected_gradients import expected_gradients
+    from ...saliency.expected_gradients import expected_gradients
     return expected_gradients(model, x, cls, background, n_samples=settings.eg_samples,
                               seed=settings.seed, verbose=verbose)
 

@@ -8,11 +8,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import StudyConfig
-from ..methods.gfsr.describe import gap_closed, goals_met, summarise
-from .rows import run_rows as resumable_rows
-from .rows import write_results
-from .run import run_study
+from ...config import StudyConfig
+from .describe import gap_closed, goals_met, summarise
+from ...study.rows import run_rows as resumable_rows
+from ...study.rows import write_results
+from ...study.run import run_study
 
 
 @dataclass
@@ -20,7 +20,7 @@ class AblationRow:
     config: StudyConfig          # one variant; a "baseline"-method variant marks the baseline
     setting: str                 # rows of one setting share data, seed and initial weights
     note: str = ""
-    role: str = "row"            # baseline | control | oracle | row (presets.ablation.Row)
+    role: str = "row"            # baseline | control | oracle | row (preset.Row)
 
 
 def row_result(name: str, row: AblationRow, root: Path, verbose: int = 1) -> dict:

@@ -8,7 +8,7 @@ logit is the plain mean of the patch logits.
 One flat functional graph (the backbone's layers sit in it, so a P = 1 model's conv stages are
 Grad-CAM layers) whose final Activation takes the image logits, so `CamModel`, the `Trainer`
 and the export treat it as any classifier. The two reshaping layers are registered
-serialisables: `keras.models.load_model` needs `import gfsr_tf` (or `gfsr_tf.models.patchnet`)
+serialisables: `keras.models.load_model` needs `import gfsr_tf.models`
 first - Keras has no built-in layer that moves blocks of an image onto the batch axis (its
 TimeDistributed runs the backbone once per patch position, with per-position BatchNorm batches).
 """
@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .classifier import OUTPUT_LAYER, pretrained_or_random, small_cnn, with_bn_momentum
+from ...models.classifier import OUTPUT_LAYER, pretrained_or_random, small_cnn, with_bn_momentum
 
 PATCH_GRID = "patch_logits"
 IMAGE_LOGITS = "logits"

@@ -23,8 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..models.patchnet import IMAGE_LOGITS, PATCH_GRID, is_patch_model, patch_count
-from .gradcam import Explanation
+from .model import IMAGE_LOGITS, PATCH_GRID, is_patch_model, patch_count
+from ...saliency.gradcam import Explanation
 
 KINDS = ("raw", "scaled")
 
@@ -37,7 +37,7 @@ def _grid_model(model):
     model (the shifted grid calls it n^2 times per batch)."""
     if not is_patch_model(model):
         raise ValueError(f"model {model.name!r} has no {PATCH_GRID!r} layer: patch maps need a "
-                         "MedicalPatchNet (gfsr_tf.models.patchnet)")
+                         "MedicalPatchNet (gfsr_tf.models)")
     if model not in _GRID_MODELS:
         both = keras.Model(model.inputs[0], [model.get_layer(PATCH_GRID).output,
                                              model.outputs[0]])

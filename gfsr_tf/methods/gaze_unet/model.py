@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import keras
 
-from .classifier import pretrained_or_random, with_bn_momentum
-from .unet import conv_block
+from ...models.classifier import pretrained_or_random, with_bn_momentum
+from ...models.unet import conv_block
 
 
 SKIPS = ("block5c_add", "block3b_add", "block2b_add", "stem_activation", None)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics.auc_tables import auc_table, format_auc
-from .rows import run_rows, write_results
-from .run import run_study
+from ...metrics.auc_tables import auc_table, format_auc
+from ...study.rows import run_rows, write_results
+from ...study.run import run_study
 
 # Watanabe et al. 2022, Table 1 (EGD-CXR test set; medians and 2.5/97.5 percentiles of 30
 # resamples of 55-60 images)
