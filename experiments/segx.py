@@ -53,7 +53,7 @@ def main(argv=None) -> dict:
             config.benchmark.second_finding = True
             config.name += "_multilabel" if not args.name else ""
         settings = SegxSettings(region="lesions" if config.data_dir else "lungs",
-                                eg_images=2 if args.smoke else args.eg_images,
+                                eg_images=4 if args.smoke else args.eg_images,
                                 eg_samples=4 if args.smoke else args.eg_samples,
                                 n_resamples=100 if args.smoke else 1000,
                                 seed=config.train.seed)

@@ -210,7 +210,7 @@ class ProbeMethod(Method):
     config_class = ProbeOptions
     preprocessor = "unit"
 
-    def target_layer(self, study):
+    def layer_for(self, study, config):
         return "probe_conv"
 
     def build_model(self, study, config, num_classes, input_shape, warnings):

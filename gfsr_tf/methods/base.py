@@ -45,23 +45,19 @@ class Method:
         and data order): a study starts such a variant from its baseline's state after them."""
         return 0
 
-    def target_layer(self, study) -> str | None:
-        """The layer the method's explainer reads (None: its default)."""
-        return None
-
     def train_config(self, study, config):
         """The TrainConfig this variant trains with: the study's, unless the method's options
         change it (e.g. a segmenter that needs fewer epochs than the classifiers)."""
         return study.train
 
     def layer_for(self, study, config) -> str | None:
-        """target_layer of one variant (a method whose options choose the backbone overrides
-        this); what the model card records."""
-        return self.target_layer(study)
+        """The layer the explainer of one variant reads (None: the explainer's default); what
+        the model card records."""
+        return None
 
     def preprocessor_for(self, config) -> str:
-        """The preprocessor of one variant's model (the model card's): the method's, unless its
-        options choose a backbone that expects another."""
+        """The preprocessor of one variant's model (the model card's): the class attribute
+        `preprocessor`, unless its options choose a backbone that expects another."""
         return self.preprocessor
 
     # ------------------------------------------------------------------------------ building
@@ -73,7 +69,8 @@ class Method:
         raise NotImplementedError
 
     def step_factory(self, config, study):
-        """make_step bound to a config: what `training.Trainer` takes."""
+        """make_step bound to a config: what `training.Trainer` takes (not a hook: override
+        make_step)."""
         return functools.partial(self.make_step, study=study, config=config)
 
     def classifier_view(self, model):

@@ -23,7 +23,7 @@ class BaselineStep(ClassificationStep):
 class Baseline(Method):
     name = "baseline"
 
-    def target_layer(self, study):
+    def layer_for(self, study, config):
         return study.model.target_layer
 
     def build_model(self, study, config, num_classes, input_shape, warnings):
@@ -36,7 +36,7 @@ class Baseline(Method):
 
     def make_step(self, model, optimizer, study, config):
         return BaselineStep(model, optimizer, preprocessor=self.preprocessor,
-                            logits_layer=self.target_layer(study),
+                            logits_layer=self.layer_for(study, config),
                             mixed_precision=study.train.mixed_precision)
 
     def training_fields(self, config):

@@ -136,7 +136,7 @@ class GazeUnet(Method):
         uses_gaze = (config.decoder and config.model_set != 2) or config.model_set == 1
         return ("gaze", 0.0) if uses_gaze else None
 
-    def target_layer(self, study):
+    def layer_for(self, study, config):
         return BOTTLENECK       # the reference's Grad-CAM layer (encoder.blocks.6)
 
     def build_model(self, study, config, num_classes, input_shape, warnings):

@@ -23,7 +23,7 @@ class Gfsr(Baseline):
         return config.warmup_epochs
 
     def make_step(self, model, optimizer, study, config):
-        return GfsrStep(model, optimizer, config=config, target_layer=self.target_layer(study),
+        return GfsrStep(model, optimizer, config=config, target_layer=self.layer_for(study, config),
                         preprocessor=self.preprocessor,
                         mixed_precision=study.train.mixed_precision)
 

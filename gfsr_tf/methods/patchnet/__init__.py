@@ -46,7 +46,7 @@ class PatchNet(Method):
                              f"is explainable by construction): drop {guided}")
         return super().make_config(options)
 
-    def target_layer(self, study):
+    def layer_for(self, study, config):
         return PATCH_GRID
 
     def build_model(self, study, config, num_classes, input_shape, warnings):
