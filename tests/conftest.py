@@ -12,6 +12,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def experiment(name: str):
+    """experiments/<name>.py as a module, loaded from its file once per test session
+    (experiments/ is a folder of scripts, not a package: no test edits sys.path)."""
+    import importlib.util
+    import sys
+    key = f"gfsr_experiments.{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, REPO / "experiments" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
 def tiny_classifier(size=16, units=1, dtype="float32", final="activation"):
     """A small flat functional classifier shaped like ours: conv -> 'target' -> pool -> logits."""
     keras.utils.set_random_seed(1)

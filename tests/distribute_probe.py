@@ -6,10 +6,7 @@ update, -lr * g / (|g| + eps), is linear in the gradient g to ~|g| / eps: equal 
 equal all-reduced gradients."""
 import argparse
 import json
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main():

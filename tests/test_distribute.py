@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import experiment
 
 from gfsr_tf.config import TrainConfig
 from gfsr_tf.training.distribute import read_tf_config, split_cpu
@@ -211,8 +212,7 @@ def test_row_experiments_train_under_a_strategy(experiment, tmp_path):
 
 def test_row_experiment_with_too_many_cpu_replicas_is_one_line_exit_1(tmp_path, capsys):
     # in this process: the core count is checked before TensorFlow's devices are touched
-    sys.path.insert(0, str(ROOT / "experiments"))
-    import gaze_unet
+    gaze_unet = experiment("gaze_unet")
     assert gaze_unet.main(["--smoke", "--distribute", "mirrored", "--cpu-replicas", "999",
                            "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(

@@ -222,21 +222,63 @@ class ProbeMethod(Method):
         return keras.Model(inputs, keras.layers.Activation("sigmoid")(logits))
 
     def make_step(self, model, optimizer, study, config):
-        return ClassificationStep(model, optimizer, preprocessor=self.preprocessor,
-                                  logits_layer="probe_conv")
+        return ProbeStep(model, optimizer, preprocessor=self.preprocessor,
+                         logits_layer="probe_conv")
 
     def describe(self, report, variant):
         return ["", f"## {variant}: the test probe", "", "A linear probe on pooled pixels."]
 
 
-def test_a_method_defined_in_the_tests_runs_a_whole_study(tmp_path):
-    from gfsr_tf.study import run_study
-    register(ProbeMethod())
-    assert "test_probe" in method_names()
+def probe_loss(logits, labels):
+    """The probe's own loss: the squared hinge on the logit, max(0, 1 - y z)^2, y = +-1."""
+    y = 2.0 * tf.cast(labels, tf.float32) - 1.0
+    return tf.reduce_mean(tf.square(tf.nn.relu(1.0 - y * tf.cast(logits[:, 0], tf.float32))))
+
+
+class ProbeStep(ClassificationStep):
+    def __call__(self, batch):
+        x = self.preprocess(batch["image"])
+        with tf.GradientTape() as tape:
+            loss = probe_loss(self.cam_model(x, training=True)[1], batch["label"])
+        self.apply_gradients(tape, self.scaled(loss))
+        return {"loss": loss}
+
+
+def probe_preset(smoke: bool = True):
+    """The probe's preset: the smoke benchmark, the probe beside the baseline."""
     config = preset("smoke")
     config.variants = (VariantConfig("probe", "test_probe", {"units": 3}),
                        VariantConfig("baseline", "baseline"))
     config.model.backbone = "small_cnn"
+    return config
+
+
+def probe_row(seed, root):
+    """One row of the probe's study: its preset at `seed`, trained and evaluated."""
+    from gfsr_tf.study import run_study
+    config = probe_preset()
+    config.name = f"probe@seed{seed}"
+    config.train = dataclasses.replace(config.train, seed=seed)
+    report = run_study(config, root, verbose=0, render=False)
+    return {"seed": seed, "decor_accuracy":
+            report["probe"]["metrics"]["test_decorrelated"]["accuracy"]}
+
+
+def test_the_probe_loss_against_a_hand_calculation():
+    z = tf.constant([[2.0], [0.5], [-0.5]])
+    y = tf.constant([1, 1, 1])
+    # (max(0, 1-2)^2 + (1-0.5)^2 + (1+0.5)^2) / 3 = (0 + 0.25 + 2.25) / 3
+    assert float(probe_loss(z, y)) == pytest.approx(2.5 / 3)
+
+
+def test_a_method_defined_in_the_tests_runs_a_whole_study(tmp_path):
+    """Model, loss, step, preset and study rows, all defined here: the package learns of the
+    method only through `register`."""
+    from gfsr_tf.study import run_study
+    from gfsr_tf.study.rows import row_key, run_rows
+    register(ProbeMethod())
+    assert "test_probe" in method_names()
+    config = probe_preset()
     report = run_study(config, tmp_path, verbose=0)
     run = tmp_path / config.name
     probe = report["probe"]
@@ -253,6 +295,16 @@ def test_a_method_defined_in_the_tests_runs_a_whole_study(tmp_path):
     assert "## probe: the test probe" in (run / "summary.md").read_text()
     model = keras.models.load_model(run / "probe" / "best.keras")
     assert model.get_layer("probe_conv").kernel.shape[-1] == 3
+    assert {"loss"} == {k for k in probe["training"]["history"][0] if k in ("loss", "ce")}
+
+    # its study rows through the one row runner: computed once, read back on a rerun
+    rows = tmp_path / "rows"
+    work = [(row_key("probe", 0), lambda _: probe_row(0, rows))]
+    first = run_rows(rows, work, verbose=0)
+    assert first[0]["decor_accuracy"] == pytest.approx(
+        json.loads((rows / "probe@seed0" / "report.json").read_text())
+        ["probe"]["metrics"]["test_decorrelated"]["accuracy"])
+    assert run_rows(rows, [(row_key("probe", 0), None)], verbose=0) == first
 
 
 def test_unknown_method_or_option_is_refused_by_name():

@@ -2,24 +2,23 @@
 size on fixtures in the datasets' own formats: multi-class metrics, per-preset robustness tests,
 template annotations, lesion masks as relevance masks."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import experiment
 from real_formats import write_class_folders, write_ham10000
 
 # These studies test data formats, multi-class reports and template annotations: the small CNN
 # (ResNet50's stage names at a fraction of the cost) keeps them fast.
 SMALL = ["--set", "model.backbone=small_cnn"]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-import derma_gfsr  # noqa: E402
-import husky_wolf_gfsr  # noqa: E402
-import pneumonia_gfsr  # noqa: E402
-import retina_gfsr  # noqa: E402
-import segx  # noqa: E402
+derma_gfsr = experiment("derma_gfsr")
+husky_wolf_gfsr = experiment("husky_wolf_gfsr")
+pneumonia_gfsr = experiment("pneumonia_gfsr")
+retina_gfsr = experiment("retina_gfsr")
+segx = experiment("segx")
 
 
 def _fundus_npz(path, n=(30, 10, 15)):
@@ -112,8 +111,7 @@ def test_real_pneumoniamnist_smoke(shared_data, tmp_path):
 @pytest.mark.slow  # ~20 s; the benchmark PatchNet smoke and the multi-class retina smoke stay
 def test_patchnet_smoke_on_ham10000_scores_every_class_with_lesion_masks(tmp_path):
     # seven classes: softmax heads, per-class maps and thresholds, macro means
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-    import patchnet
+    patchnet = experiment("patchnet")
     write_ham10000(tmp_path / "ham", n=40)
     report = patchnet.main(["--smoke", "--data-dir", str(tmp_path / "ham"),
                             "--out", str(tmp_path / "runs"), "--quiet"])

@@ -313,7 +313,7 @@ def test_segx_smoke_experiment_writes_both_tables(tmp_path):
 
 
 def test_summary_renders_a_model_without_predicted_positive_pairs():
-    from gfsr_tf.report.markdown import segx_markdown
+    from gfsr_tf.methods.segmenter.report import segx_markdown
     ci = {"estimate": 0.5, "ci_low": 0.4, "ci_high": 0.6}
     metrics = {k: ci for k in ("auroc", "auprc", "f1", "sensitivity", "specificity")}
     report = {"segx": {"eval_split": "test", "segmenter": {

@@ -6,15 +6,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, experiment
 
 from gfsr_tf.config import BenchmarkConfig
 from gfsr_tf.datasets.kermany import load_kermany, patient_id
 from gfsr_tf.datasets.synthetic import make_split
 from gfsr_tf.presets import preset
 
-sys.path.insert(0, str(REPO / "experiments"))
-import pneumonia_gfsr  # noqa: E402
+pneumonia_gfsr = experiment("pneumonia_gfsr")
 
 
 @pytest.fixture(scope="module")

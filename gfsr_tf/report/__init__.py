@@ -53,9 +53,10 @@ def render_run(run_dir) -> Path:
         figures.plot_training(report, names, run_dir / "training.png")
         figures.plot_run_concepts(report, run_dir, names, run_dir / "concepts.png")
         figures.plot_map_rows(run_dir, names, run_dir / "patch_maps.png")
-    if "segx" in report:
-        figures.plot_segx_overlays(run_dir, run_dir / "segx_overlays.png")
-        figures.plot_risk_coverage(report, run_dir / "risk_coverage.png")
+    if "segx" in report:              # the SegX study's own figures (its method folder's)
+        from ..methods.segmenter.report import plot_risk_coverage, plot_segx_overlays
+        plot_segx_overlays(run_dir, run_dir / "segx_overlays.png")
+        plot_risk_coverage(report, run_dir / "risk_coverage.png")
     write_html(report, run_dir, FIGURES)
     return run_dir
 

@@ -5,24 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .markdown import fmt
-
-
-def save_figure(fig, path) -> bool:
-    """Lay out, write (110 dpi) and close a figure; True (what the plot functions return)."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (no display here or on servers)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from .basics import fmt, pyplot, save_figure
 
 
 def plot_roc(report, names, path) -> bool:
@@ -214,72 +197,3 @@ def plot_map_rows(run_dir, names, path) -> bool:
     return save_figure(fig, path)
 
 
-def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
-    """SegX Fig. 3 layout: per image (those with a finding first), the input with the
-    segmentation (cyan) and ground-truth (yellow) outlines, then for each model x explainer the
-    top 5% of the original map (red) and of the SegX map (green) for the image's first
-    predicted-positive class."""
-    run_dir = Path(run_dir)
-    file = run_dir / "segx_maps.npz"
-    if not file.exists():
-        return False
-    from ..metrics.localization import top_k_pixels
-    saved = np.load(file)
-    keys = sorted(k.removesuffix("/maps") for k in saved.files if k.endswith("/maps"))
-    keys = [k for k in keys if len(saved[f"{k}/pairs"])]
-    if not keys:
-        return False
-    images, seg = saved["images"], saved["segmentation"]
-    truth = saved["ground_truth"] if "ground_truth" in saved.files else np.zeros_like(seg)
-    first = saved[f"{keys[0]}/pairs"]
-    # images with a finding first (their ground truth is drawn), then the rest
-    order = sorted(dict.fromkeys(first[:, 0].tolist()), key=lambda i: not truth[i].any())
-    picks = [int(i) for i in order][:rows]
-    from matplotlib.colors import ListedColormap
-    colours = {False: ListedColormap(["red"]), True: ListedColormap(["lime"])}
-    plt = pyplot()
-    cols = 1 + 2 * len(keys)
-    fig, axes = plt.subplots(len(picks), cols, figsize=(1.9 * cols, 1.9 * len(picks)),
-                             squeeze=False)
-    for r, img in enumerate(picks):
-        image = images[img].astype(np.float32) / 255
-        image = image[..., 0] if image.shape[-1] == 1 else image
-        axes[r][0].imshow(image, cmap="gray")
-        axes[r][0].contour(seg[img], levels=[0.5], colors="cyan", linewidths=0.7)
-        if truth[img].any():
-            axes[r][0].contour(truth[img], levels=[0.5], colors="yellow", linewidths=0.7)
-        axes[r][0].set_title("segmentation | truth", fontsize=7)
-        for c, key in enumerate(keys):
-            pairs, maps = saved[f"{key}/pairs"], saved[f"{key}/maps"].astype(np.float32)
-            hit = np.flatnonzero(pairs[:, 0] == img)
-            for j, (title, masked) in enumerate((("original", False), ("SegX", True))):
-                ax = axes[r][1 + 2 * c + j]
-                ax.imshow(image, cmap="gray")
-                if len(hit):
-                    m = maps[hit[0]] * (seg[img] if masked else 1)
-                    top = top_k_pixels(m[None])[0]
-                    ax.imshow(np.ma.masked_where(~top, top), cmap=colours[masked], alpha=0.8)
-                    if truth[img].any():
-                        ax.contour(truth[img], levels=[0.5], colors="yellow", linewidths=0.6)
-                ax.set_title(f"{key.replace('/', ' ')} {title}"[:30], fontsize=6)
-    for ax in axes.ravel():
-        ax.axis("off")
-    return save_figure(fig, path)
-
-
-def plot_risk_coverage(report, path) -> bool:
-    """Risk-coverage curves of c_IoU, c_AUITC and p per model x explainer."""
-    cells = [(f"{n} {k}", e["risk_coverage"]) for n, m in report["segx"]["models"].items()
-             for k, e in m["explainers"].items() if "risk_coverage" in e and k != "gradcam_last"]
-    if not cells:
-        return False
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(cells), figsize=(3.2 * len(cells), 3), squeeze=False)
-    for ax, (title, curves) in zip(axes[0], cells):
-        for name, curve in curves.items():
-            ax.plot(curve["coverage"], curve["risk"], label=f"{name} (AURC {fmt(curve['aurc'])})")
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("coverage")
-        ax.set_ylabel("risk (FP share)")
-        ax.legend(fontsize=6)
-    return save_figure(fig, path)

@@ -2,9 +2,9 @@
 `describe`."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from .basics import ci, fmt
 
 MODEL_ORDER = ("gfsr", "baseline")
 
@@ -23,14 +23,6 @@ def method_of(report: dict, variant: str) -> str:
     rel = training.get("relevance") or {}
     return "gfsr" if rel.get("weight", 0) > 0 or rel.get("input_gradient_weight", 0) > 0 \
         else "baseline"
-
-
-def fmt(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
-
-
-def ci(c: dict) -> str:
-    return f"{fmt(c['estimate'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
 
 
 def _audit_table(report, names) -> list[str]:
@@ -113,90 +105,6 @@ def _maps_table(report, names) -> list[str]:
     return lines
 
 
-# --- the SegX / SegU study (experiments/segx.py; figures: figures.plot_segx_overlays,
-# figures.plot_risk_coverage) -----------------------------------------------------------------
-
-def _signed(c: dict) -> str:
-    return f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" \
-        if c and c.get("estimate") is not None else "–"
-
-
-def _name(model: dict, explainer: str) -> str:
-    layer = model.get("layers", {}).get(explainer)
-    return f"{explainer} (`{layer}`)" if layer else explainer
-
-
-def segx_markdown(report: dict) -> list[str]:
-    s = report["segx"]
-    seg = s["segmenter"]
-    lines = ["", f"## Segmenter (U-Net, {seg['region']})", "",
-             f"Evaluation split `{s['eval_split']}`: Dice {fmt(seg['test']['dice'])}, IoU "
-             f"{fmt(seg['test']['iou'])} at p > 0.5 over {seg['test']['n']} images; trained "
-             f"{seg['epochs']} epochs" + (" (stopped early)" if seg.get("stopped_early") else "")
-             + f" in {seg['seconds']:.0f} s."]
-    lines += ["", "## Classification (per-class thresholds on validation; 95% bootstrap CI)", "",
-              "| model | class | τ | AUROC | AUPRC | F1 | sensitivity | specificity |",
-              "|---|---|---|---|---|---|---|---|"]
-    for name, m in s["models"].items():
-        c = m["classification"]
-        for cls, v in list(c["per_class"].items()) + [("macro", c["macro"])]:
-            tau = c["thresholds"].get(cls)
-            lines.append(f"| {name} | {cls} | {fmt(tau)} | " + " | ".join(
-                ci(v[k]) for k in ("auroc", "auprc", "f1", "sensitivity", "specificity")) + " |")
-    lines += ["", "## Table 3: IoU@5% and AUITC, original vs SegX (pairs with a ground truth)", "",
-              "SegX = T5(map x segmentation) (mask first, the public code); binarise first = "
-              "T5(map) AND segmentation (Eq. 6). Differences: paired bootstrap over pairs. "
-              "Controls: SegX of a uniform random map, SegX with the ground truth as the "
-              "segmentation (oracle), and the IoU@5% any map can reach (ceiling).", "",
-              "| model | explainer | pairs | IoU@5% original | SegX | SegX − original | "
-              "binarise first | AUITC original | SegX | SegX − original | random-map SegX "
-              "IoU / AUITC | real − random SegX IoU | oracle SegX IoU | ceiling |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, m in s["models"].items():
-        for explainer, e in m["explainers"].items():
-            label = _name(m, explainer)
-            if not e.get("n_table3"):
-                lines.append(f"| {name} | {label} | 0 | " + " | ".join(["–"] * 11) + " |")
-                continue
-            i, a, ctl = e["iou_top5"], e["auitc"], e["controls"]
-            lines.append(
-                f"| {name} | {label} | {e['n_table3']} | {fmt(i['original'])} | "
-                f"{fmt(i['segx'])} | {_signed(i['difference'])} | "
-                f"{fmt(i['segx_binarise_first'])} | {fmt(a['original'])} | {fmt(a['segx'])} | "
-                f"{_signed(a['difference'])} | {fmt(ctl['random_map_segx']['iou_top5'])} / "
-                f"{fmt(ctl['random_map_segx']['auitc'])} | "
-                f"{_signed(ctl['real_minus_random_segx_iou_top5'])} | "
-                f"{fmt(ctl['oracle_segmentation_segx']['iou_top5'])} | "
-                f"{fmt(ctl['iou_top5_ceiling'])} |")
-    lines += ["", "## Table 4: SegU certainty for correct (TP) vs incorrect (FP) predicted "
-              "positives", "",
-              "AUROC: how well the score separates TP from FP pairs (95% bootstrap CI); p = the "
-              "class probability itself, for comparison; p + c_IoU = out-of-fold logistic "
-              "regression on both (does the certainty add to p?). AURC: area under the "
-              "risk-coverage curve (lower is better).", "",
-              "| model | explainer | TP | FP | c_IoU TP | c_IoU FP | c_AUITC TP | c_AUITC FP | "
-              "AUROC c_IoU | AUROC c_AUITC | AUROC p | AUROC p + c_IoU | AURC c_IoU / c_AUITC / p |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, m in s["models"].items():
-        for explainer, e in m["explainers"].items():
-            if "c_iou" not in e:
-                continue
-            au, rc = e["certainty_auroc"], e["risk_coverage"]
-            lines.append(
-                f"| {name} | {_name(m, explainer)} | {e['n_correct']} | {e['n_incorrect']} | "
-                f"{fmt(e['c_iou']['correct'])} | {fmt(e['c_iou']['incorrect'])} | "
-                f"{fmt(e['c_auitc']['correct'])} | {fmt(e['c_auitc']['incorrect'])} | "
-                f"{ci(au['c_iou'])} | {ci(au['c_auitc'])} | {ci(au['probability'])} | "
-                f"{ci(au['probability+c_iou']) if 'probability+c_iou' in au else '–'} | "
-                f"{fmt(rc['c_iou']['aurc'])} / {fmt(rc['c_auitc']['aurc'])} / "
-                f"{fmt(rc['probability']['aurc'])} |")
-    lines += ["", "Timing: " + "; ".join(
-        f"{name} trained {m['training']['seconds']:.0f} s, maps " + ", ".join(
-            f"{k} {e['seconds']:.0f} s" for k, e in m["explainers"].items())
-        for name, m in s["models"].items()) + "."]
-    return lines
-
-
 def summary_markdown(report: dict) -> str:
     names = variants(report)
     lines = [f"# {report['config']['name']}", ""]
@@ -205,6 +113,7 @@ def summary_markdown(report: dict) -> str:
     for w in report.get("warnings", []):
         lines.append(f"> **Warning:** {w}")
     if "segx" in report and not names:  # the SegX study: its own tables only
+        from ..methods.segmenter.report import segx_markdown
         return "\n".join(lines + segx_markdown(report)) + "\n"
     lines += ["", "Variants: " + ", ".join(f"`{n}` ({method_of(report, n)})" for n in names)
               + "."]

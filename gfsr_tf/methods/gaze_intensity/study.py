@@ -432,7 +432,7 @@ def markdown(report: dict) -> str:
 def plot_panels(root: Path, data: dict, cfg, out: Path) -> Path | None:
     """Rows: prompts x first PANELS test samples; columns: input | ground truth | ours |
     comparators of that prompt's setting (clf-full Grad-CAM, Grad-CAM++, U-Net decoder)."""
-    from ...report.figures import pyplot, save_figure
+    from ...report.basics import pyplot, save_figure
     tag = f"@seed{cfg.seed}"
     ours_path = root / f"ours{tag}" / "panels.npz"
     if not ours_path.exists():
