@@ -272,8 +272,7 @@ def test_maps_and_masks_that_do_not_match_are_clear_errors():
 
 
 def _experiment(*args, timeout=600):
-    from pathlib import Path
-    repo = Path(__file__).resolve().parents[1]
+    from conftest import REPO as repo
     return subprocess.run([sys.executable, str(repo / "experiments" / "patchnet.py"), *args],
                           capture_output=True, text=True, timeout=timeout)
 

@@ -4,13 +4,13 @@ import json
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from gfsr_tf.metrics import iou_top_k
 from gfsr_tf.metrics.classification import multilabel_metrics, multilabel_thresholds
 from gfsr_tf.metrics.segx import (certainty_summary, iou_ceiling, segu_certainty,
@@ -19,7 +19,7 @@ from gfsr_tf.losses.segmentation import bce_dice_loss, soft_dice_loss
 from gfsr_tf.models.unet import build_unet
 from gfsr_tf.training.step import classification_loss
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 # --- segmentation loss ---------------------------------------------------------------------

@@ -5,13 +5,13 @@ process, bad input, and the experiment as a user runs it."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from gfsr_tf.config import BenchmarkConfig, TrainConfig
 from gfsr_tf.datasets.base import ImageSet
 from gfsr_tf.datasets.egd_cxr import heart_from_mediastinum
@@ -29,7 +29,7 @@ from gfsr_tf.preprocessing import raw_rgb
 from gfsr_tf.methods.gaze_intensity.study import gate
 from gfsr_tf.training import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 TINY = dict(dim=32, depth=2, heads=2, patch=4, weights=None)
 
 
