@@ -8,8 +8,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ...config import StudyConfig, VariantConfig
-from .study import AblationRow, run_rows
 from ...presets import smoke as smoke_preset
+from .study import AblationRow, run_rows
 
 
 @dataclass

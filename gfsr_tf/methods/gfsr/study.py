@@ -1,6 +1,7 @@
 """A study of many one-variant rows, each beside its setting's baseline (the shortcut ablation:
-`presets/ablation.py` defines the rows). Every row is resumable: a finished row is read back
-from <root>/<row>/result.json, an interrupted one resumes from its last checkpoint."""
+`preset.py` beside this module defines the rows). Every row is resumable (`study.rows`): a
+finished row is read back from <root>/<row>/result.json, an interrupted one resumes from its
+last checkpoint."""
 from __future__ import annotations
 
 import math
