@@ -207,12 +207,13 @@ def test_tiny_adapter_overfits_with_side_correct_maps(tmp_path):
                                                                 "right_lung"))}
     out = controllability(maps, data.regions["heart"])
     assert out["overall"] == 1.0, out
-    # the .keras round trip in a process that imports only the model module: same logits
+    # the .keras round trip in a process that imports only gfsr_tf.models (which registers the
+    # predictor's layer from its method folder): same logits
     model.save(tmp_path / "m.keras")
     np.save(tmp_path / "x.npy", x[:4])
     expected = np.asarray(model({"image": x[:4], "prompt": np.array([0, 1, 2, 0], np.int32)},
                                 training=False))
-    code = ("import numpy as np, keras, gfsr_tf.methods.gaze_intensity.model; "
+    code = ("import numpy as np, keras, gfsr_tf.models; "
             f"m = keras.models.load_model(r'{tmp_path / 'm.keras'}'); "
             f"x = np.load(r'{tmp_path / 'x.npy'}'); "
             "p = m({'image': x, 'prompt': np.array([0, 1, 2, 0], np.int32)}, training=False); "
