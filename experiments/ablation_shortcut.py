@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of the report
 
-from gfsr_tf.cli.common import add_distribute_arguments, start_distribution  # noqa: E402
+from gfsr_tf.cli.common import (add_distribute_arguments, select_rows,  # noqa: E402
+                                start_distribution)
 from gfsr_tf.config import TrainConfig  # noqa: E402
 from gfsr_tf.methods.gfsr.preset import ROWS, run_ablation  # noqa: E402
 from gfsr_tf.training.distribute import finish_worker  # noqa: E402
@@ -36,9 +37,9 @@ def main(argv=None):
     parser.add_argument("--name", default=None, help="study folder name (default: ablation)")
     add_distribute_arguments(parser)
     args = parser.parse_args(argv)
-    rows = args.rows.split(",") if args.rows else None
     train = TrainConfig()
     try:
+        rows = select_rows(ROWS, args.rows)
         out = start_distribution(args, train)
     except ValueError as exc:
         sys.exit(f"error: {exc}")

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of the report
 
-from gfsr_tf.cli.common import add_distribute_arguments, start_distribution  # noqa: E402
+from gfsr_tf.cli.common import (add_distribute_arguments, select_rows,  # noqa: E402
+                                start_distribution)
 from gfsr_tf.config import TrainConfig  # noqa: E402
 
 
@@ -43,10 +44,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         from gfsr_tf.methods.gaze_intensity.preset import ROWS, get_config
-        rows = [r.strip() for r in (args.rows or ",".join(ROWS)).split(",") if r.strip()]
-        unknown = [r for r in rows if r not in ROWS]
-        if unknown:
-            raise ValueError(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+        rows = select_rows(ROWS, args.rows)
         if args.data_dir and not Path(args.data_dir).is_dir():
             raise FileNotFoundError(f"data directory not found: {args.data_dir}")
         config = get_config(args.smoke, args.seed, args.data_dir)

@@ -51,3 +51,21 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not present (developer/CI data only)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory):
+    """The main job's smoke run (experiments/pneumonia_gfsr.py --smoke), made once per session and
+    shared by the study, command-line and report tests: (report dict, run folder)."""
+    out = tmp_path_factory.mktemp("runs")
+    report = experiment("pneumonia_gfsr").main(["--smoke", "--out", str(out), "--quiet"])
+    return report, out / "pneumonia_gfsr_smoke"
+
+
+def gfsr_console(*args, timeout=300):
+    """The installed `gfsr` console script (the wrapper pip wrote beside this Python), run as a
+    user runs it: in a fresh process."""
+    import subprocess
+    import sys
+    script = Path(sys.executable).parent / "gfsr"
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=timeout)

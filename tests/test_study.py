@@ -16,13 +16,6 @@ from gfsr_tf.presets import preset
 pneumonia_gfsr = experiment("pneumonia_gfsr")
 
 
-@pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    report = pneumonia_gfsr.main(["--smoke", "--out", str(out), "--quiet"])
-    return report, out / "pneumonia_gfsr_smoke"
-
-
 def test_smoke_main_job_writes_a_complete_report(smoke_report):
     report, run = smoke_report
     for name in ("report.json", "summary.md", "roc.png", "confusion.png", "gradcam_grid.png",
@@ -211,8 +204,6 @@ def test_best_model_loads_with_plain_keras_in_a_fresh_process(smoke_report, tmp_
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), here, atol=1e-5)
 
 
-# --- the gfsr command line, on the smoke run's models -------------------------------------------
-
 def test_model_card_travels_with_the_model(smoke_report):
     from gfsr_tf.artifacts import read_model_card
     _, run = smoke_report
@@ -224,129 +215,6 @@ def test_model_card_travels_with_the_model(smoke_report):
     assert card["target_layer"] == "conv3_block4_out" and card["relevance"]["weight"] == 0.0
     assert card["relevance"]["consistency_weight"] == 0.1
     assert card["config"]["name"] == "pneumonia_gfsr_smoke"
-
-
-def test_cli_explain_any_image_format_matches_model_predictions(smoke_report, tmp_path):
-    import keras
-    from gfsr_tf.cli import main, run as cli
-    from gfsr_tf.datasets.images import image_files, load_images
-    from gfsr_tf.preprocessing import preprocess
-    _, run = smoke_report
-    folder = tmp_path / "images"
-    folder.mkdir()
-    images = make_split(preset("smoke").benchmark, "test_decorrelated", 3).images[..., 0]
-    cv2.imwrite(str(folder / "a.png"), images[0].astype(np.uint16) * 257)        # 16-bit gray
-    rgba = np.dstack([np.repeat(images[1][..., None], 3, -1), np.full((32, 32), 255, np.uint8)])
-    cv2.imwrite(str(folder / "b.png"), rgba)                                       # RGBA
-    cv2.imwrite(str(folder / "c.jpg"), np.repeat(images[2][..., None], 3, -1))    # RGB JPEG
-    out = tmp_path / "explained"
-    model_path = run / "gfsr" / "best.keras"
-    rows = cli(["explain", "--model", str(model_path), str(folder), "--out", str(out), "--quiet"])
-    assert [Path(r["file"]).name for r in rows] == ["a.png", "b.png", "c.jpg"]
-    for r in rows:
-        overlay = cv2.imread(r["overlay"])
-        assert overlay.shape == (32, 32, 3)
-    x = load_images(image_files([folder]), 32, 1)
-    np.testing.assert_array_equal(x[0, ..., 0], images[0])  # 16-bit scaled back exactly
-    np.testing.assert_array_equal(x[1, ..., 0], images[1])  # opaque RGBA -> the same gray
-    expected = keras.models.load_model(model_path).predict(preprocess(x).numpy(), verbose=0)[:, 0]
-    np.testing.assert_allclose([r["p_pneumonia"] for r in rows], expected, rtol=1e-4, atol=1e-6)
-    assert (out / "predictions.csv").read_text().startswith("file,overlay,explained_class")
-    with pytest.raises(SystemExit, match="no such image"):
-        main(["explain", "--model", str(model_path), str(tmp_path / "missing.png")])
-    with pytest.raises(SystemExit, match="model not found"):
-        main(["explain", "--model", str(tmp_path / "none.keras"), str(folder)])
-
-
-def test_cli_evaluate(smoke_report, tmp_path):  # export: the console-script test below
-    from gfsr_tf.cli import run as cli
-    report, run = smoke_report
-    evaluated = cli(["evaluate", "--model", str(run / "gfsr" / "best.keras"), "--out",
-                      str(tmp_path), "--name", "ev"])
-    # the model card's config rebuilds the same test data: the same accuracy as the run's report
-    assert evaluated["model"]["metrics"]["test_decorrelated"]["accuracy"] == \
-        report["gfsr"]["metrics"]["test_decorrelated"]["accuracy"]
-    assert (tmp_path / "ev" / "report.html").exists()
-
-
-def test_cli_masks_on_the_benchmark(tmp_path):
-    from gfsr_tf.cli import main, run as cli
-    section = cli(["masks", "--size", "32", "--n-images", "24", "--k", "4", "--n-segments", "20",
-                    "--weights", "none", "--out", str(tmp_path), "--quiet"])
-    assert len(list((tmp_path / "masks").glob("*.png"))) == 24
-    assert (tmp_path / "concepts.png").exists() and section["lung_pixel_auc"] > 0.5
-    assert json.loads((tmp_path / "masks.json").read_text())["n_annotated_images"] == 10
-    with pytest.raises(SystemExit, match="needs --annotations"):
-        main(["masks", "--images", str(tmp_path / "masks"), "--out", str(tmp_path / "m2")])
-
-
-def test_report_says_which_gfsr_configuration_it_is():
-    import dataclasses
-    from gfsr_tf.methods.gfsr import RelevanceConfig, gfsr_configuration
-    paper = dataclasses.asdict(RelevanceConfig())
-    assert gfsr_configuration(paper, preset("paper").model.target_layer).startswith("paper-faithful")
-    conv2 = gfsr_configuration(paper, "conv2_block3_out")
-    assert "conv2_block3_out" in conv2 and "paper: 'conv3_block4_out'" in conv2
-    main_job = preset("benchmark")
-    default = gfsr_configuration({**paper, **main_job.variant("gfsr").options},
-                                 main_job.model.target_layer)
-    assert default.startswith("extension beyond the paper: logit consistency under "
-                              "counterfactual backgrounds") and "warmup_epochs 6" in default
-    extension = dict(paper, input_gradient_weight=1.0)
-    assert gfsr_configuration(extension, "conv3_block4_out").startswith("extension beyond the paper")
-
-
-# --- as a user runs it: the installed console script, in a fresh process --------------------------
-
-def _gfsr(*args, timeout=300):
-    script = Path(sys.executable).parent / "gfsr"  # the console-script wrapper pip installed
-    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=timeout)
-
-
-def test_console_script_exits_zero_on_success_and_one_on_bad_input(smoke_report, tmp_path):
-    _, run = smoke_report
-    r = _gfsr("export", "--model", str(run / "gfsr" / "best.keras"), "--out",
-              str(tmp_path / "serving" / "1"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count(str(tmp_path / "serving" / "1")) == 1  # printed once, not echoed again
-    assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
-    assert json.loads((tmp_path / "serving" / "1" / "signatures.json").read_text())
-    r = _gfsr("export", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: model not")
-    assert "Traceback" not in r.stderr
-
-
-def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp_path):
-    import shutil
-    _, run = smoke_report
-    copy = tmp_path / "copied_run"
-    shutil.copytree(run, copy)
-    for f in list(copy.rglob("*.keras")) + [copy / n for n in (
-            "summary.md", "report.html", "roc.png", "confusion.png", "gradcam_grid.png",
-            "training.png")]:
-        f.unlink()
-    r = _gfsr("report", str(copy))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert (copy / "summary.md").read_text() == (run / "summary.md").read_text()
-    for name in ("roc.png", "confusion.png", "gradcam_grid.png", "training.png"):
-        assert (copy / name).stat().st_size > 1000, name
-    page = (copy / "report.html").read_text()
-    assert page.count("data:image/png;base64") == 4
-    # the grid is drawn from the saved maps: the same true-class maps the report was made from
-    maps = np.load(copy / "gfsr" / "explanations.npz")
-    assert maps["examples/heatmaps"].shape == (2, 32, 32)
-    assert {"test_decorrelated/conv2_block3_out", "test_decorrelated/conv3_block4_out"} <= \
-        set(maps.files)
-    r = _gfsr("audit", "--model", str(run / "baseline" / "best.keras"), "--out", str(tmp_path),
-              "--name", "aud")
-    assert r.returncode == 0, r.stderr[-2000:]
-    audit = json.loads((tmp_path / "aud" / "audit.json").read_text())
-    stored = json.loads((run / "report.json").read_text())["baseline"]["audit"]
-    assert audit["within_class_marker_auc"] == stored["within_class_marker_auc"]
-    assert audit["marker_effect_removal"]["estimate"] == pytest.approx(
-        stored["marker_effect_removal"]["estimate"], abs=1e-6)
-    r = _gfsr("report", str(tmp_path / "nothing"))
-    assert r.returncode == 1 and "run folder not found" in r.stderr
 
 
 def test_finished_run_keeps_no_checkpoints(smoke_report):

@@ -5,6 +5,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Iterable
+
+
+def select_rows(available, wanted: str | None, seeds: Iterable[int] | None = None) -> list[str]:
+    """`--rows a,b` (None or "all": every row, in the study's order) crossed with `--seeds 0,1`
+    (None: the row names alone; else `study.rows.row_key` names, seed-major). Unknown rows are a
+    ValueError naming the known ones. It lives here, not in `study/rows.py`, because the
+    experiments check their options before TensorFlow loads and `gfsr_tf.study` imports it."""
+    available = list(available)
+    names = available if wanted in (None, "", "all") else \
+        [r.strip() for r in wanted.split(",") if r.strip()]
+    unknown = [r for r in names if r not in available]
+    if unknown:
+        raise ValueError(f"unknown row(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(available)}")
+    return names if seeds is None else [f"{r}@seed{s}" for s in seeds for r in names]
 
 
 def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "benchmark") -> None:

@@ -18,19 +18,6 @@ def row_key(row: str, seed: int) -> str:
     return f"{row}@seed{seed}"
 
 
-def select_rows(available, wanted: str | None, seeds: Iterable[int] | None = None) -> list[str]:
-    """`--rows a,b` (None or "all": every row) crossed with `--seeds 0,1` (None: rows as named).
-    Unknown rows are a ValueError naming the known ones."""
-    available = list(available)
-    names = available if wanted in (None, "", "all") else \
-        [r.strip() for r in wanted.split(",") if r.strip()]
-    unknown = [r for r in names if r not in available]
-    if unknown:
-        raise ValueError(f"unknown row(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(available)}")
-    return names if seeds is None else [row_key(r, s) for s in seeds for r in names]
-
-
 def run_rows(root, rows: Iterable[tuple[str, Callable[[Path], dict]]], *, label: str = "row",
              verbose: int = 1) -> list[dict]:
     """rows: (key, compute) pairs in order; compute(run_dir) returns the row's result (a

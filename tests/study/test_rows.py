@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from gfsr_tf.study.rows import row_key, run_rows, select_rows, write_results
+from gfsr_tf.cli.common import select_rows
+from gfsr_tf.study.rows import row_key, run_rows, write_results
 
 
 def test_rows_are_computed_once_and_read_back_on_a_rerun(tmp_path):
@@ -41,6 +42,6 @@ def test_an_interrupted_row_leaves_no_result_and_runs_again(tmp_path):
 
 def test_row_selection_names_unknown_rows():
     assert select_rows(["a", "b"], None) == ["a", "b"]
-    assert select_rows(["a", "b"], "b", seeds=[0, 2]) == ["b@seed0", "b@seed2"]
+    assert select_rows(["a", "b"], "b", seeds=[0, 2]) == [row_key("b", 0), row_key("b", 2)]
     with pytest.raises(ValueError, match="unknown row.*zz.*choose from a, b"):
         select_rows(["a", "b"], "a,zz")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ...config import StudyConfig, VariantConfig
 from ...presets import smoke as smoke_preset
+from ...cli.common import select_rows
 from .study import AblationRow, run_rows
 
 
@@ -208,10 +209,7 @@ def run_ablation(rows: list[str] | None = None, out_dir="runs", smoke: bool = Fa
     """Run the named rows (default: all) and each row's baseline; writes
     <out_dir>/<name>/results.{json,md,png}. Finished rows are read back, not retrained.
     distribute: TrainConfig fields (distribute, cpu_replicas, sync_batchnorm) for every row."""
-    rows = rows or list(ROWS)
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown:
-        raise ValueError(f"unknown ablation rows {unknown}; known: {list(ROWS)}")
+    rows = select_rows(ROWS, ",".join(rows) if rows else None)
     needed = []  # a row's baseline always runs too: every row is read beside it
     for r in rows:
         for n in (baseline_of(r), r):

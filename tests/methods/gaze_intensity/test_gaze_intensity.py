@@ -227,7 +227,7 @@ def test_experiment_bad_rows_are_one_line_and_exit_1():
     bad = subprocess.run([sys.executable, str(script), "--rows", "ours,nope", "--smoke"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 1    # one line of ours (TF may log before it)
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown rows ['nope']")
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown row(s) nope; choose from")
     assert "Traceback" not in bad.stderr
 
 

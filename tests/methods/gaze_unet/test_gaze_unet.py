@@ -302,7 +302,7 @@ def _experiment(*args, cwd):
 
 def test_gaze_experiment_bad_input_is_one_line_and_exit_1(tmp_path):
     r = _experiment("--rows", "unet,nope", cwd=tmp_path)
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: unknown rows")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: unknown row(s)")
     r = _experiment("--data-dir", str(tmp_path / "missing"), cwd=tmp_path)
     assert r.returncode == 1 and "data directory not found" in r.stderr
 

@@ -1,0 +1,58 @@
+"""The report: which GFSR configuration a run is, and `gfsr report` re-rendering a copied run from
+its run folder alone (no models), the same summary, figures and stored maps."""
+import json
+
+import numpy as np
+import pytest
+from conftest import gfsr_console
+
+from gfsr_tf.presets import preset
+
+
+def test_report_says_which_gfsr_configuration_it_is():
+    import dataclasses
+    from gfsr_tf.methods.gfsr import RelevanceConfig, gfsr_configuration
+    paper = dataclasses.asdict(RelevanceConfig())
+    assert gfsr_configuration(paper, preset("paper").model.target_layer).startswith("paper-faithful")
+    conv2 = gfsr_configuration(paper, "conv2_block3_out")
+    assert "conv2_block3_out" in conv2 and "paper: 'conv3_block4_out'" in conv2
+    main_job = preset("benchmark")
+    default = gfsr_configuration({**paper, **main_job.variant("gfsr").options},
+                                 main_job.model.target_layer)
+    assert default.startswith("extension beyond the paper: logit consistency under "
+                              "counterfactual backgrounds") and "warmup_epochs 6" in default
+    extension = dict(paper, input_gradient_weight=1.0)
+    assert gfsr_configuration(extension, "conv3_block4_out").startswith("extension beyond the paper")
+
+
+def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp_path):
+    import shutil
+    _, run = smoke_report
+    copy = tmp_path / "copied_run"
+    shutil.copytree(run, copy)
+    for f in list(copy.rglob("*.keras")) + [copy / n for n in (
+            "summary.md", "report.html", "roc.png", "confusion.png", "gradcam_grid.png",
+            "training.png")]:
+        f.unlink()
+    r = gfsr_console("report", str(copy))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (copy / "summary.md").read_text() == (run / "summary.md").read_text()
+    for name in ("roc.png", "confusion.png", "gradcam_grid.png", "training.png"):
+        assert (copy / name).stat().st_size > 1000, name
+    page = (copy / "report.html").read_text()
+    assert page.count("data:image/png;base64") == 4
+    # the grid is drawn from the saved maps: the same true-class maps the report was made from
+    maps = np.load(copy / "gfsr" / "explanations.npz")
+    assert maps["examples/heatmaps"].shape == (2, 32, 32)
+    assert {"test_decorrelated/conv2_block3_out", "test_decorrelated/conv3_block4_out"} <= \
+        set(maps.files)
+    r = gfsr_console("audit", "--model", str(run / "baseline" / "best.keras"), "--out", str(tmp_path),
+              "--name", "aud")
+    assert r.returncode == 0, r.stderr[-2000:]
+    audit = json.loads((tmp_path / "aud" / "audit.json").read_text())
+    stored = json.loads((run / "report.json").read_text())["baseline"]["audit"]
+    assert audit["within_class_marker_auc"] == stored["within_class_marker_auc"]
+    assert audit["marker_effect_removal"]["estimate"] == pytest.approx(
+        stored["marker_effect_removal"]["estimate"], abs=1e-6)
+    r = gfsr_console("report", str(tmp_path / "nothing"))
+    assert r.returncode == 1 and "run folder not found" in r.stderr
