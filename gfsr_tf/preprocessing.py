@@ -53,6 +53,12 @@ def unit_range(images) -> tf.Tensor:
     return raw_pixels(images) / 255.0
 
 
+def tf_mode(images) -> tf.Tensor:
+    """Pixels 0-255 -> [-1, 1] (keras.applications' "tf" mode: MobileNet, Xception, Inception),
+    channels untouched."""
+    return raw_pixels(images) / 127.5 - 1.0
+
+
 # name -> (function, what it does: written into model cards for people)
 PREPROCESSORS = {
     "resnet50_caffe": (preprocess, "ResNet50 caffe: gray->3 ch, RGB->BGR, ImageNet mean "
@@ -60,6 +66,7 @@ PREPROCESSORS = {
     "none": (raw_pixels, "pixels 0-255 as float32"),
     "raw_rgb": (raw_rgb, "gray->3 ch, pixels 0-255 as float32 (the model normalises itself)"),
     "unit": (unit_range, "pixels / 255"),
+    "tf": (tf_mode, "keras.applications tf mode: pixels / 127.5 - 1, in [-1, 1]"),
     "torch": (torch_mode, "DenseNet torch mode: gray->3 ch, / 255, ImageNet RGB mean and std"),
 }
 

@@ -38,8 +38,10 @@ def reference_cam(model, x, layer, classes):
 
 
 def explain_from_raw(cams):
-    """explain()'s post-processing of raw CAMs: max-normalise, upsample to the input size."""
-    norm = cams / (cams.max(axis=(1, 2), keepdims=True) + 1e-7)
+    """explain()'s post-processing of raw CAMs: divide by the max (an all-zero map stays zero),
+    upsample to the input size."""
+    peak = cams.max(axis=(1, 2), keepdims=True)
+    norm = np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0)
     return tf.image.resize(norm[..., None], (SIZE, SIZE)).numpy()[..., 0].clip(0, 1)
 
 
@@ -152,3 +154,59 @@ def test_cli_explains_a_saved_list_output_model_in_a_fresh_process(tmp_path):
     expected = model.predict(x.astype(np.float32), verbose=0)
     got = np.array([[float(v) for v in row.split(",")[-3:]] for row in rows[1:]])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def _list_output_backbone_under_linear_head():
+    """The transfer model of the issue "Guided focus that is right for the right reasons", item 4:
+    a keras.applications backbone nested as a sub-model whose outputs are a one-element list (as
+    every sub-model saved by Keras <= 3.6 loads today) -> GAP -> Dense -> Dropout -> Dense(2)
+    with a linear output."""
+    keras.utils.set_random_seed(0)
+    app = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                         input_shape=(SIZE, SIZE, 3))
+    base = keras.Model(app.inputs, [app.output], name="backbone")
+    assert isinstance(base.output, list)   # the shape that broke the layer search
+    inputs = keras.Input((SIZE, SIZE, 3))
+    features, = base(inputs)             # calling a list-output model gives a list
+    x = keras.layers.GlobalAveragePooling2D()(features)
+    x = keras.layers.Dropout(0.3)(keras.layers.Dense(8, activation="relu")(x))
+    return keras.Model(inputs, keras.layers.Dense(2)(x)), app
+
+
+@pytest.mark.parametrize("layer", [None, "out_relu", "block_13_expand_relu"])
+def test_list_output_nested_backbone_with_linear_head_explains_like_a_hand_gradcam(layer):
+    model, app = _list_output_backbone_under_linear_head()
+    x = np.random.default_rng(2).uniform(0, 1, (3, SIZE, SIZE, 3)).astype(np.float32)  # [0, 1]
+    e = explain(model, x, layer=layer)
+    assert e.layer == (layer or "backbone")  # the backbone's output, never the input layer
+    # by hand: the backbone split at the layer, the head layers applied in order, the predicted
+    # class's logit differentiated with its own tape
+    inner = keras.Model(app.inputs, [app.get_layer(layer or "out_relu").output, app.output])
+    with tf.GradientTape() as tape:
+        a, h = inner(tf.constant(x), training=False)
+        for head_layer in model.layers[2:]:
+            h = head_layer(h, training=False)
+        cls = tf.argmax(h, -1)
+        score = tf.reduce_sum(tf.gather(h, cls, axis=1, batch_dims=1))
+    g = tape.gradient(score, a).numpy()
+    raw = np.maximum(np.einsum("nhwc,nc->nhw", a.numpy(), g.mean(axis=(1, 2))), 0)
+    assert raw.max(axis=(1, 2)).min() > 0   # every hand map is a real map...
+    np.testing.assert_array_equal(e.class_index, cls.numpy())
+    np.testing.assert_allclose(e.heatmaps, explain_from_raw(raw), atol=1e-5)  # ...and so is ours
+    assert e.heatmaps.max(axis=(1, 2)).min() > 0.99
+
+
+def test_a_layer_cut_off_from_the_logits_is_an_error_not_an_all_zero_map():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    side = keras.layers.Conv2D(3, 3, name="side")(inputs)            # feeds nothing
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="features")(inputs)
+    out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, [out, side])
+    with pytest.raises(ValueError, match="2 outputs"):
+        explain(model, _x(1), layer="side")
+    from gfsr_tf.saliency.gradcam import score_gradients
+    cam_model = CamModel(keras.Model(inputs, out), "features")
+    cam_model._inner = keras.Model(inputs, [side, x])     # a target the score does not depend on
+    with pytest.raises(ValueError, match="not connected to the class score"):
+        score_gradients(cam_model, tf.constant(_x(1)))

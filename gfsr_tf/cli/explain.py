@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
-PREPROCESS_CHOICES = ("auto", "resnet50_caffe", "gfsr", "none", "unit")
+PREPROCESS_CHOICES = ("auto", "resnet50_caffe", "gfsr", "none", "unit", "tf", "torch")
+# A prediction this close to 0 or 1 on most images usually means the pixels are not on the
+# scale the model was trained on (0-255 fed to a [0, 1] model predicts p = 1.0 everywhere).
+SATURATED = 0.999
 
 
 def add_parser(sub):
@@ -25,7 +29,9 @@ def add_parser(sub):
                    "(default: the model card's, else the model's input channels)")
     p.add_argument("--preprocess", default="auto", choices=PREPROCESS_CHOICES,
                    help="auto: the model card's preprocessor for gfsr_tf models, else none "
-                   "(pixels 0-255); resnet50_caffe (alias gfsr): ResNet50 caffe; unit: pixels/255")
+                   "(pixels 0-255); resnet50_caffe (alias gfsr): ResNet50 caffe; unit: "
+                   "pixels/255; tf: [-1, 1] (MobileNet, Xception); torch: /255, ImageNet mean "
+                   "and std (DenseNet)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
@@ -39,11 +45,25 @@ def overlay(image, heatmap):
     return (0.55 * rgb + 0.45 * colour).round().astype(np.uint8)
 
 
+def saturation_warning(probabilities, how: str) -> str | None:
+    """One line when most predictions are saturated (max p >= SATURATED on over half the images,
+    at least 2): the usual sign of pixels on the wrong scale."""
+    import numpy as np
+    top = np.asarray(probabilities).max(axis=1)
+    n = int((top >= SATURATED).sum())
+    if len(top) < 2 or n * 2 <= len(top):
+        return None
+    others = ", ".join(c for c in PREPROCESS_CHOICES if c not in ("auto", "gfsr", how))
+    return (f"warning: {n} of {len(top)} predictions are saturated (p >= {SATURATED}) with "
+            f"--preprocess {how}: the model may expect pixels on another scale; try "
+            f"--preprocess one of {others}")
+
+
 def run(args) -> list[dict]:
     import cv2
     import numpy as np
     from tqdm.auto import tqdm
-    from ..datasets.images import image_files, load_images
+    from ..datasets.images import image_files, load_images, read_image
     from ..saliency.cam_model import output_tensor
     from ..preprocessing import get_preprocessor
     from ..saliency import explain_posthoc
@@ -71,12 +91,18 @@ def run(args) -> list[dict]:
         exp = explain_posthoc(model, x[batch], args.method, layer=layer,
                               class_index=args.class_index, batch_size=args.batch_size)
         for j, path in enumerate(paths[batch]):
-            i = start + j
             png = out / f"{path.stem}_{args.method.replace('+', 'p')}.png"
-            cv2.imwrite(str(png), overlay(images[i], exp.heatmaps[j])[..., ::-1])
+            # the overlay at the image's own size (the heatmap upsampled to it), not the model's
+            original = read_image(path, channels)
+            heat = cv2.resize(exp.heatmaps[j].astype(np.float32), original.shape[1::-1],
+                              interpolation=cv2.INTER_LINEAR).clip(0, 1)
+            cv2.imwrite(str(png), overlay(original, heat)[..., ::-1])
             rows.append({"file": str(path), "overlay": str(png),
                          "explained_class": names[int(exp.class_index[j])],
                          "predicted_class": names[int(exp.probabilities[j].argmax())],
+                         # an all-zero map: no positive evidence at this layer (Grad-CAM's ReLU
+                         # removed every cell), not "the model looks nowhere"
+                         "heatmap_empty": bool(exp.heatmaps[j].max() <= 0),
                          **{f"p_{n}": float(p) for n, p in zip(names, exp.probabilities[j])}})
     with open(out / "predictions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -85,4 +111,13 @@ def run(args) -> list[dict]:
     (out / "predictions.json").write_text(json.dumps(rows, indent=2))
     print(f"{len(rows)} images explained ({args.method}, layer {layer or 'auto'}): "
           f"{out / 'predictions.csv'}")
+    empty = sum(r["heatmap_empty"] for r in rows)
+    if empty:
+        print(f"warning: {empty} of {len(rows)} heatmaps are all zero (no cell with positive "
+              "Grad-CAM evidence for the explained class at this layer; column heatmap_empty); "
+              "try another --layer or --method", file=sys.stderr)
+    saturated = saturation_warning([[r[f"p_{n}"] for n in names] for r in rows], how)
+    if saturated and not card:
+        print(saturated, file=sys.stderr)
     return rows
+

@@ -33,11 +33,23 @@ def as_functional(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, x, name=model.name)
 
 
+def single(t):
+    """A one-element list of tensors as its tensor. Sub-models saved by Keras <= 3.6 load with
+    their outputs as a one-element list (`sub.output` is then a list), as does any model built
+    with `keras.Model(inputs, [features])`."""
+    return t[0] if isinstance(t, (list, tuple)) and len(t) == 1 else t
+
+
 def last_conv_layer(model: keras.Model) -> str:
-    """Name of the last layer with a 4-D (N, H, W, C) output: the standard Grad-CAM target."""
+    """Name of the last layer with a 4-D (N, H, W, C) output: the standard Grad-CAM target. An
+    input layer is never the target: a map of the pixels it passes on explains nothing (and
+    before list outputs were unwrapped, a list-output backbone made it the silent choice, whose
+    gradient came back all zero)."""
     for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
         try:
-            shape = layer.output.shape
+            shape = single(layer.output).shape
         except (AttributeError, ValueError):
             continue
         if len(shape) == 4:
@@ -56,7 +68,8 @@ def _unnest(model: keras.Model, layer_name: str) -> keras.Model:
     if not owners:
         raise ValueError(f"layer {layer_name!r} not in model {model.name!r} or its sub-models")
     sub = owners[0]
-    split = keras.Model(sub.inputs, [_find_layer(sub, layer_name).output, sub.output])
+    split = keras.Model(sub.inputs, [single(_find_layer(sub, layer_name).output),
+                                     single(sub.output)])
     inputs = keras.Input(model.input_shape[1:])
     x, target = inputs, None
     for layer in model.layers[:-1]:

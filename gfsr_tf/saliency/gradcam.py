@@ -87,7 +87,12 @@ def score_gradients(cam_model: CamModel, x: tf.Tensor, class_index=None, *,
             class_index = tf.where(class_index < 0, predicted_class(logits), class_index)
         score = tf.reduce_sum(class_scores(logits, class_index))
     sources = [activations, x] if input_gradients else [activations]
-    grads = tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    # A target the score does not depend on is an error, never a silent all-zero map (with
+    # UnconnectedGradients.ZERO a cut graph once explained every image as empty).
+    grads = tape.gradient(score, sources)
+    if grads[0] is None:
+        raise ValueError(f"layer {cam_model.layer_name!r} is not connected to the class score "
+                         "in this model's graph; choose another --layer")
     return (activations, logits, grads[0]) + ((grads[1],) if input_gradients else ())
 
 
@@ -144,7 +149,11 @@ def _explainer(model, layer):
 
         @tf.function(reduce_retracing=True)
         def run(x, cls):
-            cam, logits, _ = gradcam(cam_model, x, cls, second_order=False)
+            cam, logits, _ = gradcam(cam_model, x, cls, second_order=False, normalise=False)
+            # Scale-free normalisation: the training CAM's fixed epsilon would turn a map whose
+            # values are all ~1e-8 (a small-activation network) into an almost-empty one. An
+            # all-zero CAM stays exactly zero (explain_all_zero counts it).
+            cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=[1, 2], keepdims=True))
             heat = tf.image.resize(cam[..., None], tf.shape(x)[1:3])[..., 0]
             return heat, logits, tf.where(cls < 0, predicted_class(logits), cls)
 

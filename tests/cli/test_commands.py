@@ -77,3 +77,44 @@ def test_console_script_exits_zero_on_success_and_one_on_bad_input(smoke_report,
     r = gfsr_console("export", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: model not")
     assert "Traceback" not in r.stderr
+
+
+def test_explain_warns_on_saturated_predictions_and_empty_maps_and_overlays_at_image_size(
+        tmp_path):
+    """A third-party model trained on [0, 1] pixels, explained without a model card: fed 0-255 it
+    predicts p = 1.0 on every image, and the user is told which --preprocess to try; the overlays
+    keep each image's own size; an all-zero map is flagged per image and counted."""
+    import keras
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="features",
+                            kernel_initializer="ones")(inputs)
+    out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones",
+                             bias_initializer=keras.initializers.Constant(-54.0))(
+        keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, out).save(tmp_path / "unit_model.keras")
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(40, 50), (64, 48), (33, 33)]):
+        cv2.imwrite(str(tmp_path / f"x{i}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    images = [str(tmp_path / f"x{i}.png") for i in range(3)]
+    r = gfsr_console("explain", "--model", str(tmp_path / "unit_model.keras"), *images,
+                     "--out", str(tmp_path / "raw"), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "3 of 3 predictions are saturated" in r.stderr and "--preprocess one of" in r.stderr
+    rows = json.loads((tmp_path / "raw" / "predictions.json").read_text())
+    assert [cv2.imread(row["overlay"]).shape[:2] for row in rows] == [(40, 50), (64, 48), (33, 33)]
+    # the ones-kernel features are positive everywhere and the score rises with each of them:
+    # the maps are real, not empty
+    assert [row["heatmap_empty"] for row in rows] == [False] * 3
+    r = gfsr_console("explain", "--model", str(tmp_path / "unit_model.keras"), *images,
+                     "--preprocess", "unit", "--out", str(tmp_path / "unit"), "--quiet")
+    assert r.returncode == 0 and "saturated" not in r.stderr
+    # class 0 of this model: every ones-kernel feature lowers its score, so Grad-CAM's ReLU
+    # empties the map: flagged per image and counted on stderr
+    r = gfsr_console("explain", "--model", str(tmp_path / "unit_model.keras"), *images,
+                     "--preprocess", "unit", "--class-index", "0", "--out",
+                     str(tmp_path / "empty"), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path / "empty" / "predictions.json").read_text())
+    assert [row["heatmap_empty"] for row in rows] == [True] * 3
+    assert "3 of 3 heatmaps are all zero" in r.stderr
