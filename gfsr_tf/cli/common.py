@@ -46,9 +46,12 @@ def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "bench
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--image-size", type=int, help="square input size in pixels")
-    p.add_argument("--lambda", dest="lam", type=float, help="relevance loss weight for GFSR")
-    p.add_argument("--layer", help="Grad-CAM target layer (default conv2_block3_out; the paper's "
-                   "conv3_block4_out with --preset paper)")
+    p.add_argument("--lambda", dest="lam", type=float, help="GFSR's relevance loss weight, set "
+                   "on every GFSR variant of the study (the main job: both `gfsr` and "
+                   "`gfsr_plus`; default 1, the paper's)")
+    p.add_argument("--layer", help="Grad-CAM target layer (default: the preset's - "
+                   "conv3_block4_out, the paper's, for the benchmark and paper presets; "
+                   "conv2_block3_out for the real-data presets)")
     p.add_argument("--weights", help="'auto' (ImageNet if obtainable, else random init with a "
                    "warning), 'imagenet', 'none', or a path to ResNet50 no-top weights")
     p.add_argument("--masks", choices=GUIDANCE_SOURCES,

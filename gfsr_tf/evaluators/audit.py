@@ -31,7 +31,8 @@ from ..metrics import box_masks, decision_change, energy_inside, mean_ci
 from ..metrics.faithfulness import blurred_baseline, deletion_insertion
 from .context import decide
 
-AUDIT_FAITHFULNESS_IMAGES = 32
+# >= 200 test images, so that the paired CI against the baseline can resolve a 0.02 difference
+AUDIT_FAITHFULNESS_IMAGES = 200
 FAITHFULNESS_STEPS = 12
 
 
@@ -125,4 +126,7 @@ def evaluate(ctx) -> dict:
         out["deletion_auc"] = faith["deletion_auc"]
         out["insertion_auc"] = faith["insertion_auc"]
         out["faithfulness_images"] = k
+        # per image, for the paired comparison with the baseline (comparison.compare_faithfulness)
+        for key in ("deletion", "insertion"):
+            out[f"{key}_per_image"] = [round(float(v), 5) for v in faith["per_image"][key]]
     return {"audit": out}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics.classification import paired_bootstrap
+from ..metrics.classification import mean_ci, paired_bootstrap
 
 
 def compare_models(a: dict, b: dict, data: dict, n_resamples: int = 1000) -> dict:
@@ -19,11 +19,26 @@ def compare_models(a: dict, b: dict, data: dict, n_resamples: int = 1000) -> dic
     return out
 
 
+def compare_faithfulness(a: dict, b: dict) -> dict:
+    """Deletion and insertion AUC of model a's maps minus model b's, on the same test images:
+    the mean of the per-image differences with a seeded bootstrap CI over images (paired)."""
+    audit_a, audit_b = a.get("audit", {}), b.get("audit", {})
+    out = {}
+    for key in ("deletion", "insertion"):
+        pa, pb = audit_a.get(f"{key}_per_image"), audit_b.get(f"{key}_per_image")
+        if pa is not None and pb is not None and len(pa) == len(pb):
+            out[f"{key}_auc_difference"] = mean_ci(np.asarray(pa, float) - np.asarray(pb, float))
+    return out
+
+
 def compare(report: dict, variants: list[str], data: dict, reference: str = "baseline") -> dict:
     if reference not in report or "predictions" not in report[reference]:
         return {}
-    others = {v: compare_models(report[v], report[reference], data) for v in variants
-              if v != reference and "predictions" in report.get(v, {})}
+    others = {v: {**compare_models(report[v], report[reference], data),
+                  **({"faithfulness": f} if (f := compare_faithfulness(report[v],
+                                                                       report[reference]))
+                     else {})}
+              for v in variants if v != reference and "predictions" in report.get(v, {})}
     out = {"comparisons": others} if others else {}
     if "gfsr" in others:
         out["comparison"] = others["gfsr"]

@@ -6,24 +6,28 @@ import numpy as np
 
 
 def example_index(data, n: int) -> np.ndarray:
-    """Binary: positives, marked ones first (they show the shortcut best); multi-class: the
-    first images of each class in turn."""
+    """Binary: both classes, marked and unmarked images in turn (class 1 marked, class 1
+    unmarked, class 0 marked, class 0 unmarked, ...), so the grid shows where each model looks
+    with and without the shortcut; multi-class: the first images of each class in turn."""
     if data.num_classes == 2:
-        pick = np.flatnonzero(data.labels == 1)
-        if data.has_marker is not None:
-            pick = np.concatenate([pick[data.has_marker[pick]], pick[~data.has_marker[pick]]])
+        marked = data.has_marker if data.has_marker is not None else np.zeros(len(data), bool)
+        groups = [np.flatnonzero((data.labels == c) & (marked == m))
+                  for c in (1, 0) for m in (True, False)]
     else:
-        per_class = [np.flatnonzero(data.labels == c) for c in range(data.num_classes)]
-        pick = np.asarray([p[i] for i in range(max(map(len, per_class), default=0))
-                           for p in per_class if i < len(p)], int)
+        groups = [np.flatnonzero(data.labels == c) for c in range(data.num_classes)]
+    pick = np.asarray([g[i] for i in range(max(map(len, groups), default=0))
+                       for g in groups if i < len(g)], int)
     return np.asarray(pick[:n], int)
 
 
-def save_examples(path, data, index) -> None:
-    """examples.npz in the run folder: the chosen images, labels and lesion masks."""
+def save_examples(path, data, index, split: str = "") -> None:
+    """examples.npz in the run folder: the chosen images, labels, marker status, lesion masks
+    and the split they come from."""
     lesions = data.lesions[index] if data.lesions is not None else np.zeros((0,))
+    marked = data.has_marker[index] if data.has_marker is not None else np.zeros((0,), bool)
     np.savez_compressed(path, index=index, images=data.images[index], labels=data.labels[index],
-                        lesions=lesions, class_names=np.asarray(data.class_names))
+                        lesions=lesions, has_marker=marked, split=np.asarray(split),
+                        class_names=np.asarray(data.class_names))
 
 
 def evaluate(ctx) -> dict:

@@ -15,7 +15,7 @@ def make_smoke(c: StudyConfig) -> StudyConfig:
     c.gradcam_examples = 2
     # a warm-up longer than the smoke run would leave every guidance term untested
     for variant in c.variants:
-        for key in ("warmup_epochs", "ramp_epochs"):
+        for key in ("warmup_epochs", "ramp_epochs", "consistency_delay_epochs"):
             if variant.options.get(key):
                 variant.options[key] = 0
     return c

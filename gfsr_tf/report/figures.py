@@ -59,8 +59,9 @@ def _saved_maps(run_dir: Path, names) -> dict:
 
 
 def plot_gradcam_grid(run_dir, names, path) -> bool:
-    """The paper's Fig 9 layout from the saved examples: one row per image, one column per
-    variant (its true-class map), then the input with the lesion outline."""
+    """The paper's Fig 9 layout from the saved examples: one row per image (both classes, with
+    and without the marker), one column per variant (its true-class map; "EMPTY" when the map is
+    all zero), then the input with the lesion outline. The title names the split."""
     run_dir = Path(run_dir)
     examples = _load_npz(run_dir / "examples.npz")
     if examples is None or len(examples["index"]) == 0:
@@ -73,22 +74,30 @@ def plot_gradcam_grid(run_dir, names, path) -> bool:
     images, labels = examples["images"], examples["labels"]
     class_names = [str(c) for c in examples["class_names"]]
     lesions = examples["lesions"] if examples["lesions"].ndim == 3 else None
+    marked = examples["has_marker"] if "has_marker" in examples and \
+        len(examples["has_marker"]) == len(images) else None
+    split = str(examples["split"]) if "split" in examples and str(examples["split"]) else \
+        "test split"
     cols = len(maps) + 1
-    fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)),
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.4 * cols, 2.3 * len(images) + 0.5),
                              squeeze=False)
     for r in range(len(images)):
         image = images[r, ..., 0] if images.shape[-1] == 1 else images[r]
         for c, (n, (heat, p_true)) in enumerate(maps.items()):
             ax = axes[r][c]
             ax.imshow(image, cmap="gray")
+            empty = float(heat[r].max()) <= 0
             ax.imshow(heat[r], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            ax.set_title(f"{n} p={p_true[r]:.2f}", fontsize=8)
+            ax.set_title(f"{n}\np(true)={p_true[r]:.2f}" + ("  EMPTY map" if empty else ""),
+                         fontsize=7, color="red" if empty else "black")
         axes[r][-1].imshow(image, cmap="gray")
         if lesions is not None:
             axes[r][-1].contour(lesions[r], levels=[0.5], colors="lime", linewidths=0.8)
-        axes[r][-1].set_title(f"input: {class_names[labels[r]]}"[:28], fontsize=8)
+        status = "" if marked is None else (", marker" if marked[r] else ", no marker")
+        axes[r][-1].set_title(f"input: {class_names[labels[r]]}{status}", fontsize=7)
         for ax in axes[r]:
             ax.axis("off")
+    fig.suptitle(f"True-class Grad-CAM (inference mode) per model, {split}", fontsize=9)
     return save_figure(fig, path)
 
 

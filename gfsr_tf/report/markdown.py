@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..methods.gfsr.describe import verdict_markdown
 from .basics import ci, fmt
 
-MODEL_ORDER = ("gfsr", "baseline")
+MODEL_ORDER = ("baseline", "gfsr", "gfsr_plus")
 
 
 def variants(report: dict) -> list[str]:
@@ -117,6 +118,7 @@ def summary_markdown(report: dict) -> str:
         return "\n".join(lines + segx_markdown(report)) + "\n"
     lines += ["", "Variants: " + ", ".join(f"`{n}` ({method_of(report, n)})" for n in names)
               + "."]
+    lines += verdict_markdown(report)
     splits = list(report[names[0]]["metrics"]) if names else []
     for split in splits:
         lines += ["", f"## Classification – {split} (95% bootstrap CI)", "",
@@ -183,8 +185,9 @@ def summary_markdown(report: dict) -> str:
                   "| split | metric | difference | 95% CI | p |", "|---|---|---|---|---|"]
         for split, metrics in by_split.items():
             for metric, c in metrics.items():
+                p = f"{c['p_value']:.3f}" if "p_value" in c else "–"
                 lines.append(f"| {split} | {metric} | {c['estimate']:+.3f} | "
-                             f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['p_value']:.3f} |")
+                             f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {p} |")
     lines += _method_sections(report, names)
     if "masks" in report:
         m = report["masks"]

@@ -40,7 +40,8 @@ def evaluate_saved_model(model, card: dict, config, out_dir="runs", *, layer: st
               "class_names": list(data["train"].class_names), "data": data_summary(data),
               "timing": {"total_seconds": time.perf_counter() - t0}, "model": section}
     split = data[eval_split(data)]
-    save_examples(run_root / "examples.npz", split, example_index(split, config.gradcam_examples))
+    save_examples(run_root / "examples.npz", split, example_index(split, config.gradcam_examples),
+                  eval_split(data))
     write_json(run_root / "report.json", report)
     if render:
         render_run(run_root)

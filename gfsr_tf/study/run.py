@@ -164,7 +164,7 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
     if "examples" in config.evaluators and trained:
         split = data[eval_split(data)]
         save_examples(run_root / "examples.npz", split,
-                      example_index(split, config.gradcam_examples))
+                      example_index(split, config.gradcam_examples), eval_split(data))
     if not config.train.keep_checkpoints:  # every variant has trained: no one needs them now
         for variant in trained:
             shutil.rmtree(run_root / variant.name / "snapshots", ignore_errors=True)

@@ -140,3 +140,21 @@ def test_energy_inside_against_hand_worked_maps():
     # 3 / 4 inside; the all-zero map is undefined; negatives are clipped: 4 / 6
     np.testing.assert_allclose(out["per_image"], [0.75, np.nan, 4 / 6])
     assert out["energy_inside"] == pytest.approx((0.75 + 4 / 6) / 2) and out["n"] == 2
+
+
+def test_anatomy_over_every_image_by_hand():
+    """Four 4x4 maps against a lung field in the left half: a peak inside (hit), a peak outside
+    (miss), a constant map (miss) and an all-zero map (miss, counted as empty)."""
+    from gfsr_tf.evaluators.localization import anatomy
+    lungs = np.zeros((4, 4, 4), bool)
+    lungs[:, :, :2] = True
+    heat = np.zeros((4, 4, 4), np.float32)
+    heat[0, 1, 0] = 1.0          # inside
+    heat[1, 2, 3] = 1.0          # outside
+    heat[2] = 0.5                # constant: points nowhere
+    out = anatomy(heat, lungs)
+    assert out["lung_hit_rate_all"] == 0.25 and out["n_all"] == 4
+    assert out["all_zero_maps"] == 0.25 and out["all_zero_maps_count"] == 1
+    # energy inside: 1, 0, 0.5 (constant map: half its cells), undefined for the empty map
+    assert out["lung_cam_mass_all"] == pytest.approx(0.5)
+    assert out["lung_area_share"] == 0.5

@@ -12,15 +12,27 @@ from gfsr_tf.presets import preset
 def test_report_says_which_gfsr_configuration_it_is():
     import dataclasses
     from gfsr_tf.methods.gfsr import RelevanceConfig, gfsr_configuration
+    from gfsr_tf.methods.gfsr.describe import heading, old_run_note
     paper = dataclasses.asdict(RelevanceConfig())
     assert gfsr_configuration(paper, preset("paper").model.target_layer).startswith("paper-faithful")
     conv2 = gfsr_configuration(paper, "conv2_block3_out")
     assert "conv2_block3_out" in conv2 and "paper: 'conv3_block4_out'" in conv2
     main_job = preset("benchmark")
-    default = gfsr_configuration({**paper, **main_job.variant("gfsr").options},
-                                 main_job.model.target_layer)
-    assert default.startswith("extension beyond the paper: logit consistency under "
-                              "counterfactual backgrounds") and "warmup_epochs 6" in default
+    layer = main_job.model.target_layer
+    gfsr = gfsr_configuration({**paper, **main_job.variant("gfsr").options}, layer)
+    # the main job's `gfsr` is the paper's loss; its one changed setting is the shared warm-up
+    assert gfsr == ("the paper's method with changed settings: warmup_epochs 6 (paper: 0)")
+    plus = main_job.variant("gfsr_plus").options
+    assert gfsr_configuration({**paper, **plus}, layer).startswith(
+        "extension beyond the paper: logit consistency under counterfactual backgrounds")
+    assert heading(plus) == ("GFSR loss + logit consistency under counterfactual backgrounds "
+                             "(extension)")
+    assert heading(main_job.variant("gfsr").options) == "GFSR (the paper's relevance loss)"
+    # a run from before the honest names: `gfsr` with the relevance loss off is flagged
+    old = {**paper, "weight": 0.0, "consistency_weight": 0.1, "warmup_epochs": 6}
+    assert old_run_note("gfsr", old).startswith("**Old run:**")
+    assert old_run_note("gfsr", plus) is None and old_run_note("gfsr_plus", old) is None
+    assert heading(old).endswith("only, GFSR's relevance loss off (extension)")
     extension = dict(paper, input_gradient_weight=1.0)
     assert gfsr_configuration(extension, "conv3_block4_out").startswith("extension beyond the paper")
 

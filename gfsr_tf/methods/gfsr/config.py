@@ -28,6 +28,10 @@ class RelevanceConfig:
     # consistency switched on at full weight after 8 plain epochs (marker effect ~7 logits,
     # penalty ~50) collapsed the network to a constant output within one epoch.
     ramp_epochs: int = 0
+    # The decision constraints (counterfactual images, their CE and the consistency) start this
+    # many epochs after the relevance loss, with their own ramp of ramp_epochs: the two terms
+    # ramped together collapsed the network for an epoch (../shared/notes/right-reasons.md).
+    consistency_delay_epochs: int = 0
     # Where the masks come from (gfsr_tf.guidance): "lungs" (benchmark: true lung fields,
     # blurred), "lesions" (benchmark: lesion mask on pneumonia images, lung fields on normal
     # ones; HAM10000: the lesion masks), "gaze" (EGD-CXR eye-gaze heatmaps), "annotations"
@@ -63,6 +67,9 @@ class RelevanceConfig:
             if getattr(self, key) not in allowed:
                 raise ValueError(f"gfsr {key} must be one of {', '.join(allowed)}, got "
                                  f"{getattr(self, key)!r}")
+        for key in ("warmup_epochs", "ramp_epochs", "consistency_delay_epochs"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"gfsr {key} must be >= 0, got {getattr(self, key)}")
         for key in ("weight", "input_gradient_weight", "consistency_weight",
                     "outside_attribution_weight", "replace_dilation"):
             if getattr(self, key) < 0:

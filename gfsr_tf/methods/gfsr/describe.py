@@ -15,10 +15,41 @@ EXTENSIONS = {"input_gradient_weight": "input-gradient penalty outside the mask"
               "consistency_weight": "logit consistency under counterfactual backgrounds",
               "outside_attribution_weight": "signed gradient x activation mass outside the mask"}
 
-# Goals of the shortcut issue, on the benchmark's decorrelated test split, threshold-free where
-# it matters: reliance on the marker measured causally and scale-free (the audit evaluator).
-GOALS = {"marker_auc": 0.65, "ratio_factor": 0.25, "accuracy_gain": 0.10,
-         "corr_accuracy_cost": 0.03}
+# Goals of the guided default (issue "Guided focus that is right for the right reasons"), on the
+# benchmark's decorrelated test split: the decision (the shortcut audit, causal and scale-free),
+# the map (true-class Grad-CAM in inference mode at the model's layer, every test image), its
+# faithfulness (paired against the baseline's maps) and the cost. The first four keys are the
+# earlier shortcut issue's goals, tightened (were 0.65, 0.25, 0.10, 0.03).
+GOALS = {"marker_auc": 0.60, "ratio_factor": 0.15, "accuracy_gain": 0.10,
+         "corr_accuracy_cost": 0.02, "lung_hit_all": 0.90, "all_zero_maps": 0.01,
+         "cam_fooling": 0.02, "deletion_margin": 0.02, "insertion_margin": 0.02,
+         "main_job_seconds": 12 * 60}
+# The earlier shortcut issue's four goals: the causal ablation's rows (README tables) were judged
+# by these, and keep being judged by them when re-rendered.
+SHORTCUT_ISSUE_GOALS = {"marker_auc": 0.65, "ratio_factor": 0.25, "accuracy_gain": 0.10,
+                        "corr_accuracy_cost": 0.03}
+
+
+def heading(options: dict) -> str:
+    """What a GFSR variant is, in a few words: the paper's loss, or which extension."""
+    extensions = [label for key, label in EXTENSIONS.items() if options.get(key, 0) > 0]
+    if not extensions:
+        return "GFSR (the paper's relevance loss)"
+    if options.get("weight", 1.0) > 0:
+        return "GFSR loss + " + " + ".join(extensions) + " (extension)"
+    return (" + ".join(extensions) + " only, GFSR's relevance loss off (extension)")
+
+
+def old_run_note(variant: str, options: dict) -> str | None:
+    """Runs before the names were made honest called the consistency-only model `gfsr`: say so
+    when such a run is rendered."""
+    if variant == "gfsr" and options.get("weight", 1.0) == 0 and options.get(
+            "consistency_weight", 0) > 0:
+        return ("**Old run:** this `gfsr` was trained with GFSR's relevance loss switched off "
+                "(weight 0, counterfactual consistency only), the guided default before the "
+                "names were made honest. Today `gfsr` is the paper's loss and the guided "
+                "default is `gfsr_plus`.")
+    return None
 
 
 def gfsr_configuration(options: dict, target_layer: str) -> str:
@@ -72,6 +103,9 @@ def summarise(section: dict) -> dict:
         "flip_marker_removed_marked": rob["marker_removed"]["among_marked"]["flip_rate"],
         "flip_marker_cropped": rob["marker_cropped"]["flip_rate"],
         "lesion_hit_rate": loc["lesion_hit_rate"], "lung_hit_rate": loc["lung_hit_rate"],
+        "lung_hit_rate_all": loc.get("lung_hit_rate_all", nan),
+        "lung_cam_mass_all": loc.get("lung_cam_mass_all", nan),
+        "all_zero_maps": loc.get("all_zero_maps", nan),
         "marker_hit_rate": loc.get("marker_hit_rate_among_marked", nan),
         "train_seconds": section["training"]["seconds"],
         "final_relevance": section["training"]["history"][-1].get("relevance", 0.0),
@@ -88,10 +122,9 @@ def baseline_hit_rate(row: dict, baseline: dict) -> float:
     return by_layer[layer]["lesion_hit_rate"] if layer in by_layer else baseline["lesion_hit_rate"]
 
 
-def goals_met(row: dict, baseline: dict) -> dict:
-    """The shortcut issue's four goals for `row` against its setting's baseline (a NaN figure
-    meets nothing)."""
-    g = GOALS
+def goals_met(row: dict, baseline: dict, g: dict = GOALS) -> dict:
+    """The four decision and accuracy goals (`g`: GOALS, or SHORTCUT_ISSUE_GOALS for the causal
+    ablation) for `row` against its setting's baseline (a NaN figure meets nothing)."""
     ratio_cap = g["ratio_factor"] * baseline.get("marker_to_lesion_ratio", math.nan)
     return {
         "marker_auc": row.get("within_class_marker_auc", math.nan) <= g["marker_auc"],
@@ -133,16 +166,93 @@ def _fmt(v) -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
+def verdict(report: dict, reference: str = "baseline") -> list[dict]:
+    """One row per model of a benchmark run, judged by GOALS: does its decision use the marker,
+    is its map on the anatomy, is the map faithful (against the reference's maps, paired), what
+    it costs. [] without a baseline or the benchmark's twins."""
+    if reference not in report or "marker_removed" not in report[reference].get("robustness", {}):
+        return []
+    g = GOALS
+    b = summarise(report[reference])
+    rows = []
+    for name in [k for k, v in report.items() if isinstance(v, dict) and "training" in v
+                 and "metrics" in v]:
+        r = summarise(report[name])
+        faith = report.get("comparisons", {}).get(name, {}).get("faithfulness", {})
+        deletion = faith.get("deletion_auc_difference")
+        insertion = faith.get("insertion_auc_difference")
+        row = {"model": name, **r, "deletion_difference": deletion,
+               "insertion_difference": insertion}
+        if name != reference:
+            met = goals_met(r, b)
+            row["met"] = {
+                "decision": met["marker_auc"] and met["marker_ratio"],
+                "anatomy": (r["lung_hit_rate_all"] >= g["lung_hit_all"]
+                            and r["all_zero_maps"] <= g["all_zero_maps"]
+                            and r["cam_fooling_rate"] <= g["cam_fooling"]),
+                "faithful": bool(deletion and insertion
+                                 and deletion["ci_high"] <= g["deletion_margin"]
+                                 and insertion["ci_low"] >= -g["insertion_margin"]),
+                "accuracy": met["accuracy_gain"] and met["no_accuracy_cost"]}
+        rows.append(row)
+    return rows
+
+
+def verdict_markdown(report: dict) -> list[str]:
+    rows = verdict(report)
+    if not rows:
+        return []
+    g = GOALS
+    yes = {True: "yes", False: "**no**"}
+    lines = ["", "## Verdict (decorrelated test split)", "",
+             f"Goals: decision — within-class marker AUC <= {g['marker_auc']:.2f} and marker / "
+             f"lesion effect <= {g['ratio_factor']} x the baseline's; map on the anatomy — lung "
+             f"hit rate over all test images >= {g['lung_hit_all']:.2f}, all-zero maps <= "
+             f"{g['all_zero_maps']:.0%}, CAM-fooling <= {g['cam_fooling']:.2f}; faithful — "
+             f"deletion AUC at most {g['deletion_margin']} above the baseline's and insertion at "
+             f"most {g['insertion_margin']} below it (upper / lower 95% bound of the paired "
+             f"difference); accuracy — decorrelated >= baseline + {g['accuracy_gain']:.2f}, "
+             f"correlated >= baseline - {g['corr_accuracy_cost']:.2f}. Maps: true-class "
+             "Grad-CAM, inference mode, at each model's layer.", "",
+             "| model | marker AUC (within class) | marker / lesion | decision ignores the "
+             "marker | lung hit (all) | all-zero maps | CAM-fooling | map on the anatomy | "
+             "deletion − baseline | insertion − baseline | faithful | accuracy decor / corr | "
+             "accuracy goal | training s |", "|" + "---|" * 14]
+
+    def diff(c):
+        return "–" if not c else f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+
+    for r in rows:
+        met = r.get("met")
+        lines.append(
+            f"| {r['model']} | {_fmt(r['within_class_marker_auc'])} | "
+            f"{_fmt(r['marker_to_lesion_ratio'])} | {yes[met['decision']] if met else '–'} | "
+            f"{_fmt(r['lung_hit_rate_all'])} | {_fmt(r['all_zero_maps'])} | "
+            f"{_fmt(r['cam_fooling_rate'])} | {yes[met['anatomy']] if met else '–'} | "
+            f"{diff(r['deletion_difference'])} | {diff(r['insertion_difference'])} | "
+            f"{yes[met['faithful']] if met else '–'} | {_fmt(r['decor_accuracy'])} / "
+            f"{_fmt(r['corr_accuracy'])} | {yes[met['accuracy']] if met else '–'} | "
+            f"{r['train_seconds']:.0f} |")
+    total = report.get("timing", {}).get("total_seconds")
+    if total:
+        lines += ["", f"Whole run {total / 60:.1f} min (goal for the three-model main job: <= "
+                  f"{g['main_job_seconds'] / 60:.0f} min on 2 CPU cores)."]
+    return lines
+
+
 def describe(report: dict, variant: str) -> list[str]:
     options = report[variant]["training"].get("relevance") or {}
     layer = report[variant].get("target_layer") or report["config"]["model"]["target_layer"]
-    lines = ["", f"## {variant}: guided focus (GFSR)", "",
+    lines = ["", f"## {variant}: {heading(options)}", "",
              f"**GFSR configuration:** {gfsr_configuration(options, layer)}; masks: "
              f"{report[variant]['training'].get('guidance') or options.get('mask_source')}."]
-    verdict = shortcut_verdict(report, variant)
-    if verdict:
-        lines += ["", f"### Does guided focus remove the shortcut? ({variant} vs baseline)", "",
+    note = old_run_note(variant, options)
+    if note:
+        lines += ["", note]
+    shortcut = shortcut_verdict(report, variant)
+    if shortcut:
+        lines += ["", f"### Does it remove the shortcut? ({variant} vs baseline)", "",
                   f"| goal | baseline | {variant} | met |", "|---|---|---|---|"]
-        for goal, (b, g, ok) in verdict.items():
+        for goal, (b, g, ok) in shortcut.items():
             lines.append(f"| {goal} | {_fmt(b)} | {_fmt(g)} | {'yes' if ok else 'no'} |")
     return lines

@@ -26,6 +26,9 @@ class GfsrStep(TrainStep):
         # 0 during the warm-up, then (ramped up to) 1: scales the relevance loss and the
         # extension penalties
         self.on = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+        # the same for the decision constraints (counterfactual images, consistency), which may
+        # start later (consistency_delay_epochs)
+        self.on_decision = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         self._fused = None
         if self.guided and config.fused:
             if self.mixed_precision:
@@ -33,12 +36,19 @@ class GfsrStep(TrainStep):
             from .fused import split_at
             self._fused = split_at(model, target_layer)
 
-    def on_epoch(self, epoch):
-        past = epoch - self.rel.warmup_epochs
-        on = 0.0 if past <= 0 else min(1.0, past / self.rel.ramp_epochs) \
+    def ramp(self, epoch, start):
+        past = epoch - start
+        return 0.0 if past <= 0 else min(1.0, past / self.rel.ramp_epochs) \
             if self.rel.ramp_epochs else 1.0
+
+    def on_epoch(self, epoch):
+        on = self.ramp(epoch, self.rel.warmup_epochs)
+        decision = self.ramp(epoch, self.rel.warmup_epochs + self.rel.consistency_delay_epochs)
         self.on.assign(on)
-        return {"lambda": self.rel.weight * on}
+        self.on_decision.assign(decision)
+        return {"lambda": self.rel.weight * on,
+                **({"consistency_weight": self.rel.consistency_weight * decision}
+                   if self.rel.consistency_weight else {})}
 
     def _inputs(self, x, labels, masks):
         """The images the step trains on: x, x with counterfactual backgrounds (extension a), or
@@ -54,13 +64,13 @@ class GfsrStep(TrainStep):
             replace = tf.random.stateless_uniform(tf.shape(labels), seed) < cfg.counterfactual_rate
         x_cf = counterfactual_batch(x, masks, dilation, replace)
         if cfg.consistency_weight == 0:  # augmentation, from the end of the warm-up on
-            return tf.where(self.on > 0, x_cf, x), labels, masks
+            return tf.where(self.on_decision > 0, x_cf, x), labels, masks
         stacked = (tf.concat([x, x_cf], 0), tf.concat([labels, labels], 0),
                    tf.concat([masks, masks], 0))
         if cfg.warmup_epochs == 0:
             return stacked
         # warm-up epochs train on x alone (the batch doubles only once the guidance is on)
-        return tf.cond(self.on > 0, lambda: stacked, lambda: (x, labels, masks))
+        return tf.cond(self.on_decision > 0, lambda: stacked, lambda: (x, labels, masks))
 
     def __call__(self, batch):
         x, labels = self.preprocess(batch["image"]), batch["label"]
@@ -122,9 +132,9 @@ class GfsrStep(TrainStep):
                 ce = tf.reduce_mean(per_image)
             loss = ce + self.on * (cfg.weight * terms["relevance"]
                                    + cfg.input_gradient_weight * terms["input_grad"]
-                                   + cfg.consistency_weight * terms["consistency"]
                                    + cfg.outside_attribution_weight
-                                   * terms["outside_attribution"])
+                                   * terms["outside_attribution"]) \
+                + self.on_decision * cfg.consistency_weight * terms["consistency"]
             scaled = self.scaled(loss)
         self.apply_gradients(tape, scaled)
         return self._metrics(loss, ce, terms, logits[:n], labels)

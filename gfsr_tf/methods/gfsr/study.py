@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...config import StudyConfig
-from .describe import gap_closed, goals_met, summarise
+from .describe import SHORTCUT_ISSUE_GOALS, gap_closed, goals_met, summarise
 from ...study.rows import run_rows as resumable_rows
 from ...study.rows import write_results
 from ...study.run import run_study
@@ -91,7 +91,7 @@ def markdown_table(results: list[dict]) -> str:
         met, gaps = "", ["–"] * len(GAP_KEYS)
         if base is not None and r is not base:
             if role(r) == "row":
-                g = goals_met(r, base)
+                g = goals_met(r, base, SHORTCUT_ISSUE_GOALS)
                 met = f"{sum(g.values())}/4 " + ",".join(k for k, v in g.items() if v)
             if control is not None:
                 gaps = [_cell(gap_closed(r, base, control, k)) for k, _ in GAP_KEYS]
@@ -131,7 +131,7 @@ def replicate_table(results: list[dict]) -> str:
             gains.append(r["decor_accuracy"] - base["decor_accuracy"])
             cells["acc"].append(f"{gains[-1]:+.3f}")
             cells["corr"].append(f"{r['corr_accuracy'] - base['corr_accuracy']:+.3f}")
-            all_met += all(goals_met(r, base).values())
+            all_met += all(goals_met(r, base, SHORTCUT_ISSUE_GOALS).values())
         n = len(gains)
         if n < 2:
             continue

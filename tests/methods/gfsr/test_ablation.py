@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from gfsr_tf.methods.gfsr.describe import gap_closed, goals_met
+from gfsr_tf.methods.gfsr.describe import GOALS, SHORTCUT_ISSUE_GOALS, gap_closed, goals_met
 from gfsr_tf.methods.gfsr.preset import ROWS, row_config, run_ablation
 from gfsr_tf.methods.gfsr.study import markdown_table, replicate_table
 
@@ -24,7 +24,13 @@ def test_goals_against_hand_made_rows():
             "marker_to_lesion_ratio": 1.2}
     good = {"decor_accuracy": 0.81, "corr_accuracy": 0.90, "within_class_marker_auc": 0.64,
             "marker_to_lesion_ratio": 0.29}
-    assert all(goals_met(good, base).values())
+    assert all(goals_met(good, base, SHORTCUT_ISSUE_GOALS).values())
+    # the guided default's goals are tighter: AUC <= 0.60, ratio <= 0.15 x, corr cost <= 0.02
+    assert goals_met(good, base, GOALS) == {"marker_auc": False, "marker_ratio": False,
+                                            "accuracy_gain": True, "no_accuracy_cost": False}
+    better = dict(good, within_class_marker_auc=0.60, marker_to_lesion_ratio=0.18,
+                  corr_accuracy=0.91)
+    assert all(goals_met(better, base, GOALS).values())
     # a timid model: small logits everywhere, but the output still sorts by the marker
     timid = dict(good, within_class_marker_auc=0.9, marker_to_lesion_ratio=0.31)
     g = goals_met(timid, base)

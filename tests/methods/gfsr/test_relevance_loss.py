@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from gfsr_tf.losses import input_gradient_penalty, mask_to_grid, relevance_loss
@@ -48,3 +49,21 @@ def test_mask_to_grid_pools_like_area_resize():
                                    atol=1e-6)
     # hand-worked 2x2 block mean
     np.testing.assert_allclose(mask_to_grid(tf.constant([[[1., 0.], [0., 0.]]]), (1, 1)), [[[0.25]]])
+
+
+def test_relevance_and_decision_terms_ramp_on_their_own_schedules():
+    """warm-up 2, ramp 2, consistency delay 1: the relevance loss rises over epochs 3-4, the
+    decision constraint one epoch later (hand-written schedule)."""
+    import keras
+    from conftest import tiny_classifier
+    from gfsr_tf.methods.gfsr.config import RelevanceConfig
+    from gfsr_tf.methods.gfsr.step import GfsrStep
+    config = RelevanceConfig(weight=2.0, consistency_weight=0.1, warmup_epochs=2, ramp_epochs=2,
+                             consistency_delay_epochs=1)
+    step = GfsrStep(tiny_classifier(), keras.optimizers.Adam(), config=config,
+                    target_layer="target")
+    logged = [step.on_epoch(e) for e in range(1, 7)]
+    assert [r["lambda"] for r in logged] == [0, 0, 1.0, 2.0, 2.0, 2.0]
+    assert [round(r["consistency_weight"], 6) for r in logged] == [0, 0, 0, 0.05, 0.1, 0.1]
+    with pytest.raises(ValueError, match="consistency_delay_epochs must be >= 0"):
+        RelevanceConfig(consistency_delay_epochs=-1)
