@@ -238,7 +238,9 @@ def test_model_card_travels_with_the_model(smoke_report):
     assert card["class_names"] == ["normal", "pneumonia"]
     assert card["image_size"] == 32 and card["channels"] == 1
     assert card["target_layer"] == "conv3_block4_out" and card["relevance"]["weight"] == 1.0
-    assert card["relevance"]["consistency_weight"] == 0.1
+    assert card["relevance"]["consistency_weight"] == 0.0        # the paper's loss alone
+    plus = read_model_card(run / "gfsr_plus" / "best.keras")["relevance"]
+    assert plus["weight"] == 1.0 and plus["consistency_weight"] > 0
     assert card["config"]["name"] == "pneumonia_gfsr_smoke"
 
 
