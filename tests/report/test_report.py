@@ -68,3 +68,44 @@ def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp
         stored["marker_effect_removal"]["estimate"], abs=1e-6)
     r = gfsr_console("report", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "run folder not found" in r.stderr
+
+
+def _section(decor, corr, marker_auc, ratio, hit_all, empty, fooling, deletion, insertion):
+    """A benchmark model's report section with only the figures the verdict reads."""
+    flip = {"flip_rate": 0.0, "among_marked": {"flip_rate": 0.0}}
+    return {"metrics": {"test_correlated": {"accuracy": corr, "auc": 0.9},
+                        "test_decorrelated": {"accuracy": decor, "auc": 0.9}},
+            "robustness": {"marker_removed": flip, "marker_cropped": flip},
+            "localization": {"lesion_hit_rate": 0.5, "lung_hit_rate": 0.5,
+                             "lung_hit_rate_all": hit_all, "all_zero_maps": empty},
+            "audit": {"within_class_marker_auc": {"mean": marker_auc},
+                      "marker_to_lesion_ratio": ratio, "cam_fooling_rate": fooling,
+                      "deletion_per_image": deletion, "insertion_per_image": insertion},
+            "training": {"seconds": 60.0, "history": [{"relevance": 0.1}]}}
+
+
+def test_verdict_judges_each_goal_against_hand_made_models():
+    from gfsr_tf.evaluators.comparison import compare_faithfulness
+    from gfsr_tf.methods.gfsr.describe import verdict, verdict_markdown
+    base = _section(0.70, 0.93, 0.95, 1.0, 0.40, 0.10, 0.10, [0.5] * 4, [0.6] * 4)
+    # meets every goal: AUC 0.58, ratio 0.1 <= 0.15, hit 0.92, no empty map, no fooling,
+    # deletion 0.01 lower and insertion 0.01 higher than the baseline's on every image,
+    # decorrelated +0.2, correlated -0.01
+    good = _section(0.90, 0.92, 0.58, 0.10, 0.92, 0.0, 0.0, [0.49] * 4, [0.61] * 4)
+    # each goal missed by a little: AUC 0.61, hit 0.89, deletion +0.03, correlated -0.03
+    near = _section(0.90, 0.90, 0.61, 0.10, 0.89, 0.0, 0.0, [0.53] * 4, [0.61] * 4)
+    report = {"baseline": base, "good": good, "near": near}
+    report["comparisons"] = {n: {"faithfulness": compare_faithfulness(report[n], base)}
+                             for n in ("good", "near")}
+    rows = {r["model"]: r for r in verdict(report)}
+    assert "met" not in rows["baseline"]
+    assert rows["good"]["met"] == {"decision": True, "anatomy": True, "faithful": True,
+                                   "accuracy": True}
+    assert rows["near"]["met"] == {"decision": False, "anatomy": False, "faithful": False,
+                                   "accuracy": False}
+    assert rows["near"]["deletion_difference"]["estimate"] == pytest.approx(0.03)
+    text = "\n".join(verdict_markdown(report))
+    assert "| good | 0.580 | 0.100 | yes | 0.920 | 0.000 | 0.000 | yes |" in text
+    # no twins (real data): no verdict
+    del base["robustness"]["marker_removed"]
+    assert verdict(report) == []
