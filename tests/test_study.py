@@ -272,6 +272,15 @@ def test_set_overrides_any_field_and_bad_names_fail_before_data_loads(tmp_path):
     assert r.returncode == 1 and "train.epochs must be > 0" in r.stderr
     r = _cli("--smoke", "--set", "model.nope=3")
     assert r.returncode == 1 and "no config field 'nope'" in r.stderr
+    # values of the wrong type: one line each, before any data loads (was a TypeError traceback)
+    for option, message in (("train.epochs=abc", "train.epochs must be a whole number, got 'abc'"),
+                            ("variants.gfsr_plus.weight=abc", "gfsr.weight must be float, got "
+                                                              "'abc'")):
+        r = _cli("--smoke", "--set", option, "--out", str(tmp_path))
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and lines[-1] == f"error: {message}", r.stderr[-500:]
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "pneumonia_gfsr_smoke").exists()
     from gfsr_tf.cli.common import add_study_arguments, study_config
     import argparse
     p = argparse.ArgumentParser()

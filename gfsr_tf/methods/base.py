@@ -8,6 +8,8 @@ import functools
 
 import numpy as np
 
+from ..config import checked_options
+
 
 @dataclasses.dataclass
 class NoOptions:
@@ -32,7 +34,7 @@ class Method:
         if unknown:
             raise ValueError(f"unknown {self.name} option(s) {unknown}; known: "
                              f"{', '.join(sorted(known)) or 'none'}")
-        return self.config_class(**options)
+        return self.config_class(**checked_options(self.name, self.config_class, options))
 
     def guidance(self, config) -> tuple[str, float] | None:
         """The per-image guidance the step trains towards: (mask source - "lungs", "lesions",
