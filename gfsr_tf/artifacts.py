@@ -50,6 +50,15 @@ def load_model(path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
+    # Keras answers "File not found" for a file that exists but is empty or corrupt: say what
+    # is wrong with it instead
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"cannot load {path}: the file is empty (0 bytes)")
+    if path.suffix == ".keras" and path.is_file():
+        import zipfile
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"cannot load {path}: not a .keras archive (a .keras file is a zip "
+                             "archive; this one is corrupt, truncated or another format)")
     try:
         return keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types for a file that is not a model

@@ -118,3 +118,22 @@ def test_explain_warns_on_saturated_predictions_and_empty_maps_and_overlays_at_i
     rows = json.loads((tmp_path / "empty" / "predictions.json").read_text())
     assert [row["heatmap_empty"] for row in rows] == [True] * 3
     assert "3 of 3 heatmaps are all zero" in r.stderr
+
+
+def test_an_empty_or_corrupt_model_file_is_named_for_what_it_is(smoke_report, tmp_path):
+    """Keras says "File not found" for files that exist: the user is told the file is empty or
+    not a .keras archive (a truncated copy of a real model included), exit 1, one line."""
+    _, run = smoke_report
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((32, 32), np.uint8))
+    real = (run / "baseline" / "best.keras").read_bytes()
+    for name, content, message in (("empty.keras", b"", "the file is empty (0 bytes)"),
+                                   ("text.keras", b"not a model", "not a .keras archive"),
+                                   ("truncated.keras", real[:len(real) // 2],
+                                    "not a .keras archive")):
+        (tmp_path / name).write_bytes(content)
+        r = gfsr_console("explain", "--model", str(tmp_path / name), str(image), "--out",
+                         str(tmp_path / "out"))
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("error: cannot load") and message in last
+        assert "File not found" not in r.stderr and "Traceback" not in r.stderr
