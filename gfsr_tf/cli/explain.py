@@ -75,6 +75,12 @@ def run(args) -> list[dict]:
     names = card.get("class_names") or [str(c) for c in range(max(2, n_outputs))]
     paths = image_files(args.inputs)
     images = load_images(paths, (height, width), channels)
+    flat = images.reshape(len(images), -1)
+    constant = [p.name for p, row in zip(paths, flat) if row.min() == row.max()]
+    if constant:
+        print(f"warning: {len(constant)} image(s) are a single grey level ("
+              f"{', '.join(constant[:3])}{', ...' if len(constant) > 3 else ''}): their "
+              "predictions and maps carry no information", file=sys.stderr)
     how = {"auto": card.get("preprocessor", "none") if card else "none",
            "gfsr": "resnet50_caffe"}.get(args.preprocess, args.preprocess)
     x = np.asarray(get_preprocessor(how)(images))

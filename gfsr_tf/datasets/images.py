@@ -12,6 +12,10 @@ import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# An image with a side below this holds no anatomy to classify or explain (a 1x1 PNG upsampled
+# to the model's size is a constant image); loaders skip such files with their other unreadable
+# ones, `gfsr explain` refuses them.
+MIN_SIDE = 8
 
 
 def read_image(path, channels: int = 1) -> np.ndarray:
@@ -26,6 +30,9 @@ def read_image(path, channels: int = 1) -> np.ndarray:
         raw = (raw.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif raw.dtype != np.uint8:
         raise ValueError(f"{path}: unsupported pixel type {raw.dtype} (8- or 16-bit expected)")
+    if min(raw.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"{path}: image is {raw.shape[1]}x{raw.shape[0]} px, below the minimum "
+                         f"of {MIN_SIDE} px per side")
     if raw.ndim == 2:
         raw = raw[..., None]
     if raw.shape[-1] == 4:  # BGRA: composite on black

@@ -137,3 +137,23 @@ def test_an_empty_or_corrupt_model_file_is_named_for_what_it_is(smoke_report, tm
         last = r.stderr.strip().splitlines()[-1]
         assert r.returncode == 1 and last.startswith("error: cannot load") and message in last
         assert "File not found" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_explain_refuses_a_1x1_image_and_warns_on_a_constant_one(tmp_path):
+    """A 1x1 PNG once predicted p = 0.93 silently; it is refused in one line (exit 1), and a
+    constant image that is large enough is explained with a warning."""
+    import keras
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(2, 3, activation="relu", name="features")(inputs)
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, out).save(tmp_path / "m.keras")
+    cv2.imwrite(str(tmp_path / "dot.png"), np.full((1, 1), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "flat.png"), np.full((20, 20), 90, np.uint8))
+    r = gfsr_console("explain", "--model", str(tmp_path / "m.keras"), str(tmp_path / "dot.png"),
+                     "--out", str(tmp_path / "a"))
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and last.startswith("error:") and "1x1 px, below the minimum" in last
+    r = gfsr_console("explain", "--model", str(tmp_path / "m.keras"), str(tmp_path / "flat.png"),
+                     "--out", str(tmp_path / "b"), "--quiet")
+    assert r.returncode == 0 and "1 image(s) are a single grey level (flat.png)" in r.stderr
