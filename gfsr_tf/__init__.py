@@ -18,6 +18,7 @@ def lazy_exports(package: str, exports: dict):
 _EXPORTS = {"StudyConfig": "config", "preset": "presets", "build_classifier": "models",
             "preprocess": "preprocessing", "Explanation": "saliency", "explain": "saliency",
             "gradcam": "saliency", "explain_posthoc": "saliency", "get_method": "methods",
-            "run_study": "study"}
+            "run_study": "study", "GuidedModel": "methods.gfsr.guided_model",
+            "GuidanceSchedule": "methods.gfsr.guided_model"}
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

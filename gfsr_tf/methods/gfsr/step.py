@@ -139,6 +139,8 @@ class GfsrStep(TrainStep):
         self.apply_gradients(tape, scaled)
         return self._metrics(loss, ce, terms, logits[:n], labels)
 
-    @staticmethod
-    def _metrics(loss, ce, terms, logits, labels):
+    def _metrics(self, loss, ce, terms, logits, labels):
+        # the batch's (training-mode) logits, for callers that update their own metrics inside
+        # the same traced step (GuidedModel.train_step)
+        self.batch_logits = logits
         return {"loss": loss, "ce": ce, **terms, "acc": accuracy(logits, labels)}

@@ -1,0 +1,127 @@
+"""GuidedModel: GFSR through Keras' compile()/fit() on classifiers this project did not build."""
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gfsr_tf
+from gfsr_tf.losses import relevance_loss
+from gfsr_tf.saliency import gradcam
+from gfsr_tf.saliency.cam_model import CamModel
+
+SIZE = 24
+
+
+def _data(n=16, seed=0):
+    """Images whose class is the brightness of a square in the left half; masks = that half."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0, 0.3, (n, SIZE, SIZE, 3)).astype(np.float32)
+    x[:, 6:18, 2:10] += (y * 1.5 - 0.75)[:, None, None, None]
+    masks = np.zeros((n, SIZE, SIZE), np.float32)
+    masks[:, :, :SIZE // 2] = 1.0
+    return x, masks, y
+
+
+def _dataset(x, masks, y, batch=8):
+    return tf.data.Dataset.from_tensor_slices(({"image": x, "mask": masks}, y)).batch(batch)
+
+
+def _small(units=2, activation="softmax"):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="features")(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(units, activation=activation)(h))
+
+
+def test_first_step_loss_is_ce_plus_lambda_times_the_relevance_of_the_inner_gradcam():
+    """The logged loss of one step, recomputed independently: the model's Grad-CAM
+    (saliency.gradcam, training mode as the paper's step) against the masks through
+    losses.relevance_loss, plus the cross-entropy of the same forward pass."""
+    x, masks, y = _data(8)
+    classifier = _small()
+    before = [w.numpy() for w in classifier.weights]
+    cam, logits, _ = gradcam(CamModel(classifier, "features"), tf.constant(x), y, training=True)
+    ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+    rel = tf.reduce_mean(relevance_loss(cam, masks))
+    guided = gfsr_tf.GuidedModel(classifier, layer="features", relevance_weight=2.0)
+    guided.compile(optimizer=keras.optimizers.SGD(0.0), metrics=["accuracy"])
+    logs = guided.fit(_dataset(x, masks, y), epochs=1, verbose=0).history
+    assert logs["ce"][0] == pytest.approx(float(ce), rel=1e-5)
+    assert logs["relevance"][0] == pytest.approx(float(rel), rel=1e-5)
+    assert logs["loss"][0] == pytest.approx(float(ce + 2.0 * rel), rel=1e-5)
+    for w, b in zip(classifier.weights, before):   # learning rate 0: nothing moved
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+@pytest.mark.parametrize("build, layer", [
+    (lambda: keras.applications.MobileNetV2(include_top=True, weights=None,
+                                            input_shape=(32, 32, 3), classes=2), "out_relu"),
+    (lambda: keras.Sequential([keras.Input((32, 32, 3)),
+                               keras.layers.Conv2D(4, 3, activation="relu", name="features"),
+                               keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(1, activation="sigmoid")]), "features"),
+])
+def test_third_party_classifier_trains_and_saves_as_plain_keras(build, layer, tmp_path):
+    keras.utils.set_random_seed(0)
+    classifier = build()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 2, 16)
+    masks = np.zeros((16, 32, 32), np.float32)
+    masks[:, 8:24, 8:24] = 1
+    guided = gfsr_tf.GuidedModel(classifier, layer=layer)
+    guided.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    val = tf.data.Dataset.from_tensor_slices(({"image": x}, y)).batch(8)  # no masks
+    history = guided.fit(_dataset(x, masks, y), validation_data=val, epochs=2, verbose=0).history
+    assert {"loss", "ce", "relevance", "accuracy", "val_loss", "val_accuracy"} <= set(history)
+    assert "val_relevance" not in history  # validation computes no relevance loss
+    assert all(np.isfinite(history["relevance"])) and history["relevance"][0] > 0
+    guided.classifier.save(tmp_path / "model.keras")
+    np.save(tmp_path / "x.npy", x[:4])
+    expected = classifier.predict(x[:4], verbose=0)
+    code = ("import sys, numpy as np, keras; m = keras.models.load_model(sys.argv[1]); "
+            "p = m.predict(np.load(sys.argv[2]), verbose=0); np.save(sys.argv[3], p); "
+            "assert not any(k.startswith('gfsr_tf') for k in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.keras"),
+                        str(tmp_path / "x.npy"), str(tmp_path / "p.npy")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)
+
+
+def test_relevance_loss_falls_and_standard_callbacks_run(tmp_path):
+    x, masks, y = _data(32)
+    guided = gfsr_tf.GuidedModel(_small(), layer="features", relevance_weight=1.0)
+    guided.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    callbacks = [keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+                 keras.callbacks.ModelCheckpoint(str(tmp_path / "w.weights.h5"),
+                                                 save_weights_only=True),
+                 keras.callbacks.EarlyStopping(monitor="loss", patience=50),
+                 # (TensorBoard: the tensorboard package is not in the lock)
+                 keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))]
+    history = guided.fit(_dataset(x, masks, y), epochs=12, verbose=0, callbacks=callbacks).history
+    rel = history["relevance"]
+    assert rel[-1] < 0.8 * rel[0], rel
+    assert (tmp_path / "log.csv").read_text().splitlines()[0].split(",")[:4] == \
+        ["epoch", "accuracy", "ce", "consistency"]
+    assert (tmp_path / "w.weights.h5").exists()
+
+
+def test_warm_up_is_scheduled_by_fit_and_options_are_checked():
+    x, masks, y = _data(16)
+    guided = gfsr_tf.GuidedModel(_small(), layer="features", warmup_epochs=1)
+    guided.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = guided.fit(_dataset(x, masks, y), epochs=2, verbose=0).history
+    assert history["loss"][0] == pytest.approx(history["ce"][0])        # epoch 1: warm-up
+    assert history["loss"][1] > history["ce"][1]                          # epoch 2: guided
+    with pytest.raises(ValueError, match="without loss="):
+        guided.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match="gfsr.weight must be float"):
+        gfsr_tf.GuidedModel(_small(), relevance_weight="a")
+    plus = gfsr_tf.GuidedModel.gfsr_plus(_small(), layer="features")
+    assert plus.relevance.consistency_weight > 0 and plus.relevance.cam_mode == "inference"
