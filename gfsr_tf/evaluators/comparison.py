@@ -34,11 +34,14 @@ def compare_faithfulness(a: dict, b: dict) -> dict:
 def compare(report: dict, variants: list[str], data: dict, reference: str = "baseline") -> dict:
     if reference not in report or "predictions" not in report[reference]:
         return {}
-    others = {v: {**compare_models(report[v], report[reference], data),
-                  **({"faithfulness": f} if (f := compare_faithfulness(report[v],
-                                                                       report[reference]))
-                     else {})}
-              for v in variants if v != reference and "predictions" in report.get(v, {})}
+    others = {}
+    for v in variants:
+        if v == reference or "predictions" not in report.get(v, {}):
+            continue
+        others[v] = compare_models(report[v], report[reference], data)
+        faithfulness = compare_faithfulness(report[v], report[reference])
+        if faithfulness:
+            others[v]["faithfulness"] = faithfulness
     out = {"comparisons": others} if others else {}
     if "gfsr" in others:
         out["comparison"] = others["gfsr"]

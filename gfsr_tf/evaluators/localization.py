@@ -1,7 +1,7 @@
 """Where does the evidence sit? The true-class explanation against the lesion masks (pointing
 game, Otsu mIoU, IoU@top-5 %, AUITC), the lung fields (on every image too: `anatomy`) and the
-marker box, at the model's layer
-and at the ResNet stages beside it (rows trained at different layers compare at one layer)."""
+marker box, at the model's layer and at the ResNet stages beside it (rows trained at different
+layers compare at one layer)."""
 from __future__ import annotations
 
 import numpy as np
