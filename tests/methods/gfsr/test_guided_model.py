@@ -125,3 +125,31 @@ def test_warm_up_is_scheduled_by_fit_and_options_are_checked():
         gfsr_tf.GuidedModel(_small(), relevance_weight="a")
     plus = gfsr_tf.GuidedModel.gfsr_plus(_small(), layer="features")
     assert plus.relevance.consistency_weight > 0 and plus.relevance.cam_mode == "inference"
+
+
+def test_callbacks_log_the_audit_by_hand_and_write_overlays(tmp_path):
+    """ShortcutAudit's figures against sklearn and a hand computation on the epoch's model; the
+    overlay callback writes one figure per epoch."""
+    from sklearn.metrics import roc_auc_score
+    from gfsr_tf.callbacks import GradCamOverlays, ShortcutAudit
+    x, masks, y = _data(24, seed=3)
+    marked = np.arange(24) % 2 == 0
+    marked_x = x.copy()
+    marked_x[marked, :4, -4:] = 3.0                      # a bright corner "marker"
+    guided = gfsr_tf.GuidedModel(_small(units=1, activation="sigmoid"), layer="features")
+    guided.compile(optimizer=keras.optimizers.Adam(1e-2))
+    audit = ShortcutAudit(marked_x, x, y, marked)
+    overlays = GradCamOverlays(marked_x[:3], tmp_path / "overlays", layer="features")
+    history = guided.fit(_dataset(marked_x, masks, y), epochs=2, verbose=0,
+                         callbacks=[audit, overlays]).history
+    p = guided.classifier.predict(marked_x, verbose=0)[:, 0].astype(np.float64)
+    pt = guided.classifier.predict(x, verbose=0)[:, 0].astype(np.float64)
+    z, zt = np.log(p / (1 - p)), np.log(pt / (1 - pt))
+    by_hand = np.mean([roc_auc_score(marked[y == c], z[y == c]) for c in (0, 1)])
+    assert history["audit_marker_auc"][-1] == pytest.approx(by_hand, abs=1e-6)
+    assert history["audit_removal_effect"][-1] == pytest.approx((z - zt)[marked].mean(),
+                                                                 abs=1e-4)
+    assert sorted(p.name for p in (tmp_path / "overlays").glob("*.png")) == \
+        ["epoch_001.png", "epoch_002.png"]
+    with pytest.raises(ValueError, match="one entry per image"):
+        ShortcutAudit(x, x[:3], y, marked)
