@@ -153,3 +153,11 @@ def test_callbacks_log_the_audit_by_hand_and_write_overlays(tmp_path):
         ["epoch_001.png", "epoch_002.png"]
     with pytest.raises(ValueError, match="one entry per image"):
         ShortcutAudit(x, x[:3], y, marked)
+
+
+@pytest.mark.slow  # its own process with two logical CPUs (~20 s)
+def test_guided_fit_under_mirrored_strategy_and_xla_matches_a_plain_run():
+    from pathlib import Path
+    probe = Path(__file__).with_name("guided_distribute_probe.py")
+    r = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
