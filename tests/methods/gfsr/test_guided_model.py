@@ -161,3 +161,39 @@ def test_guided_fit_under_mirrored_strategy_and_xla_matches_a_plain_run():
     probe = Path(__file__).with_name("guided_distribute_probe.py")
     r = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, after_epoch):
+        super().__init__()
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after_epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])   # the baseline step, the exact GFSR step
+def test_backup_and_restore_resumes_where_an_uninterrupted_run_ends(weight, tmp_path):
+    x, masks, y = _data(16, seed=5)
+
+    def run(callbacks):
+        guided = gfsr_tf.GuidedModel(_small(), layer="features", relevance_weight=weight,
+                                     warmup_epochs=1)
+        guided.compile(optimizer=keras.optimizers.Adam(1e-2))
+        guided.fit(_dataset(x, masks, y), epochs=4, verbose=0, callbacks=callbacks)
+        return [w.numpy() for w in guided.classifier.weights]
+
+    straight = run([])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(KeyboardInterrupt):
+        run([backup, _Interrupt(after_epoch=2)])
+    seen = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epochs.append(e))
+    epochs = []
+    resumed = run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), seen])
+    assert epochs == [2, 3]   # resumed after the 2 finished epochs, not retrained from scratch
+    for a, b in zip(straight, resumed):
+        if weight == 0.0:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
