@@ -58,13 +58,28 @@ def test_first_step_loss_is_ce_plus_lambda_times_the_relevance_of_the_inner_grad
         np.testing.assert_array_equal(w.numpy(), b)
 
 
+def _nested_mobilenet():
+    """Transfer-learning shape: a keras.applications backbone called as one layer."""
+    base = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                          input_shape=(32, 32, 3))
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Dropout(0.2)(keras.layers.GlobalAveragePooling2D()(base(inputs)))
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h))
+
+
+SLOW = pytest.mark.slow   # MobileNetV2 trains for ~20 s on 2 cores
+
+
 @pytest.mark.parametrize("build, layer", [
-    (lambda: keras.applications.MobileNetV2(include_top=True, weights=None,
-                                            input_shape=(32, 32, 3), classes=2), "out_relu"),
-    (lambda: keras.Sequential([keras.Input((32, 32, 3)),
-                               keras.layers.Conv2D(4, 3, activation="relu", name="features"),
-                               keras.layers.GlobalAveragePooling2D(),
-                               keras.layers.Dense(1, activation="sigmoid")]), "features"),
+    pytest.param(lambda: keras.applications.MobileNetV2(include_top=True, weights=None,
+                                                        input_shape=(32, 32, 3), classes=2),
+                 "out_relu", marks=SLOW, id="mobilenetv2-own-softmax-head"),
+    pytest.param(_nested_mobilenet, "block_13_expand_relu", marks=SLOW,
+                 id="nested-mobilenetv2-inner-layer"),
+    pytest.param(lambda: keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="features"),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1, activation="sigmoid")]),
+        "features", id="sequential-sigmoid"),
 ])
 def test_third_party_classifier_trains_and_saves_as_plain_keras(build, layer, tmp_path):
     keras.utils.set_random_seed(0)
