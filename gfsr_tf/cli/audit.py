@@ -36,4 +36,5 @@ def run(args) -> dict:
     audit = json.loads((root / "report.json").read_text())["model"].get("audit", {})
     (root / "audit.json").write_text(json.dumps(audit, indent=2))
     print((root / "summary.md").read_text())
+    print(f"audit: {root / 'audit.json'}; report: {root / 'report.html'}")
     return audit

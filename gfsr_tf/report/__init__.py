@@ -44,19 +44,27 @@ def render_run(run_dir) -> Path:
     run_dir = Path(run_dir)
     report = read_report(run_dir)
     names = variants(report)
-    (run_dir / "summary.md").write_text(summary_markdown(report))
+    drawn = {}
     if names:
-        figures.plot_roc(report, names, run_dir / "roc.png")
-        figures.plot_confusion(report, names, report.get("class_names") or ["0", "1"],
-                               run_dir / "confusion.png")
-        figures.plot_gradcam_grid(run_dir, names, run_dir / "gradcam_grid.png")
-        figures.plot_training(report, names, run_dir / "training.png")
-        figures.plot_run_concepts(report, run_dir, names, run_dir / "concepts.png")
-        figures.plot_map_rows(run_dir, names, run_dir / "patch_maps.png")
+        drawn["roc.png"] = figures.plot_roc(report, names, run_dir / "roc.png")
+        drawn["confusion.png"] = figures.plot_confusion(
+            report, names, report.get("class_names") or ["0", "1"], run_dir / "confusion.png")
+        drawn["gradcam_grid.png"] = figures.plot_gradcam_grid(run_dir, names,
+                                                              run_dir / "gradcam_grid.png")
+        drawn["training.png"] = figures.plot_training(report, names, run_dir / "training.png")
+        drawn["concepts.png"] = figures.plot_run_concepts(report, run_dir, names,
+                                                          run_dir / "concepts.png")
+        drawn["patch_maps.png"] = figures.plot_map_rows(run_dir, names, run_dir / "patch_maps.png")
     if "segx" in report:              # the SegX study's own figures (its method folder's)
         from ..methods.segmenter.report import plot_risk_coverage, plot_segx_overlays
-        plot_segx_overlays(run_dir, run_dir / "segx_overlays.png")
-        plot_risk_coverage(report, run_dir / "risk_coverage.png")
+        drawn["segx_overlays.png"] = plot_segx_overlays(run_dir, run_dir / "segx_overlays.png")
+        drawn["risk_coverage.png"] = plot_risk_coverage(report, run_dir / "risk_coverage.png")
+    # a figure a run cannot draw is not left over from an earlier rendering, nor listed
+    for name, ok in drawn.items():
+        if not ok:
+            (run_dir / name).unlink(missing_ok=True)
+    (run_dir / "summary.md").write_text(summary_markdown(
+        report, [name for name, _ in FIGURES if drawn.get(name)]))
     write_html(report, run_dir, FIGURES)
     return run_dir
 

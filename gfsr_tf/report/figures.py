@@ -102,6 +102,10 @@ def plot_gradcam_grid(run_dir, names, path) -> bool:
 
 
 def plot_training(report, names, path) -> bool:
+    """Training curves; False (nothing drawn) when no variant trained here (gfsr evaluate /
+    audit of a saved model)."""
+    if not any(report[n].get("training", {}).get("history") for n in names):
+        return False
     plt = pyplot()
     keys = (("ce", "train cross-entropy"), ("relevance", "train relevance loss"),
             ("val_auc", "validation AUC"))

@@ -106,7 +106,8 @@ def _maps_table(report, names) -> list[str]:
     return lines
 
 
-def summary_markdown(report: dict) -> str:
+def summary_markdown(report: dict, figures: list[str] | None = None) -> str:
+    """figures: the figure files the run folder holds (render_run passes those it wrote)."""
     names = variants(report)
     lines = [f"# {report['config']['name']}", ""]
     if report.get("smoke"):
@@ -204,15 +205,18 @@ def summary_markdown(report: dict) -> str:
             lines += ["", f"Lung-field pixel ROC-AUC {fmt(m['lung_pixel_auc'])}; mean relevance "
                       + ", ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in rel.items())
                       + ". Figure: `concepts.png`."]
-    lines += ["", "## Training", "", "| model | method | epochs | seconds | final loss | "
-              "final relevance loss |", "|---|---|---|---|---|---|"]
-    for n in names:
-        t = report[n].get("training", {})
-        history = t.get("history") or []
-        last = history[-1] if history else {}
-        lines.append(f"| {n} | {method_of(report, n)} | {len(history)} | "
+    trained = [n for n in names if report[n].get("training", {}).get("history")]
+    if trained:   # a saved model evaluated or audited (gfsr evaluate/audit) trained nothing here
+        lines += ["", "## Training", "", "| model | method | epochs | seconds | final loss | "
+                  "final relevance loss |", "|---|---|---|---|---|---|"]
+    for n in trained:
+        t = report[n]["training"]
+        last = t["history"][-1]
+        lines.append(f"| {n} | {method_of(report, n)} | {len(t['history'])} | "
                      f"{t.get('seconds', 0):.0f} | {fmt(last.get('loss'))} | "
                      f"{fmt(last.get('relevance'))} |")
-    lines += ["", "Figures: `roc.png` (binary tasks), `confusion.png`, `gradcam_grid.png`, "
-              "`training.png`; everything in one page: `report.html`."]
+    if figures is None:
+        figures = ["roc.png", "confusion.png", "gradcam_grid.png", "training.png"]
+    lines += ["", "Figures: " + (", ".join(f"`{f}`" for f in figures) or "none")
+              + "; everything in one page: `report.html`."]
     return "\n".join(lines) + "\n"

@@ -61,6 +61,16 @@ def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp
     r = gfsr_console("audit", "--model", str(run / "baseline" / "best.keras"), "--out", str(tmp_path),
               "--name", "aud")
     assert r.returncode == 0, r.stderr[-2000:]
+    # a saved model audited trains nothing: no Training table, no empty training.png, only the
+    # figures written are listed, and the command says where it wrote
+    assert f"audit: {tmp_path / 'aud' / 'audit.json'}" in r.stdout
+    summary = (tmp_path / "aud" / "summary.md").read_text()
+    assert "## Training" not in summary and not (tmp_path / "aud" / "training.png").exists()
+    listed = summary.rsplit("Figures: ", 1)[1].split(";")[0]
+    names = [] if listed == "none" else [n.strip("`") for n in listed.split(", ")]
+    assert "training.png" not in names
+    assert all((tmp_path / "aud" / name).exists() for name in names)
+    assert sorted(names) == sorted(p.name for p in (tmp_path / "aud").glob("*.png"))
     audit = json.loads((tmp_path / "aud" / "audit.json").read_text())
     stored = json.loads((run / "report.json").read_text())["baseline"]["audit"]
     assert audit["within_class_marker_auc"] == stored["within_class_marker_auc"]
