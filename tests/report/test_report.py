@@ -119,3 +119,25 @@ def test_verdict_judges_each_goal_against_hand_made_models():
     # no twins (real data): no verdict
     del base["robustness"]["marker_removed"]
     assert verdict(report) == []
+
+
+def test_an_old_run_whose_gfsr_had_the_relevance_loss_off_renders_and_says_so(smoke_report,
+                                                                               tmp_path):
+    """Runs from before the honest names (their `gfsr` = consistency only, weight 0) still render
+    with `gfsr report`, and the report tells the reader which `gfsr` it is."""
+    import shutil
+    from gfsr_tf.report import render_run
+    _, run = smoke_report
+    old = tmp_path / "old_run"
+    shutil.copytree(run, old)
+    report = json.loads((old / "report.json").read_text())
+    report["gfsr"]["training"]["relevance"] = dict(
+        report["gfsr"]["training"]["relevance"], weight=0.0, consistency_weight=0.1)
+    del report["gfsr_plus"]
+    (old / "report.json").write_text(json.dumps(report))
+    render_run(old)
+    summary = (old / "summary.md").read_text()
+    assert "**Old run:** this `gfsr` was trained with GFSR's relevance loss switched off" in summary
+    assert "## gfsr: logit consistency under counterfactual backgrounds only, GFSR's relevance " \
+        "loss off (extension)" in summary
+    assert "gfsr_plus" not in summary.split("## Verdict")[1].split("##")[0]
