@@ -18,6 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# GFSR's loss as the paper defines it, and the guided default's additions (issue "Guided focus
+# that is right for the right reasons"): read by the main job's preset and by
+# GuidedModel.gfsr_plus, so both name one configuration (kept here: presets load before
+# TensorFlow, and the method package imports it).
+GFSR_PAPER_LOSS = {"weight": 1.0, "alpha": 0.5, "beta": 1.0, "second_order": True,
+                   "cam_class": "true", "cam_mode": "training"}
+GFSR_PLUS_ADDITIONS = {"cam_mode": "inference", "consistency_weight": 0.1, "ramp_epochs": 3}
+
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
 
 

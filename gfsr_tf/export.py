@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from .saliency.cam_model import CamModel, output_tensor
 from .preprocessing import get_preprocessor
-from .saliency.gradcam import gradcam
+from .saliency.gradcam import gradcam, scale_free
 
 
 def _probabilities(logits: tf.Tensor, multi_label: bool = False) -> tf.Tensor:
@@ -75,8 +75,9 @@ def export_saved_model(model: keras.Model, path, *, layer: str | None = None,
         return {"probabilities": _probabilities(logits, cam_model.multi_label)}
 
     def explain(images):
-        cam, logits, _ = gradcam(cam_model, checked(images), None, second_order=False)
-        heatmap = tf.image.resize(cam[..., None], (height, width))[..., 0]
+        cam, logits, _ = gradcam(cam_model, checked(images), None, second_order=False,
+                                 normalise=False)
+        heatmap = tf.image.resize(scale_free(cam)[..., None], (height, width))[..., 0]
         probabilities = _probabilities(logits, cam_model.multi_label)
         return {"probabilities": probabilities,
                 "predicted_class": tf.argmax(probabilities, axis=-1, output_type=tf.int32),

@@ -65,6 +65,7 @@ def main():
                           train=train, verbose=0, strategy=strat)
         if hasattr(trainer.step, "on"):
             trainer.step.on.assign(1.0)
+            trainer.step.on_decision.assign(1.0)
         trainer.optimizer.epsilon = 1e3
         before = [v.numpy().copy() for v in model.trainable_variables]
         batches = trainer.distributed_batches(streamed, streamed_targets, 1) \

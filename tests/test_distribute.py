@@ -122,6 +122,8 @@ def test_a_worker_whose_peer_never_joins_fails_with_one_line_not_a_hang(tmp_path
         f"error: multiworker: not every worker of {workers} joined within 2 s")
 
 
+@pytest.mark.slow  # a whole smoke study under 2 replicas (~18 s); the step-level 2-replica
+# equivalence (test_two_cpu_replicas_equal_one_device_baseline) stays in the default suite
 def test_mirrored_smoke_study_records_the_strategy(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gfsr_tf.cli", "train", "--smoke",
                         "--distribute", "mirrored", "--cpu-replicas", "2", "--set",

@@ -124,23 +124,27 @@ def test_consistency_step_loss_equals_the_hand_computation():
              "mask": tf.constant(masks)}
     step = _step(RelevanceConfig(weight=0.0, consistency_weight=w), model)
     step.on.assign(1.0)
+    step.on_decision.assign(1.0)
     out = step(batch)
     assert out["ce"].numpy() == pytest.approx(expected_ce, rel=1e-5)
     assert out["loss"].numpy() == pytest.approx(expected, rel=1e-5)
     # (d): the paper's term is added with its weight, on the CAMs of x and x~
     paper = _step(RelevanceConfig(weight=2.0, consistency_weight=w, warmup_epochs=1), model)
     paper.on.assign(1.0)
+    paper.on_decision.assign(1.0)
     out = paper(batch)
     assert out["relevance"].numpy() > 0
     assert out["loss"].numpy() == pytest.approx(
         expected + 2.0 * out["relevance"].numpy(), rel=1e-5)
     # during a warm-up only the plain images' CE counts
     paper.on.assign(0.0)
+    paper.on_decision.assign(0.0)
     assert paper(batch)["loss"].numpy() == pytest.approx(bce(zx), rel=1e-5)
     # (a) on every image: the counterfactuals replace the images once the warm-up is over
     replace = _step(RelevanceConfig(weight=0.0, counterfactual_rate=1.0), model)
     assert replace(batch)["loss"].numpy() == pytest.approx(bce(zx), rel=1e-5)
     replace.on.assign(1.0)
+    replace.on_decision.assign(1.0)
     assert replace(batch)["loss"].numpy() == pytest.approx(bce(zc), rel=1e-5)
 
 
@@ -158,6 +162,7 @@ def test_extensions_train_with_finite_gradients_and_cannot_be_fused(tmp_path):
         trainer = Trainer(model, tmp_path / "_".join(options), step,
                           train=TrainConfig(batch_size=4), verbose=0)
         trainer.step.on.assign(1.0)
+        trainer.step.on_decision.assign(1.0)
         out = trainer.train_step(batch)
         assert all(np.isfinite(v.numpy()) for v in out.values())
         assert any(not np.array_equal(a, b.numpy())
@@ -213,6 +218,7 @@ def test_warm_up_trains_on_the_plain_batch_then_on_the_stacked_one_traced(tmp_pa
                       train=TrainConfig(batch_size=4), verbose=0)
     warm = trainer.train_step(batch)                       # on = 0 before the first epoch
     trainer.step.on.assign(1.0)
+    trainer.step.on_decision.assign(1.0)
     guided = trainer.train_step(batch)
     assert warm["consistency"].numpy() == 0 and guided["consistency"].numpy() > 0
     assert guided["ce"].numpy() > 1.5 * warm["ce"].numpy()  # CE(x) + CE(x~) vs CE(x)

@@ -244,6 +244,7 @@ def test_gfsr_step_compiles_with_xla_on_cpu(tmp_path, relevance):
     trainer = Gfsr(tiny_classifier(size=16), tmp_path / "xla", verbose=0, relevance=relevance,
                       train=TrainConfig(batch_size=4, jit_compile=True), target_layer="target")
     trainer.step.on.assign(1.0)
+    trainer.step.on_decision.assign(1.0)
     out = trainer.train_step({"image": tf.constant(data.images),
                               "label": tf.constant(data.labels.astype(np.int32)),
                               "mask": tf.constant(masks)})
@@ -270,6 +271,7 @@ def test_mixed_precision_gfsr_step_runs_with_finite_gradients(tmp_path):
                       relevance=RelevanceConfig(second_order=True))
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
     trainer.step.on.assign(1.0)
+    trainer.step.on_decision.assign(1.0)
     before = [v.numpy().copy() for v in model.trainable_variables]
     batch = {"image": tf.constant(data.images), "label": tf.constant(data.labels.astype(np.int32)),
              "mask": tf.constant(relevance_masks(data))}

@@ -19,7 +19,7 @@ configuration stays the `paper` preset).
 On real data without lung masks the guided model uses masks propagated from `--annotations`,
 else from lung-field template annotations.
 """
-from ..config import StudyConfig, VariantConfig
+from ..config import GFSR_PAPER_LOSS, GFSR_PLUS_ADDITIONS, StudyConfig, VariantConfig
 from .common import make_smoke
 
 SHARED_WARMUP = 6
@@ -27,11 +27,10 @@ SHARED_WARMUP = 6
 # step, the training-mode Grad-CAM of the true class at conv3_block4_out, towards the lung
 # fields). One setting changed, said in the report: it starts from the baseline's first 6 epochs
 # (`train.share_warmup`) instead of training them again; `--preset paper` is faithful throughout.
-GFSR = {"weight": 1.0, "alpha": 0.5, "beta": 1.0, "second_order": True, "cam_class": "true",
-        "cam_mode": "training", "mask_source": "lungs", "warmup_epochs": SHARED_WARMUP}
+GFSR = {**GFSR_PAPER_LOSS, "mask_source": "lungs", "warmup_epochs": SHARED_WARMUP}
 # `gfsr_plus`: the guided default, GFSR's loss + a decision constraint (an extension): chosen by
 # the guided-candidates study (presets/guided_candidates.py; README "Right for the right reasons")
-GFSR_PLUS = {**GFSR, "cam_mode": "inference", "consistency_weight": 0.1, "ramp_epochs": 3}
+GFSR_PLUS = {**GFSR, **GFSR_PLUS_ADDITIONS}
 # the former guided default (relevance weight 0: consistency only), kept for old runs' readers
 REMOVES_THE_MARKER = {"weight": 0.0, "consistency_weight": 0.1, "warmup_epochs": 6,
                       "ramp_epochs": 3}

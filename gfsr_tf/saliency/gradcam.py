@@ -59,6 +59,14 @@ def cam_from_gradients(activations: tf.Tensor, gradients: tf.Tensor,
     return cam
 
 
+def scale_free(cam: tf.Tensor) -> tf.Tensor:
+    """An explanation's (N, h, w) CAM divided by its own max: the maps users see (explain, the
+    exported `explain` signature). Unlike the training CAM's fixed epsilon, this does not turn a
+    map whose values are all ~1e-8 (a small-activation network) into an almost-empty one; an
+    all-zero CAM stays exactly zero."""
+    return tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=[1, 2], keepdims=True))
+
+
 def score_gradients(cam_model: CamModel, x: tf.Tensor, class_index=None, *,
                     training: bool = False, input_gradients: bool = False):
     """(activations A, logits, dS/dA[, dS/dx]) of the summed class score S, recorded so that an
@@ -150,11 +158,7 @@ def _explainer(model, layer):
         @tf.function(reduce_retracing=True)
         def run(x, cls):
             cam, logits, _ = gradcam(cam_model, x, cls, second_order=False, normalise=False)
-            # Scale-free normalisation: the training CAM's fixed epsilon would turn a map whose
-            # values are all ~1e-8 (a small-activation network) into an almost-empty one. An
-            # all-zero CAM stays exactly zero (explain_all_zero counts it).
-            cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=[1, 2], keepdims=True))
-            heat = tf.image.resize(cam[..., None], tf.shape(x)[1:3])[..., 0]
+            heat = tf.image.resize(scale_free(cam)[..., None], tf.shape(x)[1:3])[..., 0]
             return heat, logits, tf.where(cls < 0, predicted_class(logits), cls)
 
         per_model[layer] = (cam_model, run)

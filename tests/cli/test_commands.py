@@ -1,6 +1,7 @@
 """The `gfsr` command line on the main job's smoke run: explain, evaluate, masks, and the installed
 console script in a fresh process (exit 0 on success, 1 with one line on bad input)."""
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -126,17 +127,22 @@ def test_an_empty_or_corrupt_model_file_is_named_for_what_it_is(smoke_report, tm
     _, run = smoke_report
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), np.zeros((32, 32), np.uint8))
+    from gfsr_tf.artifacts import load_model
     real = (run / "baseline" / "best.keras").read_bytes()
-    for name, content, message in (("empty.keras", b"", "the file is empty (0 bytes)"),
-                                   ("text.keras", b"not a model", "not a .keras archive"),
-                                   ("truncated.keras", real[:len(real) // 2],
-                                    "not a .keras archive")):
+    cases = (("empty.keras", b"", "the file is empty (0 bytes)"),
+             ("text.keras", b"not a model", "not a .keras archive"),
+             ("truncated.keras", real[:len(real) // 2], "not a .keras archive"))
+    for name, content, message in cases:
         (tmp_path / name).write_bytes(content)
-        r = gfsr_console("explain", "--model", str(tmp_path / name), str(image), "--out",
-                         str(tmp_path / "out"))
-        last = r.stderr.strip().splitlines()[-1]
-        assert r.returncode == 1 and last.startswith("error: cannot load") and message in last
-        assert "File not found" not in r.stderr and "Traceback" not in r.stderr
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_model(tmp_path / name)
+    # as the user meets it: the console script, exit 1, one line
+    r = gfsr_console("explain", "--model", str(tmp_path / "truncated.keras"), str(image), "--out",
+                     str(tmp_path / "out"))
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and last.startswith("error: cannot load") and \
+        "not a .keras archive" in last
+    assert "File not found" not in r.stderr and "Traceback" not in r.stderr
 
 
 def test_explain_refuses_a_1x1_image_and_warns_on_a_constant_one(tmp_path):

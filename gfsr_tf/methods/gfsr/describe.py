@@ -81,9 +81,11 @@ def summarise(section: dict) -> dict:
     the shortcut audit's causal figures, accuracy, flip rates, Grad-CAM localization at the
     model's target layer (plus every reference layer). Figures a report lacks are NaN."""
     m = section["metrics"]
-    rob, loc = section["robustness"], section["localization"]
+    rob, loc = section["robustness"], section.get("localization") or {}
     audit = section.get("audit", {})
     nan = math.nan
+    # a model without lesion masks or a marker crop (a patch model, real data) has NaN there
+    cropped = rob.get("marker_cropped", {})
     return {
         "corr_accuracy": m["test_correlated"]["accuracy"], "corr_auc": m["test_correlated"]["auc"],
         "decor_accuracy": m["test_decorrelated"]["accuracy"],
@@ -101,8 +103,9 @@ def summarise(section: dict) -> dict:
         "insertion_auc": audit.get("insertion_auc", nan),
         "flip_marker_removed": rob["marker_removed"]["flip_rate"],
         "flip_marker_removed_marked": rob["marker_removed"]["among_marked"]["flip_rate"],
-        "flip_marker_cropped": rob["marker_cropped"]["flip_rate"],
-        "lesion_hit_rate": loc["lesion_hit_rate"], "lung_hit_rate": loc["lung_hit_rate"],
+        "flip_marker_cropped": cropped.get("flip_rate", nan),
+        "lesion_hit_rate": loc.get("lesion_hit_rate", nan),
+        "lung_hit_rate": loc.get("lung_hit_rate", nan),
         "lung_hit_rate_all": loc.get("lung_hit_rate_all", nan),
         "lung_cam_mass_all": loc.get("lung_cam_mass_all", nan),
         "all_zero_maps": loc.get("all_zero_maps", nan),

@@ -25,7 +25,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from ...config import checked_options
+from ...config import GFSR_PAPER_LOSS, GFSR_PLUS_ADDITIONS, checked_options
 from ...saliency.gradcam import full_precision
 from ...training.step import classification_loss
 from .config import RelevanceConfig
@@ -68,12 +68,9 @@ class GuidedModel(keras.Model):
 
     @classmethod
     def gfsr_plus(cls, classifier: keras.Model, layer: str | None = None, **overrides):
-        """The main job's guided default (presets/benchmark.GFSR_PLUS, without its shared
+        """The main job's guided default (presets/benchmark.GFSR_PLUS without its shared
         warm-up): GFSR's loss on the inference-mode Grad-CAM + counterfactual consistency."""
-        from ...presets.benchmark import GFSR_PLUS
-        options = {k: v for k, v in GFSR_PLUS.items() if k not in ("warmup_epochs",
-                                                                    "mask_source")}
-        options.update(overrides)
+        options = {**GFSR_PAPER_LOSS, **GFSR_PLUS_ADDITIONS, **overrides}
         return cls(classifier, layer, relevance_weight=options.pop("weight"), **options)
 
     def call(self, inputs, training=False):

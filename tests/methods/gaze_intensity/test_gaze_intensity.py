@@ -188,6 +188,7 @@ def test_simulated_samples_are_per_region_and_balanced():
         assert labels.sum() * 2 == len(labels) > 0
 
 
+@pytest.mark.slow  # ~22 s of training; the suite budget (10 min on 2 cores) needs the room
 def test_tiny_adapter_overfits_with_side_correct_maps(tmp_path):
     data, samples = _sim_samples(8)
     study = preset("smoke")
