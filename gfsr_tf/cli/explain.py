@@ -126,4 +126,3 @@ def run(args) -> list[dict]:
     if saturated and not card:
         print(saturated, file=sys.stderr)
     return rows
-
