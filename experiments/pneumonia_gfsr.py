@@ -2,11 +2,15 @@
 PneumoniaMNIST (--preset pneumoniamnist --data-dir pneumoniamnist.npz) or on the real Kermany
 chest X-ray layout (--data-dir chest_xray/).
 
-Trains both models with the same seed, split and initial weights, evaluates them (Table 1
-metrics on correlated and decorrelated test splits, flip/agreement rate when the "R" marker is
-removed or its corner cropped, Grad-CAM lesion hit rate) and writes runs/<name>/: report.json,
-summary.md, report.html and figures. Rerun the same command to resume an interrupted run.
-The same as `gfsr train`.
+On the benchmark it trains three models with the same seed, split and initial weights: baseline,
+gfsr (GFSR's loss as the paper defines it, after the baseline's shared 6-epoch warm-up) and
+gfsr_plus (the guided default: GFSR's loss on the inference-mode Grad-CAM + counterfactual
+consistency, an extension); the real-data presets train baseline and gfsr. It evaluates them
+(a verdict table first: does the decision use the marker, is the map on the lungs and faithful,
+accuracy; then Table 1 metrics on both test splits, flips when the "R" marker is removed or its
+corner cropped, Grad-CAM localization, the causal shortcut audit) and writes runs/<name>/:
+report.json, summary.md, report.html and figures. Rerun the same command to resume an
+interrupted run. The same as `gfsr train`.
 """
 from __future__ import annotations
 
