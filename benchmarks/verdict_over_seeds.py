@@ -37,7 +37,11 @@ def main(argv=None) -> int:
         report = json.loads(path.read_text())
         seed = report["config"]["train"]["seed"]
         minutes = report.get("timing", {}).get("total_seconds", float("nan")) / 60
-        for r in verdict(report):
+        judged = verdict(report)
+        if not judged:
+            print(f"warning: {run} has no verdict (no baseline, or data without the "
+                  "benchmark's counterfactual twins): left out", file=sys.stderr)
+        for r in judged:
             rows.append((r["model"], seed, r, minutes))
             for goal, ok in r.get("met", {}).items():
                 met.setdefault(r["model"], {}).setdefault(goal, []).append(ok)

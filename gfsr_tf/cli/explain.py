@@ -98,7 +98,9 @@ def run(args) -> list[dict]:
                               class_index=args.class_index, batch_size=args.batch_size)
         for j, path in enumerate(paths[batch]):
             png = out / f"{path.stem}_{args.method.replace('+', 'p')}.png"
-            # the overlay at the image's own size (the heatmap upsampled to it), not the model's
+            # the overlay at the image's own size (the heatmap upsampled to it), not the model's;
+            # the file is read a second time here rather than kept from load_images, so a large
+            # folder never holds every full-size original in memory at once
             original = read_image(path, channels)
             heat = cv2.resize(exp.heatmaps[j].astype(np.float32), original.shape[1::-1],
                               interpolation=cv2.INTER_LINEAR).clip(0, 1)

@@ -6,23 +6,20 @@ guided variant is one resumable folder of the run; the chosen one became `gfsr_p
 guided_candidates --seed K --name guided_candidates_seedK
 """
 from ..config import VariantConfig
-from .benchmark import GFSR, get_config as main_job
+from .benchmark import GFSR, GFSR_PLUS, get_config as main_job
 
+# every row is the main job's `gfsr_plus` or a variation of it, written as that variation
+DELAYED = {"ramp_epochs": 2, "consistency_delay_epochs": 2}
 CANDIDATES = {
-    # the paper's loss on the CAM that is evaluated (inference mode, running BatchNorm
-    # statistics) + counterfactual consistency, both ramped together over 3 epochs
-    "plus-inference-cam": {**GFSR, "cam_mode": "inference", "consistency_weight": 0.1,
-                           "ramp_epochs": 3},
+    # = gfsr_plus: the paper's loss on the CAM that is evaluated (inference mode, running
+    # BatchNorm statistics) + counterfactual consistency, both ramped together over 3 epochs
+    "plus-inference-cam": dict(GFSR_PLUS),
     # the same, the consistency starting 2 epochs after the relevance loss (separate ramps)
-    "plus-inference-cam-delayed": {**GFSR, "cam_mode": "inference", "consistency_weight": 0.1,
-                                   "ramp_epochs": 2, "consistency_delay_epochs": 2},
+    "plus-inference-cam-delayed": {**GFSR_PLUS, **DELAYED},
     # round 2 (seed 0 missed the map goals: lung hit 0.87-0.88 < 0.90, 1.3-1.8 % empty maps):
     # a stronger pull of the CAM towards the lungs
-    "plus-inference-cam-lambda3": {**GFSR, "weight": 3.0, "cam_mode": "inference",
-                                   "consistency_weight": 0.1, "ramp_epochs": 3},
-    "plus-inference-cam-delayed-lambda3": {**GFSR, "weight": 3.0, "cam_mode": "inference",
-                                           "consistency_weight": 0.1, "ramp_epochs": 2,
-                                           "consistency_delay_epochs": 2},
+    "plus-inference-cam-lambda3": {**GFSR_PLUS, "weight": 3.0},
+    "plus-inference-cam-delayed-lambda3": {**GFSR_PLUS, **DELAYED, "weight": 3.0},
 }
 
 
