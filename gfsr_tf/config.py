@@ -81,7 +81,7 @@ class BenchmarkConfig:
     marker_rate_pneumonia: float = 0.9
     marker_rate_normal: float = 0.1
     # 0.3: subtle enough that the baseline takes the marker shortcut on every seed measured
-    # (decorrelated accuracy 0.67-0.70); at 0.5 it did so on some runs only (README, ablation).
+    # (decorrelated accuracy 0.67-0.70); at 0.5 it did so on some runs only (docs/studies/shortcuts.md).
     lesion_opacity: float = 0.3
     # A second shortcut: a text overlay in the top-right corner that favours "normal".
     text_overlay: bool = False

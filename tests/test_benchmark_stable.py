@@ -16,7 +16,7 @@ from gfsr_tf.datasets.synthetic import (BENCHMARK_SHA256, benchmark_digest, make
                                         paste_overlay)
 
 ROOT = Path(__file__).resolve().parents[1]
-# the script the README names, loaded from its file (benchmarks/ is not a package)
+# the script the docs name, loaded from its file (benchmarks/ is not a package)
 _spec = importlib.util.spec_from_file_location("benchmark_bytes",
                                                ROOT / "benchmarks" / "benchmark_bytes.py")
 benchmark_bytes = importlib.util.module_from_spec(_spec)

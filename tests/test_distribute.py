@@ -43,7 +43,7 @@ def test_two_cpu_replicas_equal_one_device_baseline(tmp_path):
 @pytest.mark.slow  # ~10 s; the baseline's equivalence above stays in the default suite
 def test_two_cpu_replicas_equal_one_device_gfsr(tmp_path):
     # Grad-CAM on the running statistics (cam_mode inference): each image's map depends on that
-    # image alone, so the per-replica inner tape is exact (see README "Scaling out")
+    # image alone, so the per-replica inner tape is exact (see docs/scaling.md)
     out = _probe(tmp_path, "--method", "gfsr", "--sync-batchnorm", "--on-disk", "--options",
                  json.dumps({"warmup_epochs": 0, "cam_mode": "inference"}))
     assert out["loss_replicated"] == pytest.approx(out["loss_one"], rel=1e-6)

@@ -1,5 +1,5 @@
 """Extensions beyond the paper that act on the input or on the decision, not on Grad-CAM's shape
-(the shortcut study, issue "Guidance that removes the shortcut"; README): Grad-CAM can be moved
+(the shortcut study, issue "Guidance that removes the shortcut"; docs/studies/shortcuts.md): Grad-CAM can be moved
 without changing the decision (Heo et al. 2019), so these constrain what the logit depends on.
 
   replace_outside        x~ = m x + (1 - m) donor: everything outside the (dilated) relevance mask

@@ -1,7 +1,7 @@
 """The main job: baseline vs guided training on the embedded shortcut benchmark (64 px).
 
 The guided model is the configuration that removed the marker in the causal shortcut study
-(README, "Does guided focus remove shortcuts?"; rows `ext-b-warmup-ramp@c16*`, then this preset
+(docs/studies/shortcuts.md; rows `ext-b-warmup-ramp@c16*`, then this preset
 at 12 epochs over seeds 0-2): an extension beyond the paper, not GFSR's Grad-CAM loss -
 Grad-CAM guidance moved the CAM but not the decision on every seed measured (the paper-faithful
 configuration stays the `paper` preset).
@@ -29,7 +29,7 @@ SHARED_WARMUP = 6
 # (`train.share_warmup`) instead of training them again; `--preset paper` is faithful throughout.
 GFSR = {**GFSR_PAPER_LOSS, "mask_source": "lungs", "warmup_epochs": SHARED_WARMUP}
 # `gfsr_plus`: the guided default, GFSR's loss + a decision constraint (an extension): chosen by
-# the guided-candidates study (presets/guided_candidates.py; README "Right for the right reasons")
+# the guided-candidates study (presets/guided_candidates.py; docs/studies/right-reasons.md)
 GFSR_PLUS = {**GFSR, **GFSR_PLUS_ADDITIONS}
 # the former guided default (relevance weight 0: consistency only), kept for old runs' readers
 REMOVES_THE_MARKER = {"weight": 0.0, "consistency_weight": 0.1, "warmup_epochs": 6,

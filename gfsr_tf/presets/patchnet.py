@@ -3,7 +3,7 @@ data, seed and budget: `python experiments/patchnet.py`.
 
 Default: the embedded benchmark at 128 px with P = 4 (p = 32 px, the smallest input the Keras
 backbones accept), ResNet50, AdamW + OneCycle (the paper's optimiser and schedule), both models
-selected on the last epoch; the whole run took 17.5 min on 2 CPU cores (README).
+selected on the last epoch; the whole run took 17.5 min on 2 CPU cores (docs/methods/patchnet.md).
 Real data (`--data-dir`): HAM10000 (lesion masks, 7 classes) or PneumoniaMNIST / Kermany
 (classification only) at the loader's size.
 """

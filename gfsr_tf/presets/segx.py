@@ -13,7 +13,7 @@ from ..config import BenchmarkConfig, StudyConfig, TrainConfig, VariantConfig
 from .common import make_smoke
 
 EPOCHS = 12
-SEGMENTER_EPOCHS = 6      # lung fields: validation Dice 0.99 after 3 epochs (README)
+SEGMENTER_EPOCHS = 6      # lung fields: validation Dice 0.99 after 3 epochs (docs/methods/segx.md)
 PATIENCE = 10
 # Grad-CAM layers with SegX's grid at 64 px: stride 8 (8 x 8; SegX's last block at 224 px is
 # 7 x 7). The backbones' last blocks (2 x 2 here) are reported beside them as gradcam_last.

@@ -41,7 +41,7 @@ class RelevanceConfig:
     # Extension beyond the paper ("right for the right reasons", Ross et al. 2017): penalise the
     # squared input gradient of the class score outside the mask. 0 = off (paper-faithful).
     input_gradient_weight: float = 0.0
-    # Where the Grad-CAM is computed (the shortcut study's diagnosis, README): "training" (the
+    # Where the Grad-CAM is computed (the shortcut study's diagnosis, docs/studies/shortcuts.md): "training" (the
     # paper: BatchNorm on batch statistics, which makes each channel's weights sum to zero over
     # the batch) or "inference" (running statistics: the CAM that is evaluated; costs one more
     # forward and backward pass). cam_cells "live": only the cells the next stage reads.

@@ -24,7 +24,7 @@ GOALS = {"marker_auc": 0.60, "ratio_factor": 0.15, "accuracy_gain": 0.10,
          "corr_accuracy_cost": 0.02, "lung_hit_all": 0.90, "all_zero_maps": 0.01,
          "cam_fooling": 0.02, "deletion_margin": 0.02, "insertion_margin": 0.02,
          "main_job_seconds": 12 * 60}
-# The earlier shortcut issue's four goals: the causal ablation's rows (README tables) were judged
+# The earlier shortcut issue's four goals: the causal ablation's rows (docs/studies/shortcuts.md tables) were judged
 # by these, and keep being judged by them when re-rendered.
 SHORTCUT_ISSUE_GOALS = {"marker_auc": 0.65, "ratio_factor": 0.25, "accuracy_gain": 0.10,
                         "corr_accuracy_cost": 0.03}

@@ -44,7 +44,7 @@ SETTINGS: dict[str, dict] = {
     **{f"subtle{tag}": {"benchmark": {"lesion_opacity": 0.3, "seed": seed}, "train": {"seed": seed}}
        for seed, tag in ((0, ""), (1, "-seed1"), (2, "-seed2"))},
     # The causal study (issue "Guidance that removes the shortcut"): the default benchmark
-    # (opacity 0.3), 16 epochs - where the no-shortcut control converges (README) - and the last
+    # (opacity 0.3), 16 epochs - where the no-shortcut control converges (docs/studies/shortcuts.md) - and the last
     # epoch's model, so checkpoint selection never sees the correlated validation set.
     **{f"c16{tag}": {"benchmark": {"seed": seed}, "train": {"seed": seed, "epochs": 16,
                                                              "monitor": "last"}}
@@ -116,7 +116,7 @@ MARKER_FREE = {"marker_rate_pneumonia": 0.0, "marker_rate_normal": 0.0}  # = the
 CONV2 = {"target_layer": "conv2_block3_out"}
 FUSED = {**PAPER, "second_order": False, "fused": True}
 CONSISTENCY = {**PAPER, "weight": 0.0, "consistency_weight": 1.0}
-# the study's winner (README): plain training first, then counterfactual-background consistency
+# the study's winner (docs/studies/shortcuts.md): plain training first, then counterfactual-background consistency
 RAMPED = {**CONSISTENCY, "consistency_weight": 0.1, "warmup_epochs": 8, "ramp_epochs": 4}
 # (config name, relevance, model overrides, role, data overrides, note)
 CAUSAL_ROWS = (
@@ -144,7 +144,7 @@ CAUSAL_ROWS = (
      "(b) towards random blobs: grounding or regularisation?"),
     ("ext-b-propagated-masks", {**CONSISTENCY, "mask_source": "annotations"}, {}, "row", {},
      "(b) with masks propagated from scribbles on 5 images per class"),
-    # The marker is a curriculum (README): from-scratch ResNet50 learns the lesions late, and
+    # The marker is a curriculum (docs/studies/shortcuts.md): from-scratch ResNet50 learns the lesions late, and
     # only while the marker carries it. Train plainly first, then remove the marker.
     ("ext-b-warmup", {**CONSISTENCY, "warmup_epochs": 8}, {}, "row", {},
      "(b) after 8 plain epochs"),

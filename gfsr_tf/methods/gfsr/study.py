@@ -58,7 +58,7 @@ def _baseline_of(results: list[dict], setting: str) -> dict | None:
     return _of_role(results, setting, "baseline")
 
 
-# (key, header): the causal figures first (decorrelated split; README "Does guided focus remove
+# (key, header): the causal figures first (decorrelated split; docs/studies/shortcuts.md "Does guided focus remove
 # shortcuts?"), then accuracy, Grad-CAM faithfulness and cost
 COLUMNS = [("within_class_marker_auc", "marker AUC within class"),
            ("marker_to_lesion_ratio", "marker / lesion effect"),
