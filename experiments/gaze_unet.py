@@ -38,7 +38,7 @@ def main(argv=None) -> int:
                         "DICOMs); default: the embedded simulation")
     parser.add_argument("--out", default="runs", help="output root (default: runs)")
     parser.add_argument("--name", help="study folder (default: gaze_unet[_smoke])")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds per row)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests (under a minute per row)")
     add_distribute_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from gfsr_tf.cli.common import import_tensorflow_quietly  # noqa: E402
 from gfsr_tf.presets import PRESETS, preset  # noqa: E402
 from gfsr_tf.guidance.templates import TEMPLATES  # noqa: E402
 
@@ -36,6 +37,7 @@ def main(argv=None) -> Path:
     p.add_argument("--per-class", type=int, help="default: the preset's (5)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    import_tensorflow_quietly()
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

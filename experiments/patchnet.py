@@ -29,7 +29,7 @@ from gfsr_tf.cli.train import run_experiment  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    return run_experiment("patchnet", __doc__, argv)
+    return run_experiment("patchnet", __doc__, argv, gfsr_options=False)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from gfsr_tf.training.distribute import finish_worker  # noqa: E402
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_study_arguments(p, "segx")
+    add_study_arguments(p, "segx", gfsr_options=False)
     p.add_argument("--multilabel", action="store_true", help="benchmark with a second finding "
                    "(a basal opacity with its own mask; classes normal, pneumonia, "
                    "basal_opacity)")

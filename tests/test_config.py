@@ -68,3 +68,17 @@ def test_study_names_are_checked_before_data_loads(tmp_path):
     with pytest.raises(ValueError, match=r"unknown robustness test\(s\) \['rotate'\]"):
         run_study(config, tmp_path)
     assert not (tmp_path / config.name).exists()
+
+
+def test_smoke_rows_keep_their_own_seed():
+    """`experiments/gaze_unet.py --smoke` once wrote rows seed0/1/2 that all trained with seed 0:
+    make_smoke replaced the TrainConfig after the row's seed was set."""
+    from gfsr_tf.methods.gaze_intensity.preset import get_config as gaze_intensity
+    from gfsr_tf.presets.gaze_unet import get_config as gaze_unet
+    assert [gaze_unet(True, "unet", s).train.seed for s in (0, 1, 2)] == [0, 1, 2]
+    assert [gaze_intensity(True, s).seed for s in (0, 1, 2)] == [0, 1, 2]
+    from gfsr_tf.presets import preset
+    config = preset("benchmark")
+    config.train.seed = 7
+    from gfsr_tf.presets.common import make_smoke
+    assert make_smoke(config).train.seed == 7

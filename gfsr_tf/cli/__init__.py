@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv=None):
     """Parse and run one command; returns what the command returns (for Python callers)."""
     args = build_parser().parse_args(argv)
+    from .common import import_tensorflow_quietly
+    import_tensorflow_quietly()  # after parsing: --help and option errors stay instant
     return args.func(args)
 
 

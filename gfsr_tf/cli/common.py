@@ -4,8 +4,45 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Iterable
+
+# What TensorFlow's C++ runtime writes to stderr while it loads and looks for devices on a machine
+# without a GPU. It is written before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL does
+# not filter it (tensorflow/tensorflow#100442, open); the only way to keep it out of a command's
+# output is to catch stderr while TensorFlow starts. Anything else written then is passed on.
+STARTUP_CHATTER = ("All log messages before absl::InitializeLog()", "oneDNN custom operations",
+                   "cudart_stub.cc", "failed call to cuInit", "Unable to register cu",
+                   "This TensorFlow binary is optimized", "rebuild TensorFlow with the appropriate",
+                   "computation_placer.cc", "TF-TRT Warning")
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow and list its devices with the start-up chatter above removed from
+    stderr; other lines (a real error) still reach the user. TF_CPP_MIN_LOG_LEVEL=0 (or unset)
+    keeps everything. Returns the module."""
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
+        import tensorflow as tf
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()  # the cuInit error comes with the first device query
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(chatter in line for chatter in STARTUP_CHATTER):
+                    sys.stderr.write(line)
+    return tf
 
 
 def select_rows(available, wanted: str | None, seeds: Iterable[int] | None = None) -> list[str]:
@@ -23,7 +60,11 @@ def select_rows(available, wanted: str | None, seeds: Iterable[int] | None = Non
     return names if seeds is None else [f"{r}@seed{s}" for s in seeds for r in names]
 
 
-def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "benchmark") -> None:
+def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "benchmark",
+                        gfsr_options: bool = True) -> None:
+    """The study options; `gfsr_options=False` leaves out those that only steer GFSR variants
+    (--lambda, --layer, --masks, --annotations), for experiments that train none
+    (MedicalPatchNet, SegX)."""
     from ..config import GUIDANCE_SOURCES
     from ..datasets import DATASET_KINDS
     from ..presets import PRESETS
@@ -46,23 +87,25 @@ def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "bench
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--image-size", type=int, help="square input size in pixels")
-    p.add_argument("--lambda", dest="lam", type=float, help="GFSR's relevance loss weight, set "
-                   "on every GFSR variant of the study (the main job: both `gfsr` and "
-                   "`gfsr_plus`; default 1, the paper's)")
-    p.add_argument("--layer", help="Grad-CAM target layer (default: the preset's - "
-                   "conv3_block4_out, the paper's, for the benchmark and paper presets; "
-                   "conv2_block3_out for the real-data presets)")
     p.add_argument("--weights", help="'auto' (ImageNet if obtainable, else random init with a "
                    "warning), 'imagenet', 'none', or a path to ResNet50 no-top weights")
-    p.add_argument("--masks", choices=GUIDANCE_SOURCES,
-                   help="GFSR relevance masks: the benchmark's true lung fields (default), its "
-                   "lesions, eye-gaze heatmaps (EGD-CXR), or concept masks propagated from a few "
-                   "annotations (SLIC -> ResNet50 segment embeddings -> k-means). On real data "
-                   "without lung masks, GFSR falls back to --annotations or template annotations")
-    p.add_argument("--annotations", help="with --masks annotations: a folder of annotation "
-                   "images (any non-zero pixel = marked, matched to training images by file "
-                   "stem) or a JSON {image stem: [SLIC segment ids]}; default on the benchmark: "
-                   "simulated scribbles on 5 images per class")
+    if gfsr_options:
+        p.add_argument("--lambda", dest="lam", type=float, help="GFSR's relevance loss weight, "
+                       "set on every GFSR variant of the study (the main job: both `gfsr` and "
+                       "`gfsr_plus`; default 1, the paper's)")
+        p.add_argument("--layer", help="Grad-CAM target layer (default: the preset's - "
+                       "conv3_block4_out, the paper's, for the benchmark and paper presets; "
+                       "conv2_block3_out for the real-data presets)")
+        p.add_argument("--masks", choices=GUIDANCE_SOURCES,
+                       help="GFSR relevance masks: the benchmark's true lung fields (default), "
+                       "its lesions, eye-gaze heatmaps (EGD-CXR), or concept masks propagated "
+                       "from a few annotations (SLIC -> ResNet50 segment embeddings -> k-means). "
+                       "On real data without lung masks, GFSR falls back to --annotations or "
+                       "template annotations")
+        p.add_argument("--annotations", help="with --masks annotations: a folder of "
+                       "annotation images (any non-zero pixel = marked, matched to training "
+                       "images by file stem) or a JSON {image stem: [SLIC segment ids]}; default "
+                       "on the benchmark: simulated scribbles on 5 images per class")
     p.add_argument("--reference-image", help="background image for the periphery_replaced "
                    "robustness test (default: the training images' median border colour)")
     p.add_argument("--seed", type=int)
@@ -92,6 +135,7 @@ def start_distribution(args, *trains) -> str:
     the strategy - before any data loads: a multi-worker strategy must come first in the process,
     and logical CPU devices before TensorFlow starts - and return where this process writes:
     args.out on worker 0, args.out/workertemp_<i> on worker i (`training.distribute.write_dir`)."""
+    import_tensorflow_quietly()
     from ..training.distribute import strategy_for, write_dir
     for train in trains:
         for key in ("distribute", "cpu_replicas"):
@@ -117,21 +161,22 @@ def study_config(args):
                  (args.epochs, config.train, "epochs"), (args.batch_size, config.train, "batch_size"),
                  (args.learning_rate, config.train, "learning_rate"),
                  (args.image_size, config.benchmark, "image_size"),
-                 (args.layer, config.model, "target_layer"),
+                 (getattr(args, "layer", None), config.model, "target_layer"),
                  (args.seed, config.train, "seed"), (args.seed, config.benchmark, "seed"),
-                 (args.annotations, config, "annotations"),
+                 (getattr(args, "annotations", None), config, "annotations"),
                  (args.reference_image, config, "reference_image"),
                  (args.keep_checkpoints or None, config.train, "keep_checkpoints")]
     for value, section, key in overrides:
         if value is not None:
             setattr(section, key, value)
-    for value, option in ((args.lam, "weight"), (args.masks, "mask_source")):
+    for value, option in ((getattr(args, "lam", None), "weight"),
+                          (getattr(args, "masks", None), "mask_source")):
         if value is not None:
             for v in _gfsr_variants(config):
                 v.options[option] = value
     if args.weights is not None:
         config.model.weights = None if args.weights.lower() == "none" else args.weights
-    if args.annotations and not any(v.options.get("mask_source") == "annotations"
+    if getattr(args, "annotations", None) and not any(v.options.get("mask_source") == "annotations"
                                     for v in _gfsr_variants(config)):
         raise ValueError("--annotations needs --masks annotations")
     for item in args.overrides:

@@ -29,12 +29,14 @@ def run(args) -> dict:
     return report
 
 
-def run_experiment(default_preset: str, description: str, argv=None) -> dict:
-    """An experiment script's main: the study options with its preset as default, then
-    `gfsr train`. Bad input exits with code 1 and a one-line reason."""
+def run_experiment(default_preset: str, description: str, argv=None,
+                   gfsr_options: bool = True) -> dict:
+    """An experiment script's main: the study options with its preset as default (without the
+    GFSR-only ones where `gfsr_options` is False), then `gfsr train`. Bad input exits with code
+    1 and a one-line reason."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_study_arguments(p, default_preset)
+    add_study_arguments(p, default_preset, gfsr_options)
     args = p.parse_args(argv)
     try:
         return run(args)

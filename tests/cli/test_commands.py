@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import gfsr_console
+from conftest import REPO, gfsr_console
 
 from gfsr_tf.datasets.synthetic import make_split
 from gfsr_tf.presets import preset
@@ -73,6 +73,11 @@ def test_console_script_exits_zero_on_success_and_one_on_bad_input(smoke_report,
               str(tmp_path / "serving" / "1"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count(str(tmp_path / "serving" / "1")) == 1  # printed once, not echoed again
+    # TensorFlow's start-up lines (oneDNN, "could not find cuda drivers", the cuInit error on a
+    # machine without a GPU) are kept out of the command's output
+    from gfsr_tf.cli.common import STARTUP_CHATTER
+    assert not [line for line in r.stderr.splitlines()
+                if any(chatter in line for chatter in STARTUP_CHATTER)], r.stderr[-2000:]
     assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
     assert json.loads((tmp_path / "serving" / "1" / "signatures.json").read_text())
     r = gfsr_console("export", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
@@ -163,3 +168,21 @@ def test_explain_refuses_a_1x1_image_and_warns_on_a_constant_one(tmp_path):
     r = gfsr_console("explain", "--model", str(tmp_path / "m.keras"), str(tmp_path / "flat.png"),
                      "--out", str(tmp_path / "b"), "--quiet")
     assert r.returncode == 0 and "1 image(s) are a single grey level (flat.png)" in r.stderr
+
+
+@pytest.mark.parametrize("script,offers_gfsr_options", [
+    ("pneumonia_gfsr", True), ("patchnet", False), ("segx", False)])
+def test_each_experiment_offers_only_its_own_options(script, offers_gfsr_options):
+    """MedicalPatchNet and SegX train no GFSR variant: --lambda/--layer/--masks/--annotations are
+    not theirs to offer, and passing one is a usage error rather than silently ignored."""
+    import subprocess
+    import sys
+    path = str(REPO / "experiments" / f"{script}.py")
+    help_text = subprocess.run([sys.executable, path, "--help"], capture_output=True, text=True,
+                               timeout=60).stdout
+    for option in ("--lambda", "--layer", "--masks", "--annotations"):
+        assert (option in help_text) == offers_gfsr_options, (script, option)
+    if not offers_gfsr_options:
+        r = subprocess.run([sys.executable, path, "--lambda", "2"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode != 0 and "unrecognized arguments: --lambda" in r.stderr
