@@ -130,9 +130,9 @@ def _number(text: str) -> float:
         return float("nan")
 
 
-def _fixations(path: Path, counts: dict) -> dict[str, np.ndarray]:
+def _fixations(path: Path) -> dict[str, np.ndarray]:
     """{dicom_id: (k, 4) x, y, duration, time}; cells that are empty or not numbers become NaN
-    (dropped and counted by `gaze_heatmap`; counted here as "unreadable_cells")."""
+    (the fixation is dropped and counted once, as "non_finite", by `gaze_heatmap`)."""
     rows = read_csv_rows(path, ())
     columns = set(rows[0]) if rows else set()
     pick = {}
@@ -146,8 +146,6 @@ def _fixations(path: Path, counts: dict) -> dict[str, np.ndarray]:
     for r in rows:
         values = [_number(r[pick[k]]) for k in ("x", "y", "duration")]
         values.append(_number(r[time_column]) if time_column else float("nan"))
-        counts["unreadable_cells"] = counts.get("unreadable_cells", 0) + \
-            sum(not np.isfinite(v) for v in values[:3])
         out.setdefault(r[pick["id"]], []).append(values)
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
@@ -202,12 +200,16 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
                  sigma_px: float | None = None, weighting: str = "duration",
                  image_list=None, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  seed: int = 0, skipped: list | None = None,
-                 counts: dict | None = None) -> dict[str, ImageSet]:
+                 counts: dict | None = None,
+                 warnings: list | None = None) -> dict[str, ImageSet]:
     """{train, val, test} ImageSets (gray, 3 classes) with `gaze` heatmaps (see `gaze_heatmap`
     for sigma and weighting), the kept fixations, and - where the dataset has them - the
     transcripts and anatomical `regions`. image_list: only these dicom_ids (a list or a file,
-    e.g. the 1,017 images of Watanabe et al.). `counts` receives the dropped fixations and
-    skipped cells."""
+    e.g. the 1,017 images of Watanabe et al.). `counts` receives the dropped fixations
+    ("off_image", "non_finite": an empty or non-numeric x, y or duration); `warnings` (a list,
+    the report's) receives a line about them and about images left with no usable fixation -
+    an all-zero gaze map, which GFSR and the gaze U-Net would train towards. A ValueError when
+    no image has a usable fixation."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data directory not found: {root}")
@@ -220,7 +222,8 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
         rows = [r for r in rows if r["dicom_id"] in wanted]
         if not rows:
             raise ValueError(f"none of the {len(wanted)} listed images is in {sheet}")
-    fixations = _fixations(_one_file(root, "fixations.csv"), counts)
+    fixations_csv = _one_file(root, "fixations.csv")
+    fixations = _fixations(fixations_csv)
     dicoms = {p.stem: p for p in root.rglob("*.dcm")}
     transcripts = {p.parent.name: p for p in root.rglob("transcript.json")}
     images, gaze, labels, names, patients, kept, texts, regions = [], [], [], [], [], [], [], []
@@ -258,11 +261,25 @@ def load_egd_cxr(root, size: int = 224, *, sigma_fraction: float = 0.05,
     if unlabelled:
         log.warning("%d rows of %s have not exactly one of %s set; left out",
                     unlabelled, sheet, ", ".join(CLASSES))
-    dropped = {k: v for k, v in counts.items() if v}
-    if dropped:
-        log.warning("EGD-CXR fixations dropped or skipped: %s", dropped)
     if not images:
         raise ValueError(f"no readable, labelled images under {root}")
+    dropped = {k: v for k, v in counts.items() if v}
+    without_gaze = [n for n, g in zip(names, gaze) if not g.max() > 0]
+    if len(without_gaze) == len(images):
+        raise ValueError(f"no usable fixation for any of the {len(images)} images in "
+                         f"{fixations_csv} (dropped: {dropped or 'none'}): every gaze heatmap "
+                         "would be all zero")
+    notes = []
+    if dropped:
+        notes.append(f"EGD-CXR fixations dropped (off the image or with an empty or "
+                     f"non-numeric x, y or duration): {dropped}")
+    if without_gaze:
+        notes.append(f"{len(without_gaze)} of {len(images)} images have no usable fixation; "
+                     f"their gaze maps are all zero (e.g. {without_gaze[0]})")
+    for note in notes:
+        log.warning(note)
+    if warnings is not None:
+        warnings.extend(notes)
     region_set = None
     if all(r is not None for r in regions):
         region_set = {k: np.stack([r[k] for r in regions]) for k in regions[0]}

@@ -23,7 +23,7 @@ def load_data(config, warnings: list | None = None) -> dict[str, ImageSet]:
         return make_benchmark(config.benchmark)
     from ..datasets import load_dataset
     skipped: list[str] = []
-    options = {**heatmaps, "image_list": gaze.image_list} \
+    options = {**heatmaps, "image_list": gaze.image_list, "warnings": warnings} \
         if config.dataset in ("egd_cxr", "gaze_simulation", "auto") else {}
     data = load_dataset(config.dataset if config.dataset != "gaze_simulation" else "egd_cxr",
                         config.data_dir, config.benchmark.image_size,

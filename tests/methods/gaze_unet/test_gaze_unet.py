@@ -104,7 +104,8 @@ def test_simulation_round_trips_through_the_egd_cxr_layout(simulation, tmp_path)
     subset = load_egd_cxr(tmp_path, 32, sigma_px=scaled_sigma(150, 32), weighting="count",
                           image_list=tmp_path / "list.txt", counts=counts)
     assert sorted(n for s in subset.values() for n in s.names) == names
-    assert counts["unreadable_cells"] == 3 and counts["non_finite"] == 2
+    # each unreadable fixation counted once (not once per bad cell and again per fixation)
+    assert counts == {"non_finite": 2, "off_image": counts["off_image"]}
 
 
 def test_simulation_anatomy_follows_the_patient_convention(simulation):
@@ -330,3 +331,42 @@ def test_gaze_experiment_smoke_model_set_row_against_unet(tmp_path):
     assert "| set3-gbp - unet | 0 |" in table and "guided_backprop" in table
     assert "| set3-gbp@seed0_smoke | guided_backprop |" in table     # decoder vs M
     assert (tmp_path / "gaze_unet_smoke" / "panels_set3-gbp.png").exists()
+
+
+def _blank_fixations(path, keep_first: int = 0):
+    """Rewrite fixations.csv with x and y emptied on every row after the first `keep_first`
+    images' rows (what an export with lost coordinates looks like)."""
+    lines = path.read_text().splitlines()
+    ids = list(dict.fromkeys(line.split(",")[0] for line in lines[1:]))
+    keep = set(ids[:keep_first])
+    out = [lines[0]] + [line if line.split(",")[0] in keep else
+                        ",".join(line.split(",")[:3] + ["", ""]) for line in lines[1:]]
+    path.write_text("\n".join(out) + "\n")
+
+
+def test_images_without_usable_fixations_are_reported_and_all_nan_is_refused(simulation,
+                                                                             tmp_path):
+    """An EGD-CXR folder whose fixations are all NaN once trained towards all-zero maps with
+    `warnings: []`; now some empty maps are a report warning and none usable is an error."""
+    write_egd_cxr_layout(tmp_path, simulation)
+    _blank_fixations(tmp_path / "fixations.csv", keep_first=3)
+    warnings, counts = [], {}
+    data = load_egd_cxr(tmp_path, 32, counts=counts, warnings=warnings)
+    empty = sum(int(not g.max() > 0) for s in data.values() for g in s.gaze)
+    assert empty == 12 - 3
+    assert any(f"{empty} of 12 images have no usable fixation" in w for w in warnings)
+    assert any("non_finite" in w for w in warnings) and counts["non_finite"] > 0
+    _blank_fixations(tmp_path / "fixations.csv", keep_first=0)
+    with pytest.raises(ValueError, match="no usable fixation for any of the 12 images"):
+        load_egd_cxr(tmp_path, 32)
+
+
+def test_gfsr_train_on_all_nan_fixations_fails_in_one_line_before_training(simulation, tmp_path):
+    from conftest import gfsr_console
+    write_egd_cxr_layout(tmp_path, simulation)
+    _blank_fixations(tmp_path / "fixations.csv", keep_first=0)
+    r = gfsr_console("train", "--preset", "egd_cxr", "--data-dir", str(tmp_path), "--smoke",
+                     "--out", str(tmp_path / "runs"), "--quiet", timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("error: no usable fixation for any")
+    assert "Traceback" not in r.stderr and not list((tmp_path / "runs").glob("*/*/best.keras"))
