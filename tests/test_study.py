@@ -290,3 +290,19 @@ def test_set_overrides_any_field_and_bad_names_fail_before_data_loads(tmp_path):
     assert config.train.epochs == 3
     options = config.variant("gfsr").options
     assert options["warmup_epochs"] == 2 and options["weight"] == 2.5
+
+
+def test_every_variants_guidance_is_made_before_the_first_model_trains(monkeypatch, tmp_path):
+    """Masks that cannot be made stop the study before the baseline spends its epochs."""
+    from gfsr_tf.presets import preset
+    from gfsr_tf.study import run as run_module
+    trained = []
+    monkeypatch.setattr(run_module, "train_variant", lambda *a, **k: trained.append(a))
+
+    def failing_masks(self, variant, *request):
+        raise ValueError(f"{variant}: masks cannot be made")
+
+    monkeypatch.setattr(run_module.StudyGuidance, "masks", failing_masks)
+    with pytest.raises(ValueError, match="gfsr: masks cannot be made"):
+        run_module.run_study(preset("benchmark", smoke=True), tmp_path, verbose=0)
+    assert trained == []

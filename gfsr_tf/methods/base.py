@@ -36,6 +36,10 @@ class Method:
                              f"{', '.join(sorted(known)) or 'none'}")
         return self.config_class(**checked_options(self.name, self.config_class, options))
 
+    def check(self, study, config) -> None:
+        """Raise a ValueError for a study this variant cannot train (e.g. an image size its
+        model cannot take); the study calls it for every variant before any data loads."""
+
     def guidance(self, config) -> tuple[str, float] | None:
         """The per-image guidance the step trains towards: (mask source - "lungs", "lesions",
         "gaze" or "annotations" - and blur sigma in px), or None. The study hands the masks to

@@ -35,7 +35,8 @@ def validate(config: StudyConfig) -> None:
     from ..evaluators.robustness import PERTURBATIONS
     from ..guidance.templates import TEMPLATES
     for v in config.variants:
-        get_method(v.method).make_config(v.options)
+        method = get_method(v.method)
+        method.check(config, method.make_config(v.options))
     check_names(config.evaluators)
     unknown = [r for r in config.robustness if r not in PERTURBATIONS]
     if unknown:
@@ -121,6 +122,9 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
                     "timing": {"data_seconds": data_seconds}}
     trained = []
     sharing = plan_shared_epochs(config, run_root)
+    # every variant's guidance first: masks that cannot be made (annotations without segments,
+    # a dataset without the masks asked for) fail or are reported before any model trains
+    prepared = []
     for variant in config.variants:
         method = get_method(variant.method)
         options = method.make_config(variant.options)
@@ -131,6 +135,8 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
             if masks is None:
                 continue
             targets = {"mask": masks}
+        prepared.append((variant, method, options, targets, used))
+    for variant, method, options, targets, used in prepared:
         if verbose:
             print(f"== {config.name}/{variant.name}: method {method.name}"
                   + (f", guidance {used}" if used else ""))

@@ -186,3 +186,45 @@ def test_each_experiment_offers_only_its_own_options(script, offers_gfsr_options
         r = subprocess.run([sys.executable, path, "--lambda", "2"], capture_output=True,
                            text=True, timeout=60)
         assert r.returncode != 0 and "unrecognized arguments: --lambda" in r.stderr
+
+
+def test_a_variant_that_cannot_train_fails_before_the_first_model_trains(tmp_path):
+    """Found late once: PatchNet's image-size check ran after the P = 1 model had trained, and
+    annotations without any marked segment failed only after the baseline had trained. Both are
+    now one `error:` line before any training."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, str(REPO / "experiments" / "patchnet.py"), "--smoke",
+                        "--image-size", "31", "--out", str(tmp_path / "pn"), "--quiet"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == \
+        "error: image size 31 is not divisible by patches P = 2"
+    assert not list((tmp_path / "pn").rglob("*.keras")) and not list(
+        (tmp_path / "pn").rglob("metrics.jsonl"))
+    # class folders with a segment JSON that marks no segment on its images
+    from PIL import Image
+    from gfsr_tf.presets import preset
+    from gfsr_tf.study.data import load_data
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label in ("normal", "pneumonia"):
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(12):
+                Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(
+                    folder / f"{split}_{label}_{i}.png")
+    config = preset("pneumoniamnist", smoke=True)
+    config.data_dir = str(tmp_path / "data")
+    train = load_data(config)["train"]
+    (tmp_path / "marks.json").write_text(json.dumps(
+        {name.rsplit(".", 1)[0]: [] for name in train.names[:4]}))
+    r = gfsr_console("train", "--preset", "pneumoniamnist", "--smoke", "--data-dir",
+                     str(tmp_path / "data"), "--masks", "annotations", "--annotations",
+                     str(tmp_path / "marks.json"), "--out", str(tmp_path / "runs"), "--quiet")
+    assert r.returncode == 1, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no marked pixels or segments in") and \
+        last.endswith("nothing to learn relevance from")
+    assert not list((tmp_path / "runs").rglob("*.keras")) and not list(
+        (tmp_path / "runs").rglob("metrics.jsonl"))

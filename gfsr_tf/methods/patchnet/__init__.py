@@ -49,6 +49,9 @@ class PatchNet(Method):
     def layer_for(self, study, config):
         return PATCH_GRID
 
+    def check(self, study, config):
+        check_geometry(study.benchmark.image_size, config.patches, config.backbone)
+
     def build_model(self, study, config, num_classes, input_shape, warnings):
         check_geometry(int(input_shape[0]), config.patches, config.backbone)
         return build_patchnet(num_classes, input_shape, config.patches, study.model.weights,
