@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .basics import fmt, pyplot, save_figure
+from .basics import add_colorbar, fmt, pyplot, save_figure, wrap_title
 
 
 def plot_roc(report, names, path) -> bool:
@@ -204,9 +204,14 @@ def plot_map_rows(run_dir, names, path) -> bool:
             else:
                 ax.imshow(image, cmap="gray")
                 ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            ax.set_title(title[:34], fontsize=7)
+            ax.set_title(wrap_title(title, 26), fontsize=7)
     for ax in axes.ravel():
         ax.axis("off")
+    if any(not signed for _, _, signed in columns):
+        add_colorbar(fig, axes, "jet", 0, 1, "map, normalised per image (0-1)")
+    if any(signed for _, _, signed in columns):
+        add_colorbar(fig, axes, "RdBu_r", -1, 1, "raw patch map / its max |value|: "
+                     "against (blue) or for (red) the class")
     return save_figure(fig, path)
 
 

@@ -60,12 +60,15 @@ def write_html(report: dict, run_root, figures) -> Path:
             data = base64.b64encode(path.read_bytes()).decode()
             parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{name}'>"
                          f"<figcaption>{html.escape(caption)} ({name})</figcaption></figure>")
-    parts.append("<h2>Configuration</h2><pre>"
-                 + html.escape(json.dumps(clean(report["config"]), indent=2)) + "</pre>")
+    # folded: the full configuration is for the reader who looks for it, not a third of the page
+    parts.append("<details><summary>Configuration (the run's <code>config.json</code>)</summary>"
+                 "<pre>" + html.escape(json.dumps(clean(report["config"]), indent=2))
+                 + "</pre></details>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
              "padding:3px 8px;text-align:right}th{background:#f3f3f3}img{max-width:100%}"
-             ".warning{background:#fff3cd;padding:6px 10px;border-left:4px solid #e0a800}")
+             ".warning{background:#fff3cd;padding:6px 10px;border-left:4px solid #e0a800;"
+             "overflow-wrap:anywhere}td{overflow-wrap:anywhere}summary{cursor:pointer}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>"
             f"{html.escape(report['config']['name'])}</title><style>{style}</style></head><body>"
             + "\n".join(parts) + "</body></html>")

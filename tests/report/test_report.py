@@ -53,6 +53,8 @@ def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp
         assert (copy / name).stat().st_size > 1000, name
     page = (copy / "report.html").read_text()
     assert page.count("data:image/png;base64") == 4
+    # the configuration is folded away, and long warnings wrap instead of running off the box
+    assert "<details><summary>Configuration" in page and "overflow-wrap:anywhere" in page
     # the grid is drawn from the saved maps: the same true-class maps the report was made from
     maps = np.load(copy / "gfsr" / "explanations.npz")
     assert maps["examples/heatmaps"].shape == (2, 32, 32)
@@ -141,3 +143,35 @@ def test_an_old_run_whose_gfsr_had_the_relevance_loss_off_renders_and_says_so(sm
     assert "## gfsr: logit consistency under counterfactual backgrounds only, GFSR's relevance " \
         "loss off (extension)" in summary
     assert "gfsr_plus" not in summary.split("## Verdict")[1].split("##")[0]
+
+
+def test_panel_titles_are_wrapped_never_cut_and_map_panels_carry_a_colour_bar(tmp_path,
+                                                                             monkeypatch):
+    """Titles were cut at 30-34 characters ("gradcam++@conv5_block3_o", SegX's "original" /
+    "SegX" labels gone) and the patch / gaze panels had no colour bar."""
+    from gfsr_tf.report import figures
+    from gfsr_tf.report.basics import save_figure, wrap_title
+    for title in ("patchnet: gradcam++@conv5_block3_out", "resnet50 gradcam@conv3_block4_out "
+                  "original", "congestive heart failure"):
+        wrapped = wrap_title(title, 18)
+        assert wrapped.replace("\n", "").replace(" ", "") == title.replace(" ", "")
+        assert max(len(line) for line in wrapped.splitlines()) <= 18
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (2, 16, 16, 1)).astype(np.uint8)
+    for name, maps in (("patchnet", {"maps/signed_raw": rng.normal(size=(2, 16, 16))}),
+                       ("baseline", {"maps/gradcam++@conv5_block3_out": rng.random((2, 16, 16))})):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "explanations.npz", **{"maps/images": images, **maps})
+    drawn = {}
+
+    def keep(fig, path):
+        drawn["titles"] = [ax.get_title() for ax in fig.axes]
+        drawn["bars"] = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        return save_figure(fig, path)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    assert figures.plot_map_rows(tmp_path, ["patchnet", "baseline"], tmp_path / "maps.png")
+    assert (tmp_path / "maps.png").stat().st_size > 5_000
+    # one colour bar per scale: the normalised maps (jet) and the signed patch map (red-blue)
+    assert len(drawn["bars"]) == 2 and any("normalised" in b for b in drawn["bars"])
+    assert "baseline: gradcam++@\nconv5_block3_out" in drawn["titles"]

@@ -330,7 +330,9 @@ def _metric_cells(m: dict) -> list[str]:
 def markdown(report: dict) -> str:
     rows, cfg = report["rows"], report["config"]
     lines = [f"# Gaze-intensity heatmaps (Pham et al.) — seed {cfg['seed']}, "
-             f"{cfg['image_size']} px, {'EGD-CXR' if cfg['data_dir'] else 'embedded simulation'}",
+             f"{cfg['image_size']} px, {'EGD-CXR' if cfg['data_dir'] else 'embedded simulation'}"
+             + (" — SMOKE RUN (tiny sizes, for tests; the numbers mean nothing)"
+                if cfg.get("smoke") else ""),
              "", "Substitutes: BiomedCLIP cannot be obtained here - the encoder is "
              "EfficientNet-B0 (random initialisation, trainable, unless ImageNet weights load) and "
              "the text encoder is `Embedding(3, 512)` over the prompt id. Paper numbers: REFLACX "
@@ -432,7 +434,7 @@ def markdown(report: dict) -> str:
 def plot_panels(root: Path, data: dict, cfg, out: Path) -> Path | None:
     """Rows: prompts x first PANELS test samples; columns: input | ground truth | ours |
     comparators of that prompt's setting (clf-full Grad-CAM, Grad-CAM++, U-Net decoder)."""
-    from ...report.basics import pyplot, save_figure
+    from ...report.basics import add_colorbar, pyplot, save_figure, wrap_title
     tag = f"@seed{cfg.seed}"
     ours_path = root / f"ours{tag}" / "panels.npz"
     if not ours_path.exists():
@@ -466,7 +468,8 @@ def plot_panels(root: Path, data: dict, cfg, out: Path) -> Path | None:
             if img is not None:
                 ax.imshow(img, cmap=cmap or "inferno", vmin=0, vmax=255 if cmap else 1)
             if i == 0:
-                ax.set_title(title, fontsize=7)
+                ax.set_title(wrap_title(title, 16), fontsize=7)
         axes[i, 0].text(-2, test.images.shape[1] / 2, region.replace("_", " "), fontsize=7,
                         rotation=90, ha="right", va="center")
+    add_colorbar(fig, axes[:, 1:], "inferno", 0, 1, "gaze intensity, normalised (0-1)")
     return out if save_figure(fig, out) else None

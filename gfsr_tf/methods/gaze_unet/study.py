@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...metrics.auc_tables import auc_table, format_auc
+from ...report.basics import add_colorbar, save_figure, wrap_title
 from ...study.rows import run_rows, write_results
 from ...study.run import run_study
 
@@ -198,12 +199,11 @@ def plot_panels(root: Path, data, out: Path, row: str = "unet@seed0") -> Path | 
             ax.imshow(images[i], cmap=cmap, vmin=0, vmax=255 if title == "input" else 1)
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
-                ax.set_title(title)
+                ax.set_title(wrap_title(title, 18))
             if j == 0:
-                ax.set_ylabel(data.class_names[data.labels[i]][:14], fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+                ax.set_ylabel(wrap_title(data.class_names[data.labels[i]], 16), fontsize=8)
+    add_colorbar(fig, axes[:, 1:], "jet", 0, 1, "map, normalised per image (0-1)")
+    save_figure(fig, out)
     return out
 
 
@@ -226,7 +226,7 @@ def plot_aucs(results: list[dict], out: Path) -> Path:
         x = np.arange(len(cols)) + (i - len(entries) / 2 + 0.5) * width
         ax.bar(x, est, width, label=label, alpha=0.5 if label.startswith("paper") else 0.9)
         ax.errorbar(x, est, [est - lo, hi - est], fmt="none", ecolor="k", lw=0.8)
-    ax.set_xticks(np.arange(len(cols)), [c[:18] for c in cols])
+    ax.set_xticks(np.arange(len(cols)), [wrap_title(c, 18) for c in cols])
     ax.set_ylim(0.3, 1.0)
     ax.axhline(0.5, color="gray", lw=0.8, ls="--")
     ax.set_ylabel("AUC")

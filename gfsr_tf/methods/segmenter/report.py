@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...report.basics import ci, fmt, pyplot, save_figure
+from ...report.basics import ci, fmt, pyplot, save_figure, wrap_title
 
 
 def signed_ci(c: dict) -> str:
@@ -137,7 +137,7 @@ def plot_segx_overlays(run_dir, path, rows: int = 4) -> bool:
                     ax.imshow(np.ma.masked_where(~top, top), cmap=colours[masked], alpha=0.8)
                     if truth[img].any():
                         ax.contour(truth[img], levels=[0.5], colors="yellow", linewidths=0.6)
-                ax.set_title(f"{key.replace('/', ' ')} {title}"[:30], fontsize=6)
+                ax.set_title(wrap_title(f"{key.replace('/', ' ')} {title}", 22), fontsize=6)
     for ax in axes.ravel():
         ax.axis("off")
     return save_figure(fig, path)

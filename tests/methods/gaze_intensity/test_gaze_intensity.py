@@ -277,3 +277,12 @@ def test_weak_labels_from_egd_cxr_transcripts_match_the_simulation(tmp_path):
             np.testing.assert_allclose(m, truth[name][1], atol=1 / 255 + 1e-6)
         n += int(weak.labels.sum())
     assert n > 0                                   # findings occur
+
+
+def test_smoke_results_say_they_are_a_smoke_run():
+    from gfsr_tf.methods.gaze_intensity.study import markdown
+    report = {"rows": {}, "warnings": [], "timing": {"total_seconds": 1.0}, "data": {},
+              "config": {"seed": 0, "image_size": 32, "data_dir": None, "smoke": True}}
+    assert "SMOKE RUN" in markdown(report).splitlines()[0]
+    report["config"]["smoke"] = False
+    assert "SMOKE" not in markdown(report)
