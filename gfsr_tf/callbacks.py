@@ -10,9 +10,11 @@ images as the classifier takes them (its own preprocessing applied).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import keras
+
 import numpy as np
 
 
@@ -92,6 +94,16 @@ class ShortcutAudit(keras.callbacks.Callback):
         from .evaluators.audit import log_odds, observational_effects, within_class_auc
         z = log_odds(_single_logit_probabilities(self.model, self.images, self.batch_size))
         zt = log_odds(_single_logit_probabilities(self.model, self.twins, self.batch_size))
+        if float(np.ptp(np.concatenate([z, zt]))) < 1e-4:
+            # one output for every image (e.g. a from-scratch BatchNorm network whose running
+            # statistics have not caught up): effects and AUCs of a constant mean nothing
+            warnings.warn(f"ShortcutAudit, epoch {epoch + 1}: the model gives the same output "
+                          "for every validation image; the audit figures are NaN")
+            figures = dict.fromkeys(("audit_marker_auc", "audit_marker_to_lesion",
+                                     "audit_removal_effect"), float("nan"))
+            if logs is not None:
+                logs.update(figures)
+            return
         effects = observational_effects(z, self.labels, self.marked)
         figures = {"audit_marker_auc": within_class_auc(z, self.labels, self.marked)["mean"],
                    "audit_marker_to_lesion": effects["marker_to_lesion_ratio"],
