@@ -61,10 +61,13 @@ def main(argv=None) -> int:
     print()
     print("| model | decision ignores the marker | map on the anatomy | faithful | accuracy |")
     print("|---|---|---|---|---|")
+    def count(judged):   # None: not judged on that seed (no lung masks on real images)
+        known = [v for v in judged if v is not None]
+        return f"{sum(known)}/{len(known)} seeds" if known else "n/a"
+
     for model, goals in met.items():
         print(f"| {model} | " + " | ".join(
-            f"{sum(goals[g])}/{len(goals[g])} seeds" for g in ("decision", "anatomy", "faithful",
-                                                                "accuracy")) + " |")
+            count(goals[g]) for g in ("decision", "anatomy", "faithful", "accuracy")) + " |")
     return 0
 
 

@@ -9,7 +9,9 @@ from .base import ImageSet
 # "gaze_simulation": the embedded eye-gaze simulation without a data dir (its EGD-CXR layout on
 # disk with one)
 DATASET_KINDS = ("benchmark", "kermany", "medmnist", "ham10000", "egd_cxr", "folders",
-                 "gaze_simulation")
+                 "pneumoniamnist_shortcut", "retinamnist_shortcut", "gaze_simulation")
+# real images with the benchmark's planted marker and exact twins (datasets.real_shortcut)
+SHORTCUT_KINDS = ("pneumoniamnist_shortcut", "retinamnist_shortcut")
 
 
 def detect_kind(path) -> str:

@@ -21,7 +21,11 @@ def load_data(config, warnings: list | None = None) -> dict[str, ImageSet]:
     if not config.data_dir:
         from ..datasets.synthetic import make_benchmark
         return make_benchmark(config.benchmark)
-    from ..datasets import load_dataset
+    from ..datasets import SHORTCUT_KINDS, load_dataset
+    if config.dataset in SHORTCUT_KINDS:
+        from ..datasets.real_shortcut import load_real_shortcut
+        return load_real_shortcut(config.dataset, config.data_dir, config.benchmark,
+                                  seed=config.train.seed)
     skipped: list[str] = []
     options = {**heatmaps, "image_list": gaze.image_list, "warnings": warnings} \
         if config.dataset in ("egd_cxr", "gaze_simulation", "auto") else {}

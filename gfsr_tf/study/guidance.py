@@ -22,17 +22,21 @@ class StudyGuidance:
         self.config, self.train, self.run_root = config, train, run_root
         self.cache_root, self.warnings, self.verbose = cache_root, warnings, verbose
         self._masks: dict = {}
+        # a real-image shortcut dataset names the template its images call for (lung fields,
+        # fundus disc) when the study names none
+        from ..datasets.real_shortcut import TEMPLATE_OF
+        self.template = config.annotation_template or TEMPLATE_OF.get(config.dataset)
         self.concepts = None          # guidance.concepts.ConceptMasks, when propagated
         self.section: dict | None = None  # the report's `masks` section
 
     def annotations_available(self) -> bool:
-        return bool(self.config.annotations or self.config.annotation_template
+        return bool(self.config.annotations or self.template
                     or self.train.lungs is not None)
 
     def masks(self, variant: str, source: str, blur: float) -> tuple[np.ndarray | None, str]:
         """(masks (N, H, W) or None when the variant cannot be trained, the source used)."""
         if source in GROUND_TRUTH_SOURCES and getattr(self.train, source) is None:
-            if not (self.config.annotations or self.config.annotation_template):
+            if not (self.config.annotations or self.template):
                 self.warnings.append(
                     f"{variant}: not trained - this dataset has no {source} masks; use "
                     "mask_source='annotations' with an annotation folder or JSON")
@@ -40,7 +44,7 @@ class StudyGuidance:
             self.warnings.append(
                 f"{variant}: this dataset has no {source} masks, so it trains towards masks "
                 "propagated from " + ("the given annotations" if self.config.annotations else
-                                      f"{self.config.annotation_template} template annotations "
+                                      f"{self.template} template annotations "
                                       "(drawn by rule, not by a clinician)"))
             source = "annotations"
         key = (source, blur if source != "annotations" else None)
@@ -54,9 +58,9 @@ class StudyGuidance:
     def _propagate(self) -> np.ndarray:
         config, train = self.config, self.train
         annotations = config.annotations
-        if not annotations and config.annotation_template and train.lungs is None:
+        if not annotations and self.template and train.lungs is None:
             annotations = str(write_template_annotations(
-                train.images, train.labels, train.names, config.annotation_template,
+                train.images, train.labels, train.names, self.template,
                 self.run_root / "template_annotations", config.annotations_per_class))
         self.concepts, self.section = propagated_masks(
             train, config.concepts, annotations, per_class=config.annotations_per_class,

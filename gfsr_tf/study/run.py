@@ -45,6 +45,14 @@ def validate(config: StudyConfig) -> None:
     if config.dataset not in ("auto",) + DATASET_KINDS:
         raise ValueError(f"unknown dataset kind {config.dataset!r}; choose auto or one of "
                          f"{', '.join(DATASET_KINDS)}")
+    from ..datasets import SHORTCUT_KINDS
+    from ..datasets.real_shortcut import TEMPLATE_OF
+    if config.dataset in SHORTCUT_KINDS and config.annotation_template not in (
+            None, TEMPLATE_OF[config.dataset]):
+        raise ValueError(f"{config.dataset} calls for {TEMPLATE_OF[config.dataset]} template "
+                         f"annotations, not {config.annotation_template}: use --preset "
+                         "real_shortcut, or --set annotation_template="
+                         f"{TEMPLATE_OF[config.dataset]}")
     if config.annotation_template and config.annotation_template not in TEMPLATES:
         raise ValueError(f"unknown annotation template {config.annotation_template!r}; choose "
                          f"one of {', '.join(TEMPLATES)}")

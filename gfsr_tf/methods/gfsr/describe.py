@@ -190,9 +190,11 @@ def verdict(report: dict, reference: str = "baseline") -> list[dict]:
             met = goals_met(r, b)
             row["met"] = {
                 "decision": met["marker_auc"] and met["marker_ratio"],
-                "anatomy": (r["lung_hit_rate_all"] >= g["lung_hit_all"]
-                            and r["all_zero_maps"] <= g["all_zero_maps"]
-                            and r["cam_fooling_rate"] <= g["cam_fooling"]),
+                # None where the data have no lung masks (real images): not judged
+                "anatomy": None if not _known(r["lung_hit_rate_all"]) else
+                (r["lung_hit_rate_all"] >= g["lung_hit_all"]
+                 and r["all_zero_maps"] <= g["all_zero_maps"]
+                 and r["cam_fooling_rate"] <= g["cam_fooling"]),
                 "faithful": bool(deletion and insertion
                                  and deletion["ci_high"] <= g["deletion_margin"]
                                  and insertion["ci_low"] >= -g["insertion_margin"]),
@@ -201,12 +203,16 @@ def verdict(report: dict, reference: str = "baseline") -> list[dict]:
     return rows
 
 
+def _known(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def verdict_markdown(report: dict) -> list[str]:
     rows = verdict(report)
     if not rows:
         return []
     g = GOALS
-    yes = {True: "yes", False: "**no**"}
+    yes = {True: "yes", False: "**no**", None: "n/a (no lung masks)"}
     lines = ["", "## Verdict (decorrelated test split)", "",
              f"Goals: decision — within-class marker AUC <= {g['marker_auc']:.2f} and marker / "
              f"lesion effect <= {g['ratio_factor']} x the baseline's; map on the anatomy — lung "

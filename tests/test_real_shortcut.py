@@ -1,0 +1,108 @@
+"""The real-image shortcut benchmark (datasets.real_shortcut): exact twins, the specified marker
+correlation, class-balanced subsamples, the unmarked official test split, and a study on the real
+PneumoniaMNIST file when ../shared/data is present."""
+import numpy as np
+import pytest
+
+from gfsr_tf.config import BenchmarkConfig, VariantConfig
+from gfsr_tf.datasets.real_shortcut import load_real_shortcut
+
+SPLITS = {"train": 60, "val": 30, "test": 40}
+
+
+def _fake_medmnist(path, classes: int, seed: int = 0):
+    """A MedMNIST-layout npz of random 28-px gray images (the loader reads nothing else)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in SPLITS.items():
+        arrays[f"{split}_images"] = rng.integers(0, 200, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % classes).reshape(-1, 1)
+    np.savez(path, **arrays)
+    return arrays
+
+
+@pytest.fixture
+def pneumonia(tmp_path):
+    arrays = _fake_medmnist(tmp_path / "pneumoniamnist.npz", 2)
+    config = BenchmarkConfig(image_size=32, n_train=40, n_val=20)
+    return load_real_shortcut("pneumoniamnist_shortcut", tmp_path / "pneumoniamnist.npz", config,
+                              seed=3), arrays, config
+
+
+def test_every_twin_differs_only_inside_its_marker_box(pneumonia):
+    data, _, _ = pneumonia
+    for name in ("train", "val", "test_correlated", "test_decorrelated"):
+        s = data[name]
+        assert s.has_marker.any() and (~s.has_marker).any()
+        for i in range(len(s)):
+            y0, x0, y1, x1 = s.marker_boxes[i]
+            outside = np.ones(s.images.shape[1:3], bool)
+            outside[y0:y1, x0:x1] = False
+            # the marker-added and the marker-free counterfactual: equal outside the box, and
+            # the glyph is really there inside it
+            assert np.array_equal(s.marker_added[i][outside], s.twins[i][outside]), (name, i)
+            assert (s.marker_added[i].astype(int) - s.twins[i]).max() > 100, (name, i)
+            shown = s.marker_added[i] if s.has_marker[i] else s.twins[i]
+            assert np.array_equal(s.images[i], shown), (name, i)
+
+
+def test_marker_correlation_and_splits_are_as_specified(pneumonia):
+    data, arrays, config = pneumonia
+    for name in ("train", "val", "test_correlated"):
+        s = data[name]
+        for label, rate in ((1, config.marker_rate_pneumonia), (0, config.marker_rate_normal)):
+            n = int((s.labels == label).sum())
+            assert s.has_marker[s.labels == label].sum() == round(rate * n), (name, label)
+    decor = data["test_decorrelated"]
+    for label in (0, 1):
+        n = int((decor.labels == label).sum())
+        assert decor.has_marker[decor.labels == label].sum() == round(0.5 * n)
+    # class-balanced subsamples of train / val; the official test images, all of them, in both
+    # test splits (with their own marker draws) and unmarked in `test`
+    assert np.bincount(data["train"].labels).tolist() == [20, 20]
+    assert np.bincount(data["val"].labels).tolist() == [10, 10]
+    assert data["test_correlated"].names == data["test_decorrelated"].names == data["test"].names
+    assert len(data["test"]) == SPLITS["test"]
+    assert not np.array_equal(data["test_correlated"].has_marker,
+                              data["test_decorrelated"].has_marker)
+    assert np.array_equal(data["test"].images, data["test_decorrelated"].twins)
+    assert data["test"].twins is None and data["test"].has_marker is None
+
+
+def test_retina_is_split_at_grade_two_and_wrong_files_or_templates_are_refused(tmp_path):
+    _fake_medmnist(tmp_path / "retinamnist.npz", 5)
+    config = BenchmarkConfig(image_size=32, n_train=40, n_val=20)
+    data = load_real_shortcut("retinamnist_shortcut", tmp_path / "retinamnist.npz", config)
+    official = np.arange(SPLITS["test"]) % 5
+    assert data["test"].labels.tolist() == (official >= 2).astype(int).tolist()
+    assert data["test"].class_names == ("grade 0-1", "grade 2-4")
+    with pytest.raises(ValueError, match="pneumoniamnist_shortcut reads pneumoniamnist.npz"):
+        load_real_shortcut("pneumoniamnist_shortcut", tmp_path / "retinamnist.npz", config)
+    from gfsr_tf.presets import preset
+    from gfsr_tf.study.run import validate
+    study = preset("benchmark")
+    study.dataset = "retinamnist_shortcut"
+    with pytest.raises(ValueError, match="calls for fundus_disc template annotations"):
+        validate(study)
+    study = preset("real_shortcut")
+    study.dataset = "retinamnist_shortcut"
+    validate(study)
+
+
+def test_the_audit_runs_unchanged_on_real_pneumoniamnist(shared_data, tmp_path):
+    """A smoke-sized baseline on the real file: report.json carries the labels and marker flags
+    of the decorrelated split and the audit's figures, as on the embedded benchmark."""
+    import json
+    from gfsr_tf.presets import preset
+    from gfsr_tf.study import run_study
+    config = preset("real_shortcut", smoke=True)
+    config.data_dir = str(shared_data / "pneumoniamnist" / "pneumoniamnist.npz")
+    config.variants = (VariantConfig("baseline", "baseline"),)
+    run_study(config, tmp_path, verbose=0)
+    report = json.loads((tmp_path / config.name / "report.json").read_text())
+    decor = report["data"]["test_decorrelated"]
+    assert decor["n"] == 624 and sum(decor["has_marker"]) == round(0.5 * 234) + round(0.5 * 390)
+    audit = report["baseline"]["audit"]
+    assert 0.0 <= audit["within_class_marker_auc"]["mean"] <= 1.0
+    assert "marker_effect_removal" in audit and "twin_accuracy" in audit
+    assert set(report["baseline"]["metrics"]) >= {"test_correlated", "test_decorrelated", "test"}
