@@ -106,3 +106,27 @@ def test_the_audit_runs_unchanged_on_real_pneumoniamnist(shared_data, tmp_path):
     assert 0.0 <= audit["within_class_marker_auc"]["mean"] <= 1.0
     assert "marker_effect_removal" in audit and "twin_accuracy" in audit
     assert set(report["baseline"]["metrics"]) >= {"test_correlated", "test_decorrelated", "test"}
+
+
+def test_mask_quality_on_the_marker_box_is_measured_against_the_template(pneumonia, tmp_path):
+    """Constructed masks whose answer is known: relevance 1 inside the lung-field template and 0
+    elsewhere (box included) -> box 0, region 1, outside 0; a mask that is 1 only on the boxes ->
+    box 1, region 0."""
+    from gfsr_tf.guidance.templates import template_mask
+    from gfsr_tf.study.guidance import shortcut_relevance
+    train = pneumonia[0]["train"]
+    lungs = np.stack([template_mask("lung_fields", im) for im in train.images]).astype(np.float32)
+    lungs = (lungs > 0.5).astype(np.float32)
+    boxes = np.zeros_like(lungs)
+    for i, (y0, x0, y1, x1) in enumerate(train.marker_boxes):
+        lungs[i, y0:y1, x0:x1] = 0
+        boxes[i, y0:y1, x0:x1] = 1
+    q = shortcut_relevance(lungs, train, "lung_fields")
+    assert len(q["marker_box"]) == train.has_marker.sum()
+    assert (q["marker_box_mean"], q["template_region_mean"], q["outside_mean"]) == (0.0, 1.0, 0.0)
+    q = shortcut_relevance(boxes, train, "lung_fields")
+    assert (q["marker_box_mean"], q["template_region_mean"]) == (1.0, 0.0)
+    from gfsr_tf.report.figures import plot_mask_quality
+    assert plot_mask_quality({"masks": {"shortcut_relevance": q}}, tmp_path / "quality.png")
+    assert (tmp_path / "quality.png").stat().st_size > 5_000
+    assert not plot_mask_quality({"masks": {}}, tmp_path / "none.png")

@@ -31,6 +31,8 @@ from .markdown import summary_markdown, variants
 FIGURES = (("roc.png", "ROC curves"), ("confusion.png", "Confusion matrices"),
            ("gradcam_grid.png", "Grad-CAM per variant | input (lesion outline)"),
            ("concepts.png", "Relevance masks propagated from annotations (paper Fig 8)"),
+           ("mask_quality.png", "Propagated masks: relevance on the planted marker vs the "
+                                "template region (training images)"),
            ("training.png", "Training curves"),
            ("patch_maps.png", "Explanation maps per model (MedicalPatchNet Fig. 5 layout)"),
            ("segx_overlays.png", "Top 5% of the original and the SegX map per model x explainer "
@@ -54,6 +56,7 @@ def render_run(run_dir) -> Path:
         drawn["training.png"] = figures.plot_training(report, names, run_dir / "training.png")
         drawn["concepts.png"] = figures.plot_run_concepts(report, run_dir, names,
                                                           run_dir / "concepts.png")
+        drawn["mask_quality.png"] = figures.plot_mask_quality(report, run_dir / "mask_quality.png")
         drawn["patch_maps.png"] = figures.plot_map_rows(run_dir, names, run_dir / "patch_maps.png")
     if "segx" in report:              # the SegX study's own figures (its method folder's)
         from ..methods.segmenter.report import plot_risk_coverage, plot_segx_overlays

@@ -170,6 +170,26 @@ def plot_run_concepts(report, run_dir, names, path) -> bool:
     return True
 
 
+def plot_mask_quality(report, path) -> bool:
+    """Per marked training image, the propagated mask's mean inside the marker box, inside the
+    template region and elsewhere (report["masks"]["shortcut_relevance"])."""
+    q = report.get("masks", {}).get("shortcut_relevance")
+    if not q:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    parts = (("marker box", q["marker_box"]),
+             (f"{q['template'].replace('_', ' ')} region", q["template_region"]),
+             ("elsewhere", q["outside"]))
+    ax.boxplot([v for _, v in parts], showmeans=True)
+    ax.set_xticks(range(1, len(parts) + 1), [name for name, _ in parts])
+    ax.set_ylabel("mean propagated relevance")
+    ax.set_ylim(0, 1)
+    ax.set_title(wrap_title(f"Propagated masks on the {len(q['marker_box'])} marked training "
+                            "images: relevance given to the planted marker", 60), fontsize=9)
+    return save_figure(fig, path)
+
+
 def plot_map_rows(run_dir, names, path) -> bool:
     """MedicalPatchNet's Fig. 5 layout from the maps evaluator's saved examples: one row per
     image - the input, each patch model's signed raw map (red for, blue against the class,

@@ -205,6 +205,14 @@ def summary_markdown(report: dict, figures: list[str] | None = None) -> str:
             lines += ["", f"Lung-field pixel ROC-AUC {fmt(m['lung_pixel_auc'])}; mean relevance "
                       + ", ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in rel.items())
                       + ". Figure: `concepts.png`."]
+        if "shortcut_relevance" in m:
+            q = m["shortcut_relevance"]
+            lines += ["", f"On the {len(q['marker_box'])} marked training images the propagated "
+                      f"masks give the marker box a mean relevance of {fmt(q['marker_box_mean'])}, "
+                      f"the {q['template'].replace('_', ' ')} template region "
+                      f"{fmt(q['template_region_mean'])} and the rest of the image "
+                      f"{fmt(q['outside_mean'])} (good masks: low on the box, high in the "
+                      "region). Figure: `mask_quality.png`."]
     trained = [n for n in names if report[n].get("training", {}).get("history")]
     if trained:   # a saved model evaluated or audited (gfsr evaluate/audit) trained nothing here
         lines += ["", "## Training", "", "| model | method | epochs | seconds | final loss | "

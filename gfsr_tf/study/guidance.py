@@ -16,6 +16,27 @@ from ..guidance.masks import GROUND_TRUTH_SOURCES, propagated_masks, relevance_m
 from ..guidance.templates import write_template_annotations
 
 
+def shortcut_relevance(masks: np.ndarray, train, template: str) -> dict:
+    """How much relevance the propagated masks give the planted marker, where no true lung mask
+    exists to judge them by: per marked training image the mean mask value inside its marker box,
+    inside the template region (lung fields, fundus disc) and outside both. Good masks: low in
+    the box, high in the region."""
+    from ..guidance.templates import template_mask
+    box, region, outside = [], [], []
+    for i in np.flatnonzero(train.has_marker):
+        y0, x0, y1, x1 = train.marker_boxes[i]
+        in_box = np.zeros(masks.shape[1:], bool)
+        in_box[y0:y1, x0:x1] = True
+        in_region = template_mask(template, train.images[i]) > 0.5
+        box.append(float(masks[i][in_box].mean()))
+        region.append(float(masks[i][in_region & ~in_box].mean()))
+        outside.append(float(masks[i][~in_region & ~in_box].mean()))
+    return {"template": template, "marker_box": box, "template_region": region,
+            "outside": outside, "marker_box_mean": float(np.mean(box)),
+            "template_region_mean": float(np.mean(region)),
+            "outside_mean": float(np.mean(outside))}
+
+
 class StudyGuidance:
     def __init__(self, config, train, run_root: Path, cache_root: Path, warnings: list,
                  verbose: int = 1):
@@ -66,6 +87,9 @@ class StudyGuidance:
             train, config.concepts, annotations, per_class=config.annotations_per_class,
             seed=config.train.seed, cache_dir=self.cache_root / "masks", warnings=self.warnings,
             verbose=self.verbose)
+        if train.marker_boxes is not None and train.has_marker is not None and self.template:
+            self.section["shortcut_relevance"] = shortcut_relevance(
+                self.concepts.masks, train, self.template)
         return self.concepts.masks
 
     def concept_examples(self) -> np.ndarray:
