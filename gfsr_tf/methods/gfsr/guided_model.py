@@ -44,6 +44,7 @@ class GuidanceSchedule(keras.callbacks.Callback):
         self.guided.step.on_epoch(epoch + 1)
 
 
+@keras.saving.register_keras_serializable(package="gfsr_tf")
 class GuidedModel(keras.Model):
     def __init__(self, classifier: keras.Model, layer: str | None = None,
                  relevance_weight: float = 1.0, **relevance_options):
@@ -139,8 +140,24 @@ class GuidedModel(keras.Model):
         return self._log(y, logits, {"loss": ce, "ce": ce})
 
     def get_config(self):
-        # the wrapper is a training device: save `guided.classifier`, a plain Keras model
-        return {"relevance": dataclasses.asdict(self.relevance), "layer": self.layer}
+        """The wrapper saves whole (ModelCheckpoint, `guided.save("guided.keras")`; loading it
+        needs `import gfsr_tf`). To deploy, save `guided.classifier`: a plain Keras model."""
+        options = dataclasses.asdict(self.relevance)
+        return {"classifier": keras.saving.serialize_keras_object(self.classifier),
+                "layer": self.layer, "relevance_weight": options.pop("weight"), **options}
+
+    def compile_from_config(self, config):
+        """Recompile a loaded wrapper with its saved optimizer and metrics (Keras skips this
+        for models that override `compile`), so that a loaded checkpoint trains on."""
+        config = keras.saving.deserialize_keras_object(config)
+        config.pop("loss", None)
+        self.compile(**{k: v for k, v in config.items() if k in ("optimizer", "metrics")})
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        classifier = keras.saving.deserialize_keras_object(config.pop("classifier"))
+        return cls(classifier, **config)
 
 
 __all__ = ["GuidedModel", "GuidanceSchedule"]

@@ -240,3 +240,33 @@ def test_the_example_script_outside_the_repo_trains_a_keras_application(tmp_path
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out" / "classifier.keras")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_model_checkpoint_saves_the_whole_wrapper_and_a_fresh_process_trains_on(tmp_path):
+    """ModelCheckpoint without save_weights_only writes the wrapper as a .keras file: its
+    options, the classifier and the optimizer state; a fresh process loads it (after
+    `from gfsr_tf import GuidedModel`, which registers the class) and continues fit."""
+    x, masks, y = _data(16)
+    guided = gfsr_tf.GuidedModel(_small(), layer="features", relevance_weight=0.5,
+                                 cam_mode="inference")
+    guided.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    guided.fit(_dataset(x, masks, y), epochs=2, verbose=0,
+               callbacks=[keras.callbacks.ModelCheckpoint(str(tmp_path / "guided.keras"))])
+    np.savez(tmp_path / "data.npz", x=x, masks=masks, y=y,
+             p=guided.classifier.predict(x, verbose=0))
+    code = """
+import sys, numpy as np, keras, tensorflow as tf
+from gfsr_tf import GuidedModel
+g = keras.models.load_model(sys.argv[1])
+d = np.load(sys.argv[2])
+assert isinstance(g, GuidedModel) and g.layer == "features", type(g)
+assert g.relevance.weight == 0.5 and g.relevance.cam_mode == "inference"
+assert int(g.optimizer.iterations) == 4, int(g.optimizer.iterations)   # 2 epochs x 2 steps
+np.testing.assert_allclose(g.classifier.predict(d["x"], verbose=0), d["p"], atol=1e-6)
+ds = tf.data.Dataset.from_tensor_slices(({"image": d["x"], "mask": d["masks"]}, d["y"])).batch(8)
+h = g.fit(ds, epochs=1, verbose=0).history
+assert np.isfinite(h["relevance"][0]) and int(g.optimizer.iterations) == 6
+"""
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "guided.keras"),
+                        str(tmp_path / "data.npz")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
