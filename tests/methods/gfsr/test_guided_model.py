@@ -117,7 +117,6 @@ def test_relevance_loss_falls_and_standard_callbacks_run(tmp_path):
                  keras.callbacks.ModelCheckpoint(str(tmp_path / "w.weights.h5"),
                                                  save_weights_only=True),
                  keras.callbacks.EarlyStopping(monitor="loss", patience=50),
-                 # (TensorBoard: the tensorboard package is not in the lock)
                  keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))]
     history = guided.fit(_dataset(x, masks, y), epochs=12, verbose=0, callbacks=callbacks).history
     rel = history["relevance"]
@@ -270,3 +269,33 @@ assert np.isfinite(h["relevance"][0]) and int(g.optimizer.iterations) == 6
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "guided.keras"),
                         str(tmp_path / "data.npz")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_tensorboard_logs_the_guided_loss_terms_and_keras_tuner_searches_lambda(tmp_path):
+    """TensorBoard writes the relevance loss beside the compiled metrics; KerasTuner treats the
+    relevance weight as a hyper-parameter of a GuidedModel like any other."""
+    import keras_tuner
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    x, masks, y = _data(16)
+    guided = gfsr_tf.GuidedModel(_small(), layer="features", relevance_weight=1.0)
+    guided.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    guided.fit(_dataset(x, masks, y), epochs=2, verbose=0,
+               callbacks=[keras.callbacks.TensorBoard(str(tmp_path / "tb"))])
+    events = EventAccumulator(str(tmp_path / "tb" / "train")).Reload()
+    assert {"epoch_relevance", "epoch_ce", "epoch_loss", "epoch_accuracy"} <= \
+        set(events.Tags()["tensors"])
+    assert len(events.Tensors("epoch_relevance")) == 2
+
+    def build(hp):
+        g = gfsr_tf.GuidedModel(_small(), layer="features",
+                                relevance_weight=hp.Choice("relevance_weight", [0.0, 2.0]))
+        g.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+        return g
+
+    tuner = keras_tuner.GridSearch(build, objective=keras_tuner.Objective("loss", "min"),
+                                   directory=str(tmp_path / "tuner"), project_name="lambda")
+    tuner.search(_dataset(x, masks, y), epochs=1, verbose=0)
+    trials = tuner.oracle.get_best_trials(2)
+    assert sorted(t.hyperparameters.get("relevance_weight") for t in trials) == [0.0, 2.0]
+    # the loss the tuner minimised is CE + lambda x relevance: lambda 0 gives the lower one
+    assert trials[0].hyperparameters.get("relevance_weight") == 0.0
