@@ -81,6 +81,8 @@ class Case:
 CASES = {
     "baseline": Case(),
     "gfsr": Case(),
+    "rrr": Case(),
+    "rrr_gradcam": Case(),
     "patchnet": Case({"backbone": "small_cnn"}, needs_import="gfsr_tf.models"),
     "multilabel": Case({"backbone": "small_cnn"}),
     "gaze_unet": Case(data=_with_gaze),
@@ -109,7 +111,9 @@ def _model_input(step, x, data, rows=slice(None)):
 # run with the slow set, to keep the default suite within 10 minutes on 2 cores. The default
 # suite still builds, trains and reloads both in tests/methods/<name>/ (the gaze-intensity
 # model in a fresh process that imports only gfsr_tf.models).
-SLOW_CASES = {"gaze_unet", "gaze_intensity"}
+# RRR's two cases (~17 s each: double backprop through the ResNet) likewise; its loss is tested
+# against finite differences in the default suite (tests/methods/rrr/).
+SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES
