@@ -83,6 +83,7 @@ CASES = {
     "gfsr": Case(),
     "rrr": Case(),
     "rrr_gradcam": Case(),
+    "group_dro": Case(),
     "patchnet": Case({"backbone": "small_cnn"}, needs_import="gfsr_tf.models"),
     "multilabel": Case({"backbone": "small_cnn"}),
     "gaze_unet": Case(data=_with_gaze),
@@ -111,9 +112,9 @@ def _model_input(step, x, data, rows=slice(None)):
 # run with the slow set, to keep the default suite within 10 minutes on 2 cores. The default
 # suite still builds, trains and reloads both in tests/methods/<name>/ (the gaze-intensity
 # model in a fresh process that imports only gfsr_tf.models).
-# RRR's two cases (~17 s each: double backprop through the ResNet) likewise; its loss is tested
-# against finite differences in the default suite (tests/methods/rrr/).
-SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam"}
+# RRR's two cases (~17 s each: double backprop through the ResNet) and Group DRO's likewise; their
+# losses are tested by hand and finite differences in the default suite (tests/methods/).
+SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam", "group_dro"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES
@@ -142,7 +143,7 @@ def test_method_contract(name, data, tmp_path):
     x = {"image": tf.constant(train.images[:4]), "label": tf.constant(train.labels[:4]),
          **{k: tf.constant(v[:4]) for k, v in targets.items()},
          **{key: tf.constant(np.asarray(getattr(train, field))[:4].astype(dtype))
-            for key, (field, dtype) in step.extra_inputs.items()}}
+            for key, (field, dtype) in {**step.extra_inputs, **step.batch_fields}.items()}}
     for _ in range(2):
         out = trainer.train_step(x)
         assert all(np.isfinite(float(v)) for v in out.values()), out

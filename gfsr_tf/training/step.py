@@ -26,6 +26,13 @@ def classification_loss(logits: tf.Tensor, labels: tf.Tensor,
     return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
 
 
+def kernel_l2(model) -> tf.Tensor:
+    """Σ θ² over a model's trainable kernels (convolution and dense weights; biases and
+    BatchNorm parameters excluded): the λ2 term of RRR and Group DRO."""
+    kernels = [v for v in model.trainable_variables if "kernel" in v.path]
+    return tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in kernels])
+
+
 def accuracy(logits: tf.Tensor, labels: tf.Tensor, label_sets=None) -> tf.Tensor:
     """Share of correct decisions: per image (argmax / p > 0.5), or with `label_sets` per
     (image, class) pair at p > 0.5."""
@@ -49,6 +56,9 @@ class TrainStep:
     # trainer adds them as batch columns and passes them to `logits(x, *values)` in this order
     # (gaze intensity: {"prompt": ("prompts", "int32")})
     extra_inputs: dict = {}
+    # per-sample training columns that are not model inputs, {batch key: (ImageSet field,
+    # dtype)} (Group DRO: the marker status that defines its groups)
+    batch_fields: dict = {}
 
     def __init__(self, model: keras.Model, optimizer, *, preprocessor: str = "resnet50_caffe",
                  logits_layer: str | None = None, mixed_precision: bool = False):
@@ -67,6 +77,11 @@ class TrainStep:
 
     def on_epoch(self, epoch: int) -> dict:
         """Called before each epoch (e.g. a loss-weight warm-up); returns values to log."""
+        return {}
+
+    def state(self) -> dict:
+        """{name: tf.Variable} the step carries from step to step (none for most methods),
+        saved in the trainer's checkpoints so that a resumed run equals an uninterrupted one."""
         return {}
 
     def scaled(self, loss):

@@ -89,8 +89,14 @@ class Trainer:
             self.step = make_step(model, self.optimizer)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
-            self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
-                                                  epoch=self.epoch, best=self.best)
+            core = dict(model=model, optimizer=self.optimizer, epoch=self.epoch, best=self.best)
+            # what another method's snapshot holds (a shared warm-up starts from it)
+            self.shared_checkpoint = tf.train.Checkpoint(**core)
+            # plus the step's own state (Group DRO's group weights), so that a resumed run
+            # continues exactly where it stopped
+            state = self.step.state()
+            self.checkpoint = tf.train.Checkpoint(**core, step_state=tf.train.Checkpoint(
+                **state)) if state else self.shared_checkpoint
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.run_dir / "checkpoints",
                                                   max_to_keep=2 if self.multiworker else 1)
         jit = resolve_jit(train.jit_compile)
@@ -182,6 +188,12 @@ class Trainer:
         if data.label_sets is not None:
             wanted["label_set"] = (data.label_sets, np.float32)
         wanted.update(self._extra_inputs(data))
+        for key, (field, dtype) in self.step.batch_fields.items():
+            values = getattr(data, field)
+            if values is None:
+                raise ValueError(f"{type(self.step).__name__} trains on per-image {field!r}, "
+                                 "which these data do not carry")
+            wanted[key] = (np.asarray(values), np.dtype(dtype))
         columns, disk = {}, {}
         for key, (values, dtype) in wanted.items():
             if on_disk(values):
@@ -334,14 +346,14 @@ class Trainer:
         snap = self.run_dir / "snapshots" / f"epoch-{epoch}"
         shutil.rmtree(snap, ignore_errors=True)
         snap.mkdir(parents=True)
-        self.checkpoint.write(str(snap / "ckpt"))
+        self.shared_checkpoint.write(str(snap / "ckpt"))
         shutil.copy2(self.run_dir / "best.keras", snap / "best.keras")
         (snap / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
 
     def _start_from(self, snapshot: Path, log_path: Path) -> None:
         """Begin where another run's snapshot stands: its weights, optimizer state, epoch, best
         score, best model and logged epochs (marked `shared_from`)."""
-        self.checkpoint.read(str(snapshot / "ckpt")).assert_existing_objects_matched()
+        self.shared_checkpoint.read(str(snapshot / "ckpt")).assert_existing_objects_matched()
         shutil.copy2(snapshot / "best.keras", self.run_dir / "best.keras")
         donor = snapshot.parent.parent.name
         lines = [json.loads(line) for line in (snapshot / "metrics.jsonl").read_text().splitlines()

@@ -31,7 +31,7 @@ import tensorflow as tf
 from ...config import GUIDANCE_SOURCES
 from ...losses.relevance import mask_to_grid
 from ...saliency.gradcam import full_precision, gradcam
-from ...training.step import TrainStep, accuracy, classification_loss
+from ...training.step import TrainStep, accuracy, classification_loss, kernel_l2
 from ..baseline import Baseline
 from ..registry import register
 
@@ -83,12 +83,6 @@ def gradcam_penalty(cam_model, x: tf.Tensor, mask: tf.Tensor, labels: tf.Tensor)
     return tf.reduce_mean(tf.square(irrelevant * cam), axis=[1, 2])
 
 
-def l2_penalty(model) -> tf.Tensor:
-    """Σ θ² over the trainable kernels (convolution and dense weights)."""
-    kernels = [v for v in model.trainable_variables if "kernel" in v.path]
-    return tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in kernels])
-
-
 class RRRStep(TrainStep):
     targets = ("mask",)
 
@@ -114,7 +108,7 @@ class RRRStep(TrainStep):
             else:
                 penalty = input_gradient_penalty(self.cam_model, x, batch["mask"])
             right_reasons = tf.reduce_mean(penalty)
-            decay = l2_penalty(self.model) if cfg.l2 > 0 else tf.zeros(())
+            decay = kernel_l2(self.model) if cfg.l2 > 0 else tf.zeros(())
             loss = ce + self.on * cfg.weight * right_reasons + cfg.l2 * decay
             scaled = self.scaled(loss)
         self.apply_gradients(tape, scaled)
