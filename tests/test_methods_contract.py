@@ -84,6 +84,7 @@ CASES = {
     "rrr": Case(),
     "rrr_gradcam": Case(),
     "group_dro": Case(),
+    "dfr": Case(),
     "patchnet": Case({"backbone": "small_cnn"}, needs_import="gfsr_tf.models"),
     "multilabel": Case({"backbone": "small_cnn"}),
     "gaze_unet": Case(data=_with_gaze),
@@ -114,7 +115,7 @@ def _model_input(step, x, data, rows=slice(None)):
 # model in a fresh process that imports only gfsr_tf.models).
 # RRR's two cases (~17 s each: double backprop through the ResNet) and Group DRO's likewise; their
 # losses are tested by hand and finite differences in the default suite (tests/methods/).
-SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam", "group_dro"}
+SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam", "group_dro", "dfr"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES

@@ -23,6 +23,8 @@ class Method:
     # the localization evaluator also reads Grad-CAM at the ResNet stages beside the method's
     # layer (False where those layers do not see whole images)
     compares_layers: bool = True
+    # the model-card keys `finish` writes, copied into the report's training section
+    stage_fields: tuple = ()
 
     # ------------------------------------------------------------------------- configuration
     def make_config(self, options: dict | None = None):
@@ -50,6 +52,13 @@ class Method:
         """How many first epochs train exactly as the baseline method does (same model, step
         and data order): a study starts such a variant from its baseline's state after them."""
         return 0
+
+    def finish(self, model, data: dict, study, config, warnings: list) -> dict | None:
+        """A last stage after training (DFR's last-layer retraining): change the trained model
+        in place and return report fields, or None for no stage (the default). The study saves
+        the model again afterwards. It must give the same model when run twice (a rerun of a
+        finished study runs it again on the saved model)."""
+        return None
 
     def train_config(self, study, config):
         """The TrainConfig this variant trains with: the study's, unless the method's options

@@ -6,13 +6,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 import keras
 
-from ..artifacts import write_model_card
+from ..artifacts import read_model_card, write_model_card
 from ..config import StudyConfig
 from ..evaluators import EvalContext, check_names, compare, evaluate_model
 from ..evaluators.context import eval_split
@@ -78,14 +79,21 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
     trainer = Trainer(model, run_dir, method.step_factory(options, config), train=train_config,
                       verbose=verbose, strategy=strategy)
     history = trainer.fit(train, data["val"], targets, **shared)
+    model = keras.models.load_model(run_dir / "best.keras")
+    finished = method.finish(model, data, config, options, warnings)
+    if finished is not None:        # a last stage changed the model: it is what is saved
+        tmp = run_dir / "best.tmp.keras"
+        model.save(tmp)
+        os.replace(tmp, run_dir / "best.keras")
     # Training time from the per-epoch log, so a resumed or re-evaluated run reports it whole.
     seconds = float(sum(h["seconds"] for h in history))
     write_model_card(run_dir / "best.keras", method=method.name,
                      options=dataclasses.asdict(options), class_names=train.class_names,
                      image_size=size, channels=train.images.shape[-1],
                      preprocessor=preprocessor, target_layer=method.layer_for(config, options),
-                     config=config.to_dict(), extra=method.training_fields(options))
-    return keras.models.load_model(run_dir / "best.keras"), history, seconds
+                     config=config.to_dict(), extra={**method.training_fields(options),
+                                                     **(finished or {})})
+    return model, history, seconds
 
 
 def plan_shared_epochs(config: StudyConfig, run_root: Path) -> dict[str, dict]:
@@ -102,8 +110,9 @@ def plan_shared_epochs(config: StudyConfig, run_root: Path) -> dict[str, dict]:
             donor = variant.name
             plan[donor] = {"snapshot_epochs": set()}
             continue
-        k = method.plain_epochs(method.make_config(variant.options))
-        if donor is not None and 0 < k < config.train.epochs:
+        k = min(method.plain_epochs(method.make_config(variant.options)), config.train.epochs)
+        # k = every epoch: a variant that only adds a last stage to the baseline (DFR)
+        if donor is not None and 0 < k <= config.train.epochs:
             plan[donor]["snapshot_epochs"].add(k)
             plan[variant.name] = {"start_from": run_root / donor / "snapshots"
                                   / f"epoch-{k}"}
@@ -165,7 +174,10 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
         section["training"] = {"history": history, "seconds": seconds, "method": method.name,
                                "options": dataclasses.asdict(options), "guidance": used,
                                "distribute": recorded(train_config),
-                               **method.training_fields(options)}
+                               **method.training_fields(options),
+                               # what a last stage (Method.finish) recorded on the model card
+                               **{k: v for k, v in read_model_card(run_dir / "best.keras").items()
+                                  if k in method.stage_fields}}
         report[variant.name] = section
         trained.append(variant)
     for variant in trained:
