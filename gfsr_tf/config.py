@@ -24,7 +24,8 @@ from typing import Any
 # TensorFlow, and the method package imports it).
 GFSR_PAPER_LOSS = {"weight": 1.0, "alpha": 0.5, "beta": 1.0, "second_order": True,
                    "cam_class": "true", "cam_mode": "training"}
-GFSR_PLUS_ADDITIONS = {"cam_mode": "inference", "consistency_weight": 0.1, "ramp_epochs": 3}
+GFSR_PLUS_ADDITIONS = {"cam_mode": "inference", "consistency_weight": 0.1, "ramp_epochs": 3,
+                       "bn_recalibration": True}
 
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
 

@@ -81,8 +81,13 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
     assert "| gfsr |" in text and "| baseline |" in text and "sensitivity" in text
     assert "## Verdict (decorrelated test split)" in text
     assert text.index("## Verdict") < text.index("## Classification")
-    assert "## gfsr_plus: GFSR loss + logit consistency under counterfactual backgrounds " \
-        "(extension)" in text and "## gfsr: GFSR (the paper's relevance loss)" in text
+    assert "## gfsr_plus: GFSR loss + logit consistency under counterfactual backgrounds + " \
+        "BatchNorm statistics re-estimated on the training images (extension)" in text
+    assert "## gfsr: GFSR (the paper's relevance loss)" in text
+    # gfsr_plus's last stage ran on the training images and is recorded (report and card)
+    stage = on_disk["gfsr_plus"]["training"]["bn_recalibration"]
+    assert stage["layers"] == 53 and stage["images"] == 16   # ResNet50's BN layers
+    assert "bn_recalibration" not in on_disk["gfsr"]["training"]
     assert "Does it remove the shortcut?" in text
 
 

@@ -346,3 +346,39 @@ def test_the_study_shares_each_warmup_with_the_baseline_that_precedes_it(tmp_pat
                     "warm": {"start_from": tmp_path / "baseline" / "snapshots" / "epoch-8"}}
     c.train.share_warmup = False
     assert plan_shared_epochs(c, tmp_path) == {}
+
+
+def test_batchnorm_statistics_are_re_estimated_on_the_images_by_hand():
+    """recalibrate_batchnorm: each BN layer's running mean / variance becomes the image-weighted
+    average of the training-mode batch statistics (checked by hand for the first BN, whose input
+    does not depend on another BN), in a nested sub-model too; momenta restored; idempotent."""
+    import keras
+    from gfsr_tf.training.batchnorm import batchnorm_layers, recalibrate_batchnorm
+    keras.utils.set_random_seed(0)
+    inner_in = keras.Input((6, 6, 3))
+    inner = keras.Model(inner_in, keras.layers.BatchNormalization(name="inner_bn")(
+        keras.layers.Conv2D(4, 3, name="inner_conv")(inner_in)), name="backbone")
+    inputs = keras.Input((8, 8, 2))
+    conv = keras.layers.Conv2D(3, 3, name="conv")(inputs)
+    h = keras.layers.BatchNormalization(momentum=0.9, name="bn")(conv)
+    h = inner(keras.layers.ReLU()(h))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(h)))
+    layers = batchnorm_layers(model)
+    assert [layer.name for layer in layers] == ["bn", "inner_bn"]
+    for layer in layers:
+        layer.moving_mean.assign(np.full(layer.moving_mean.shape, 7.0))
+    x = np.random.default_rng(0).normal(2, 3, (10, 8, 8, 2)).astype(np.float32)
+    out = recalibrate_batchnorm(model, x, batch_size=4)              # batches of 4, 4, 2
+    assert out == {"layers": 2, "images": 10, "batches": 3}
+    features = keras.Model(inputs, conv)(x).numpy()
+    means = [features[i:i + 4].mean((0, 1, 2)) * len(features[i:i + 4]) for i in (0, 4, 8)]
+    varis = [features[i:i + 4].var((0, 1, 2)) * len(features[i:i + 4]) for i in (0, 4, 8)]
+    np.testing.assert_allclose(layers[0].moving_mean.numpy(), np.sum(means, 0) / 10, rtol=1e-4)
+    np.testing.assert_allclose(layers[0].moving_variance.numpy(), np.sum(varis, 0) / 10,
+                               rtol=1e-3)
+    assert not np.allclose(layers[1].moving_mean.numpy(), 7.0)      # the nested one too
+    assert layers[0].momentum == 0.9
+    again = [layer.moving_mean.numpy().copy() for layer in layers]
+    recalibrate_batchnorm(model, x, batch_size=4)
+    for layer, before in zip(layers, again):
+        np.testing.assert_allclose(layer.moving_mean.numpy(), before, rtol=1e-6)

@@ -14,6 +14,7 @@ from .step import GfsrStep
 class Gfsr(Baseline):
     name = "gfsr"
     config_class = RelevanceConfig
+    stage_fields = ("bn_recalibration",)
 
     def guidance(self, config: RelevanceConfig):
         return (config.mask_source, config.mask_blur_sigma) if config.guided else None
@@ -21,6 +22,15 @@ class Gfsr(Baseline):
     def plain_epochs(self, config: RelevanceConfig) -> int:
         # the warm-up gate zeroes every guidance term and the counterfactual batch (step.py)
         return config.warmup_epochs
+
+    def finish(self, model, data, study, config, warnings):
+        if not config.bn_recalibration:
+            return None
+        from ...preprocessing import get_preprocessor
+        from ...training.batchnorm import recalibrate_batchnorm
+        images = get_preprocessor(self.preprocessor_for(config))(data["train"].images)
+        return {"bn_recalibration": recalibrate_batchnorm(model, images,
+                                                          study.train.batch_size)}
 
     def make_step(self, model, optimizer, study, config):
         return GfsrStep(model, optimizer, config=config, target_layer=self.layer_for(study, config),

@@ -58,6 +58,11 @@ class RelevanceConfig:
     consistency_weight: float = 0.0
     outside_attribution_weight: float = 0.0
     replace_dilation: float = 0.06
+    # A last stage, not a loss term (extension): re-estimate the BatchNorm running statistics on
+    # the clean training images after training (training/batchnorm.py). The guided step's extra
+    # training-mode passes leave them describing batches the network never sees at inference;
+    # measured: the late "collapses" of guided models were this alone.
+    bn_recalibration: bool = False
 
     def __post_init__(self):
         choices = {"mask_source": MASK_SOURCES, "cam_class": ("true", "predicted"),

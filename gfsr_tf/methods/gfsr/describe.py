@@ -13,7 +13,8 @@ PAPER_GFSR = {"target_layer": "conv3_block4_out", "weight": 1.0, "alpha": 0.5, "
 EXTENSIONS = {"input_gradient_weight": "input-gradient penalty outside the mask",
               "counterfactual_rate": "counterfactual out-of-mask replacement (augmentation)",
               "consistency_weight": "logit consistency under counterfactual backgrounds",
-              "outside_attribution_weight": "signed gradient x activation mass outside the mask"}
+              "outside_attribution_weight": "signed gradient x activation mass outside the mask",
+              "bn_recalibration": "BatchNorm statistics re-estimated on the training images"}
 
 # Goals of the guided default (issue "Guided focus that is right for the right reasons"), on the
 # benchmark's decorrelated test split: the decision (the shortcut audit, causal and scale-free),

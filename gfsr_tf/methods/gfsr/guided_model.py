@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ...config import GFSR_PAPER_LOSS, GFSR_PLUS_ADDITIONS, checked_options
@@ -92,7 +93,22 @@ class GuidedModel(keras.Model):
         callbacks = list(callbacks or [])
         if not any(isinstance(c, GuidanceSchedule) for c in callbacks):
             callbacks.append(GuidanceSchedule(self))
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        data = args[0] if args else kwargs.get("x")
+        if self.relevance.bn_recalibration and not isinstance(data, tf.data.Dataset):
+            raise ValueError("GuidedModel(bn_recalibration=True) re-reads the training data "
+                             "after fit: pass it as a tf.data.Dataset")
+        history = super().fit(*args, callbacks=callbacks, **kwargs)
+        if self.relevance.bn_recalibration:
+            self.recalibrate(data)
+        return history
+
+    def recalibrate(self, dataset) -> dict:
+        """Re-estimate the classifier's BatchNorm statistics on the dataset's images, batch by
+        batch as `fit` saw them (`training.batchnorm`; what `bn_recalibration` does at the end of
+        fit, and what gfsr_plus's report calls "BatchNorm statistics re-estimated")."""
+        from ...training.batchnorm import recalibrate_batchnorm
+        batches = [self._unpack(b)[0]["image"].numpy() for b in dataset]
+        return recalibrate_batchnorm(self.classifier, np.concatenate(batches), len(batches[0]))
 
     @property
     def metrics(self):

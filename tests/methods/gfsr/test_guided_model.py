@@ -299,3 +299,23 @@ def test_tensorboard_logs_the_guided_loss_terms_and_keras_tuner_searches_lambda(
     assert sorted(t.hyperparameters.get("relevance_weight") for t in trials) == [0.0, 2.0]
     # the loss the tuner minimised is CE + lambda x relevance: lambda 0 gives the lower one
     assert trials[0].hyperparameters.get("relevance_weight") == 0.0
+
+
+def test_bn_recalibration_after_fit_re_estimates_the_statistics_on_the_training_images():
+    from gfsr_tf.training.batchnorm import batchnorm_layers, recalibrate_batchnorm
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same", name="features")(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+    classifier = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D()(h)))
+    x, masks, y = _data(16)
+    guided = gfsr_tf.GuidedModel(classifier, layer="features", bn_recalibration=True)
+    guided.compile(optimizer=keras.optimizers.Adam(1e-2))
+    guided.fit(_dataset(x, masks, y), epochs=2, verbose=0)
+    bn = batchnorm_layers(classifier)[0]
+    after_fit = bn.moving_mean.numpy().copy()
+    recalibrate_batchnorm(classifier, x, batch_size=8)      # the same images, same batches
+    np.testing.assert_allclose(bn.moving_mean.numpy(), after_fit, rtol=1e-5)
+    with pytest.raises(ValueError, match="pass it as a tf.data.Dataset"):
+        guided.fit({"image": x, "mask": masks}, y, epochs=1, verbose=0)
