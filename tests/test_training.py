@@ -342,8 +342,11 @@ def test_the_study_shares_each_warmup_with_the_baseline_that_precedes_it(tmp_pat
                   VariantConfig("cold", "gfsr", {}),
                   VariantConfig("long", "gfsr", {"warmup_epochs": 16})]
     plan = plan_shared_epochs(c, tmp_path)
-    assert plan == {"baseline": {"snapshot_epochs": {8}},
-                    "warm": {"start_from": tmp_path / "baseline" / "snapshots" / "epoch-8"}}
+    # a variant whose every epoch is plain (here a warm-up as long as the run; DFR) takes the
+    # baseline's whole run
+    assert plan == {"baseline": {"snapshot_epochs": {8, 16}},
+                    "warm": {"start_from": tmp_path / "baseline" / "snapshots" / "epoch-8"},
+                    "long": {"start_from": tmp_path / "baseline" / "snapshots" / "epoch-16"}}
     c.train.share_warmup = False
     assert plan_shared_epochs(c, tmp_path) == {}
 
