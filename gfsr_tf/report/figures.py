@@ -178,9 +178,11 @@ def plot_mask_quality(report, path) -> bool:
         return False
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    parts = (("marker box", q["marker_box"]),
-             (f"{q['template'].replace('_', ' ')} region", q["template_region"]),
-             ("elsewhere", q["outside"]))
+    parts = [(name, [v for v in values if v is not None and np.isfinite(v)])
+             for name, values in (("marker box", q["marker_box"]),
+                                  (f"{q['template'].replace('_', ' ')} region",
+                                   q["template_region"]), ("elsewhere", q["outside"]))]
+    parts = [(name, values) for name, values in parts if values]
     ax.boxplot([v for _, v in parts], showmeans=True)
     ax.set_xticks(range(1, len(parts) + 1), [name for name, _ in parts])
     ax.set_ylabel("mean propagated relevance")

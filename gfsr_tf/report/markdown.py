@@ -207,11 +207,16 @@ def summary_markdown(report: dict, figures: list[str] | None = None) -> str:
                       + ". Figure: `concepts.png`."]
         if "shortcut_relevance" in m:
             q = m["shortcut_relevance"]
+
+            def mean(part):   # over the images that have the part (runs before 2026-12-06
+                values = [v for v in q[part] if v is not None]   # stored NaN as null)
+                return sum(values) / len(values) if values else None
+
             lines += ["", f"On the {len(q['marker_box'])} marked training images the propagated "
-                      f"masks give the marker box a mean relevance of {fmt(q['marker_box_mean'])}, "
+                      f"masks give the marker box a mean relevance of {fmt(mean('marker_box'))}, "
                       f"the {q['template'].replace('_', ' ')} template region "
-                      f"{fmt(q['template_region_mean'])} and the rest of the image "
-                      f"{fmt(q['outside_mean'])} (good masks: low on the box, high in the "
+                      f"{fmt(mean('template_region'))} and the rest of the image "
+                      f"{fmt(mean('outside'))} (good masks: low on the box, high in the "
                       "region). Figure: `mask_quality.png`."]
     trained = [n for n in names if report[n].get("training", {}).get("history")]
     if trained:   # a saved model evaluated or audited (gfsr evaluate/audit) trained nothing here

@@ -28,13 +28,19 @@ def shortcut_relevance(masks: np.ndarray, train, template: str) -> dict:
         in_box = np.zeros(masks.shape[1:], bool)
         in_box[y0:y1, x0:x1] = True
         in_region = template_mask(template, train.images[i]) > 0.5
-        box.append(float(masks[i][in_box].mean()))
-        region.append(float(masks[i][in_region & ~in_box].mean()))
-        outside.append(float(masks[i][~in_region & ~in_box].mean()))
+        # a part an image does not have (a fundus disc filling the frame leaves no "elsewhere")
+        # is left out of that part's list rather than recorded as NaN
+        for part, where in ((box, in_box), (region, in_region & ~in_box),
+                            (outside, ~in_region & ~in_box)):
+            if where.any():
+                part.append(float(masks[i][where].mean()))
+
+    def mean(values):
+        return float(np.mean(values)) if values else None
+
     return {"template": template, "marker_box": box, "template_region": region,
-            "outside": outside, "marker_box_mean": float(np.mean(box)),
-            "template_region_mean": float(np.mean(region)),
-            "outside_mean": float(np.mean(outside))}
+            "outside": outside, "marker_box_mean": mean(box),
+            "template_region_mean": mean(region), "outside_mean": mean(outside)}
 
 
 class StudyGuidance:
