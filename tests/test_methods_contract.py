@@ -115,7 +115,10 @@ def _model_input(step, x, data, rows=slice(None)):
 # model in a fresh process that imports only gfsr_tf.models).
 # RRR's two cases (~17 s each: double backprop through the ResNet) and Group DRO's likewise; their
 # losses are tested by hand and finite differences in the default suite (tests/methods/).
-SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam", "group_dro", "dfr"}
+# Since 2026-12-06 also the segmenter's, PatchNet's and the multi-label head's (13-26 s each;
+# each method folder's own tests cover them in the default suite), to keep it within 10 minutes.
+SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam", "group_dro", "dfr",
+              "segmenter", "patchnet", "multilabel"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES

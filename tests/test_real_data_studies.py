@@ -123,6 +123,7 @@ def test_patchnet_smoke_on_ham10000_scores_every_class_with_lesion_masks(tmp_pat
     assert "patch_twins" not in report["patchnet"]        # real data: no counterfactual twins
 
 
+@pytest.mark.slow  # ~13 s on the real HAM10000 sample
 def test_segx_smoke_on_ham10000_segments_lesions_and_scores_seven_classes(tmp_path):
     # the lesion masks are the segmenter's target and the ground truth; 7 one-hot classes
     write_ham10000(tmp_path / "ham", n=40)

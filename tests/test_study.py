@@ -179,6 +179,7 @@ def test_presets_load_and_unknown_is_clear():
         preset("missing")
 
 
+@pytest.mark.slow  # ~11 s; the Kermany run from template annotations stays in the default suite
 def test_main_job_on_kermany_layout_trains_gfsr_from_annotation_masks(tmp_path):
     _write_kermany(tmp_path / "data")
     # Annotate 2 training images per class (the split the run will carve, same seed).

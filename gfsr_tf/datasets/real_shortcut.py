@@ -85,10 +85,12 @@ def plant(images: np.ndarray, labels: np.ndarray, marked: np.ndarray, names: lis
                     has_marker=marked.copy(), marker_boxes=boxes, names=names)
 
 
-def load_real_shortcut(kind: str, path, benchmark, seed: int = 0) -> dict[str, ImageSet]:
+def load_real_shortcut(kind: str, path, benchmark, seed: int = 0,
+                       test_limit: int | None = None) -> dict[str, ImageSet]:
     """{train, val, test_correlated, test_decorrelated, test} for `kind` (see the module
     docstring); `benchmark` (a BenchmarkConfig) gives the size, the subsample sizes, the marker
-    rates and the text overlay."""
+    rates and the text overlay. `test_limit` (smoke runs only): a class-balanced subset of that
+    many official test images, the same in the three test splits."""
     if kind not in KINDS:
         raise ValueError(f"unknown real shortcut dataset {kind!r}; choose one of "
                          f"{', '.join(KINDS)}")
@@ -97,6 +99,9 @@ def load_real_shortcut(kind: str, path, benchmark, seed: int = 0) -> dict[str, I
         raise ValueError(f"{kind} reads {flag}.npz (or {flag}_<size>.npz), got {path}")
     raw = load_medmnist(path, benchmark.image_size)
     rng = np.random.default_rng([seed, 4242])
+    if test_limit is not None:
+        keep = balanced_subsample(binary(raw["test"].labels), test_limit, rng)
+        raw["test"] = raw["test"].subset(keep)
     out = {}
     for split, source, n in (("train", "train", benchmark.n_train),
                              ("val", "val", benchmark.n_val),

@@ -25,7 +25,8 @@ def load_data(config, warnings: list | None = None) -> dict[str, ImageSet]:
     if config.dataset in SHORTCUT_KINDS:
         from ..datasets.real_shortcut import load_real_shortcut
         return load_real_shortcut(config.dataset, config.data_dir, config.benchmark,
-                                  seed=config.train.seed)
+                                  seed=config.train.seed,
+                                  test_limit=config.benchmark.n_test if config.smoke else None)
     skipped: list[str] = []
     options = {**heatmaps, "image_list": gaze.image_list, "warnings": warnings} \
         if config.dataset in ("egd_cxr", "gaze_simulation", "auto") else {}

@@ -171,7 +171,8 @@ def test_explain_refuses_a_1x1_image_and_warns_on_a_constant_one(tmp_path):
 
 
 @pytest.mark.parametrize("script,offers_gfsr_options", [
-    ("pneumonia_gfsr", True), ("patchnet", False), ("segx", False)])
+    ("pneumonia_gfsr", True), ("patchnet", False),
+    pytest.param("segx", False, marks=pytest.mark.slow)])   # segx loads TensorFlow: ~12 s
 def test_each_experiment_offers_only_its_own_options(script, offers_gfsr_options):
     """MedicalPatchNet and SegX train no GFSR variant: --lambda/--layer/--masks/--annotations are
     not theirs to offer, and passing one is a usage error rather than silently ignored."""

@@ -26,6 +26,7 @@ def test_report_says_which_gfsr_configuration_it_is():
     assert gfsr_configuration({**paper, **plus}, layer).startswith(
         "extension beyond the paper: logit consistency under counterfactual backgrounds")
     assert heading(plus) == ("GFSR loss + logit consistency under counterfactual backgrounds "
+                             "+ BatchNorm statistics re-estimated on the training images "
                              "(extension)")
     assert heading(main_job.variant("gfsr").options) == "GFSR (the paper's relevance loss)"
     # a run from before the honest names: `gfsr` with the relevance loss off is flagged

@@ -277,6 +277,7 @@ def _experiment(*args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # ~16 s; PatchNet's model, maps and fresh-process load stay in the default suite
 def test_patchnet_experiment_smoke_writes_every_section(tmp_path):
     r = _experiment("--smoke", "--quiet", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]

@@ -217,6 +217,7 @@ def test_multilabel_bce_is_the_hand_value_and_metrics_match_sklearn():
     assert m["per_class"]["a"]["sensitivity"]["estimate"] == pytest.approx(sens)
 
 
+@pytest.mark.slow  # ~11 s (DenseNet121); the ResNet50 multi-label path stays in the default suite
 def test_densenet121_multilabel_head_with_its_preprocessor_and_gradcam_layer():
     from gfsr_tf.methods import get_method
     from gfsr_tf.models import build_classifier
