@@ -27,6 +27,7 @@ def _probe(tmp_path, *args) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # ~16 s; moved 2026-12-06 to keep the default suite within 10 minutes
 def test_two_cpu_replicas_equal_one_device_baseline(tmp_path):
     # the replicated run streams its images from a memmap and its masks from a row store
     out = _probe(tmp_path, "--sync-batchnorm", "--fit-epochs", "3", "--on-disk")

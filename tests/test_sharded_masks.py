@@ -26,6 +26,7 @@ def _masks(folder):
     return np.concatenate([m for _, m in iter_masks(folder)])
 
 
+@pytest.mark.slow  # ~10 s; moved 2026-12-06 to keep the default suite within 10 minutes
 def test_interrupted_run_resumes_and_equals_uninterrupted_and_in_memory(data, tmp_path):
     images, annotations = data
     whole = propagate_masks_sharded(images, annotations, tmp_path / "a", CONFIG, shard_size=8,
