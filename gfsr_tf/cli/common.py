@@ -106,6 +106,8 @@ def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "bench
                        "annotation images (any non-zero pixel = marked, matched to training "
                        "images by file stem) or a JSON {image stem: [SLIC segment ids]}; default "
                        "on the benchmark: simulated scribbles on 5 images per class")
+    else:   # study_config reads them: unset, as when a GFSR experiment leaves them out
+        p.set_defaults(lam=None, layer=None, masks=None, annotations=None)
     p.add_argument("--reference-image", help="background image for the periphery_replaced "
                    "robustness test (default: the training images' median border colour)")
     p.add_argument("--seed", type=int)
@@ -161,22 +163,21 @@ def study_config(args):
                  (args.epochs, config.train, "epochs"), (args.batch_size, config.train, "batch_size"),
                  (args.learning_rate, config.train, "learning_rate"),
                  (args.image_size, config.benchmark, "image_size"),
-                 (getattr(args, "layer", None), config.model, "target_layer"),
+                 (args.layer, config.model, "target_layer"),
                  (args.seed, config.train, "seed"), (args.seed, config.benchmark, "seed"),
-                 (getattr(args, "annotations", None), config, "annotations"),
+                 (args.annotations, config, "annotations"),
                  (args.reference_image, config, "reference_image"),
                  (args.keep_checkpoints or None, config.train, "keep_checkpoints")]
     for value, section, key in overrides:
         if value is not None:
             setattr(section, key, value)
-    for value, option in ((getattr(args, "lam", None), "weight"),
-                          (getattr(args, "masks", None), "mask_source")):
+    for value, option in ((args.lam, "weight"), (args.masks, "mask_source")):
         if value is not None:
             for v in _gfsr_variants(config):
                 v.options[option] = value
     if args.weights is not None:
         config.model.weights = None if args.weights.lower() == "none" else args.weights
-    if getattr(args, "annotations", None) and not any(v.options.get("mask_source") == "annotations"
+    if args.annotations and not any(v.options.get("mask_source") == "annotations"
                                     for v in _gfsr_variants(config)):
         raise ValueError("--annotations needs --masks annotations")
     for item in args.overrides:

@@ -110,9 +110,9 @@ def plan_shared_epochs(config: StudyConfig, run_root: Path) -> dict[str, dict]:
             donor = variant.name
             plan[donor] = {"snapshot_epochs": set()}
             continue
-        k = min(method.plain_epochs(method.make_config(variant.options)), config.train.epochs)
         # k = every epoch: a variant that only adds a last stage to the baseline (DFR)
-        if donor is not None and 0 < k <= config.train.epochs:
+        k = min(method.plain_epochs(method.make_config(variant.options)), config.train.epochs)
+        if donor is not None and k > 0:
             plan[donor]["snapshot_epochs"].add(k)
             plan[variant.name] = {"start_from": run_root / donor / "snapshots"
                                   / f"epoch-{k}"}
