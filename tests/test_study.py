@@ -296,6 +296,12 @@ def test_set_overrides_any_field_and_bad_names_fail_before_data_loads(tmp_path):
     assert config.train.epochs == 3
     options = config.variant("gfsr").options
     assert options["warmup_epochs"] == 2 and options["weight"] == 2.5
+    # --variants keeps the named ones in the preset's order; an unknown name says the choices
+    config = study_config(p.parse_args(["--variants", "gfsr_plus,baseline"]))
+    assert [v.name for v in config.variants] == ["baseline", "gfsr_plus"]
+    with pytest.raises(ValueError, match="unknown variant.*gfsr_pluss.*choose from baseline, "
+                                         "gfsr, gfsr_plus"):
+        study_config(p.parse_args(["--variants", "gfsr_pluss"]))
 
 
 def test_every_variants_guidance_is_made_before_the_first_model_trains(monkeypatch, tmp_path):

@@ -45,7 +45,8 @@ def import_tensorflow_quietly():
     return tf
 
 
-def select_rows(available, wanted: str | None, seeds: Iterable[int] | None = None) -> list[str]:
+def select_rows(available, wanted: str | None, seeds: Iterable[int] | None = None,
+                what: str = "row") -> list[str]:
     """`--rows a,b` (None or "all": every row, in the study's order) crossed with `--seeds 0,1`
     (None: the row names alone; else `study.rows.row_key` names, seed-major). Unknown rows are a
     ValueError naming the known ones. It lives here, not in `study/rows.py`, because the
@@ -55,7 +56,7 @@ def select_rows(available, wanted: str | None, seeds: Iterable[int] | None = Non
         [r.strip() for r in wanted.split(",") if r.strip()]
     unknown = [r for r in names if r not in available]
     if unknown:
-        raise ValueError(f"unknown row(s) {', '.join(unknown)}; choose from "
+        raise ValueError(f"unknown {what}(s) {', '.join(unknown)}; choose from "
                          f"{', '.join(available)}")
     return names if seeds is None else [f"{r}@seed{s}" for s in seeds for r in names]
 
@@ -111,6 +112,10 @@ def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "bench
     p.add_argument("--reference-image", help="background image for the periphery_replaced "
                    "robustness test (default: the training images' median border colour)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--variants", help="train only these of the preset's variants, comma-"
+                   "separated (e.g. baseline,gfsr_plus; kept in the preset's order). A guided "
+                   "variant starts from the baseline's shared warm-up only when the baseline "
+                   "is among them")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the training "
                    "checkpoints of a finished run (default: deleted; best.keras stays)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
@@ -180,6 +185,10 @@ def study_config(args):
     if args.annotations and not any(v.options.get("mask_source") == "annotations"
                                     for v in _gfsr_variants(config)):
         raise ValueError("--annotations needs --masks annotations")
+    if getattr(args, "variants", None):
+        wanted = select_rows([v.name for v in config.variants], args.variants,
+                             what="variant")
+        config.variants = tuple(v for v in config.variants if v.name in wanted)
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:

@@ -46,3 +46,18 @@ def input_gradient_penalty(input_gradients: tf.Tensor, mask: tf.Tensor) -> tf.Te
     outside = 1.0 - tf.cast(mask, g.dtype)
     total = tf.reduce_sum(g, axis=[1, 2])
     return tf.reduce_sum(outside * g, axis=[1, 2]) / (total + 1e-12)
+
+
+def negative_evidence(activations: tf.Tensor, gradients: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Extension: per image, the Grad-CAM's negative evidence inside the mask before its ReLU,
+    mean(m * relu(-z)) / max|z| with z = sum_c mean_hw(dS/dA_c) A_c on the (N, h, w) grid, in
+    [0, 1]. GFSR's loss reads relu(z): where z < 0 everywhere (an all-zero map) it has no
+    gradient and the map stays empty; this term pulls z up inside the mask. The scale max|z| is
+    a constant of the gradient (stop_gradient): otherwise raising z outside the mask would
+    shrink the term."""
+    weights = tf.reduce_mean(gradients, axis=[1, 2])
+    z = tf.einsum("nhwc,nc->nhw", activations, weights)
+    grid = z.shape[1:3] if None not in z.shape[1:3] else tf.shape(z)[1:3]
+    m = tf.cast(mask_to_grid(mask, grid), z.dtype)
+    scale = tf.stop_gradient(tf.reduce_max(tf.abs(z), axis=[1, 2]))
+    return tf.math.divide_no_nan(tf.reduce_mean(m * tf.nn.relu(-z), axis=[1, 2]), scale)

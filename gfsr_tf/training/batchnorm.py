@@ -40,12 +40,15 @@ def recalibrate_batchnorm(model, images, batch_size: int = 32) -> dict:
     if not layers:
         return {"layers": 0, "images": int(len(images)), "batches": 0}
     momenta = [layer.momentum for layer in layers]
+    # a frozen layer (trainable False) normalises with its running statistics even in training
+    # mode: unfrozen for the estimate, as it was
+    trainable = [layer.trainable for layer in layers]
     sums = [[np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)]
             for layer in layers]
     weights = 0
     try:
         for layer in layers:
-            layer.momentum = 0.0
+            layer.momentum, layer.trainable = 0.0, True
         for start in range(0, len(images), batch_size):
             batch = np.asarray(images[start:start + batch_size], np.float32)
             model(batch, training=True)
@@ -57,7 +60,18 @@ def recalibrate_batchnorm(model, images, batch_size: int = 32) -> dict:
             layer.moving_mean.assign((mean / weights).astype(layer.moving_mean.dtype))
             layer.moving_variance.assign((var / weights).astype(layer.moving_variance.dtype))
     finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
+        for layer, momentum, was in zip(layers, momenta, trainable):
+            layer.momentum, layer.trainable = momentum, was
     return {"layers": len(layers), "images": int(weights),
             "batches": -(-int(weights) // batch_size)}
+
+
+def freeze_batchnorm(model, frozen: bool = True) -> int:
+    """Freeze (or unfreeze) every BatchNorm layer: in Keras 3 a BatchNormalization layer with
+    `trainable = False` normalises with its running statistics in training mode too, and its
+    scale and offset leave the trainable variables (Keras' fine-tuning convention). Returns how
+    many layers."""
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        layer.trainable = not frozen
+    return len(layers)

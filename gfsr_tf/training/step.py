@@ -79,6 +79,15 @@ class TrainStep:
         """Called before each epoch (e.g. a loss-weight warm-up); returns values to log."""
         return {}
 
+    def prepare(self, train) -> None:
+        """Called by the trainer with the training ImageSet before the first epoch it runs (a
+        step that needs the training images between epochs keeps what it needs)."""
+
+    def trace_key(self):
+        """What the traced step depends on beyond its inputs (e.g. which layers are frozen):
+        when it changes after `on_epoch`, the trainer traces the step again."""
+        return None
+
     def state(self) -> dict:
         """{name: tf.Variable} the step carries from step to step (none for most methods),
         saved in the trainer's checkpoints so that a resumed run equals an uninterrupted one."""

@@ -99,13 +99,19 @@ class Trainer:
                 **state)) if state else self.shared_checkpoint
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.run_dir / "checkpoints",
                                                   max_to_keep=2 if self.multiworker else 1)
-        jit = resolve_jit(train.jit_compile)
-        # the public step API (benchmarks, tests): one traced optimisation step on a dict batch
-        # (under a strategy: a distributed batch, as `distributed_batches` yields)
+        self._jit = resolve_jit(train.jit_compile)
+        self._trace()
+        self._logits = tf.function(self.step.logits, jit_compile=self._jit,
+                                   reduce_retracing=True)
+
+    def _trace(self) -> None:
+        """The public step API (benchmarks, tests): one traced optimisation step on a dict batch
+        (under a strategy: a distributed batch, as `distributed_batches` yields). Traced again
+        whenever the step's `trace_key` changes (a step that freezes layers between epochs)."""
         step = self._replicated_step if self.distributed else self.step
-        self.train_step = tf.function(step, jit_compile=jit and not self.distributed,
+        self.train_step = tf.function(step, jit_compile=self._jit and not self.distributed,
                                       reduce_retracing=True)
-        self._logits = tf.function(self.step.logits, jit_compile=jit, reduce_retracing=True)
+        self._traced_for = self.step.trace_key()
 
     @contextlib.contextmanager
     def _peer_guard(self, epoch: int):
@@ -401,9 +407,12 @@ class Trainer:
             return history
         steps = self.cfg.steps_per_epoch
         schedule = get_schedule(self.cfg.lr_schedule)
+        self.step.prepare(train)
         for epoch in range(int(self.epoch.numpy()) + 1, self.cfg.epochs + 1):
             self._reseed(epoch)
             logged = self.step.on_epoch(epoch)
+            if self.step.trace_key() != self._traced_for:
+                self._trace()
             if schedule.rate is not None and not schedule.per_step:
                 logged["learning_rate"] = schedule.rate(self.cfg, epoch, 0, 1)
                 self.optimizer.learning_rate.assign(logged["learning_rate"])

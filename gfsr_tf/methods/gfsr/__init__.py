@@ -14,7 +14,7 @@ from .step import GfsrStep
 class Gfsr(Baseline):
     name = "gfsr"
     config_class = RelevanceConfig
-    stage_fields = ("bn_recalibration",)
+    stage_fields = ("bn_recalibration", "batchnorm")
 
     def guidance(self, config: RelevanceConfig):
         return (config.mask_source, config.mask_blur_sigma) if config.guided else None
@@ -24,6 +24,12 @@ class Gfsr(Baseline):
         return config.warmup_epochs
 
     def finish(self, model, data, study, config, warnings):
+        if config.batchnorm == "frozen":
+            # the saved model's BatchNorm layers train again when a user fine-tunes it; its
+            # statistics stay those its last epoch trained with
+            from ...training.batchnorm import freeze_batchnorm
+            return {"batchnorm": {"frozen_in_guided_epochs": True,
+                                  "layers": freeze_batchnorm(model, frozen=False)}}
         if not config.bn_recalibration:
             return None
         from ...preprocessing import get_preprocessor
@@ -34,7 +40,7 @@ class Gfsr(Baseline):
 
     def make_step(self, model, optimizer, study, config):
         return GfsrStep(model, optimizer, config=config, target_layer=self.layer_for(study, config),
-                        preprocessor=self.preprocessor,
+                        preprocessor=self.preprocessor, batch_size=study.train.batch_size,
                         mixed_precision=study.train.mixed_precision)
 
     def training_fields(self, config):

@@ -63,11 +63,27 @@ class RelevanceConfig:
     # training-mode passes leave them describing batches the network never sees at inference;
     # measured: the late "collapses" of guided models were this alone.
     bn_recalibration: bool = False
+    # Where BatchNorm's statistics come from in the guided epochs (after warmup_epochs):
+    # "batch" (the paper: every training-mode pass normalises with the batch's statistics and
+    # moves the running ones) or "frozen" (extension): at the start of every guided epoch the
+    # running statistics are re-estimated on the clean training images (training/batchnorm.py)
+    # and every BatchNorm layer is then frozen for the epoch (Keras' `trainable = False`: it
+    # normalises with those statistics and its scale/offset stop training), so the network - and
+    # the Grad-CAM - the loss trains is exactly the one evaluated, with no batch coupling of the
+    # CAM and no drift of the statistics under the extra passes. Not combined with
+    # bn_recalibration (that would change the network after its last epoch trained it).
+    batchnorm: str = "batch"
+    # Extension: penalise negative evidence inside the mask, mean(m * relu(-z) / max|z|) of the
+    # Grad-CAM before its ReLU (z). GFSR's loss sees the CAM after the ReLU, so a map that is
+    # negative everywhere (an all-zero Grad-CAM) gets no gradient from it and stays empty; this
+    # term does. 0 = off.
+    negative_evidence_weight: float = 0.0
 
     def __post_init__(self):
         choices = {"mask_source": MASK_SOURCES, "cam_class": ("true", "predicted"),
                    "fused_cam": ("logit", "log_probability"),
-                   "cam_mode": ("training", "inference"), "cam_cells": ("all", "live")}
+                   "cam_mode": ("training", "inference"), "cam_cells": ("all", "live"),
+                   "batchnorm": ("batch", "frozen")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"gfsr {key} must be one of {', '.join(allowed)}, got "
@@ -76,7 +92,8 @@ class RelevanceConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"gfsr {key} must be >= 0, got {getattr(self, key)}")
         for key in ("weight", "input_gradient_weight", "consistency_weight",
-                    "outside_attribution_weight", "replace_dilation"):
+                    "outside_attribution_weight", "replace_dilation",
+                    "negative_evidence_weight"):
             if getattr(self, key) < 0:
                 raise ValueError(f"gfsr {key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.counterfactual_rate <= 1:
@@ -86,12 +103,17 @@ class RelevanceConfig:
                            or self.cam_mode != "training" or self.cam_cells != "all"):
             raise ValueError("gfsr fused needs second_order=False, cam_class='true', the "
                              "training-mode CAM on all cells and no extension term")
+        if self.batchnorm == "frozen" and self.bn_recalibration:
+            raise ValueError("gfsr batchnorm='frozen' trains with the statistics it re-estimates "
+                             "each epoch; bn_recalibration would change them after the last "
+                             "epoch: use one of the two")
 
     @property
     def extended(self) -> bool:
         """Uses a term beyond the paper's relevance loss."""
         return any(v > 0 for v in (self.input_gradient_weight, self.counterfactual_rate,
-                                   self.consistency_weight, self.outside_attribution_weight))
+                                   self.consistency_weight, self.outside_attribution_weight,
+                                   self.negative_evidence_weight))
 
     @property
     def guided(self) -> bool:

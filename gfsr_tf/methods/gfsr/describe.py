@@ -14,7 +14,17 @@ EXTENSIONS = {"input_gradient_weight": "input-gradient penalty outside the mask"
               "counterfactual_rate": "counterfactual out-of-mask replacement (augmentation)",
               "consistency_weight": "logit consistency under counterfactual backgrounds",
               "outside_attribution_weight": "signed gradient x activation mass outside the mask",
-              "bn_recalibration": "BatchNorm statistics re-estimated on the training images"}
+              "bn_recalibration": "BatchNorm statistics re-estimated on the training images",
+              "batchnorm": "BatchNorm frozen on re-estimated statistics in the guided epochs",
+              "negative_evidence_weight": "penalty on negative evidence inside the mask"}
+
+
+def extension_on(options: dict, key: str) -> bool:
+    """Whether a run's options use the extension `key` (a weight > 0, a flag, or - for
+    `batchnorm` - anything but the paper's batch statistics)."""
+    if key == "batchnorm":
+        return options.get(key, "batch") != "batch"
+    return options.get(key, 0) > 0
 
 # Goals of the guided default (issue "Guided focus that is right for the right reasons"), on the
 # benchmark's decorrelated test split: the decision (the shortcut audit, causal and scale-free),
@@ -33,7 +43,7 @@ SHORTCUT_ISSUE_GOALS = {"marker_auc": 0.65, "ratio_factor": 0.25, "accuracy_gain
 
 def heading(options: dict) -> str:
     """What a GFSR variant is, in a few words: the paper's loss, or which extension."""
-    extensions = [label for key, label in EXTENSIONS.items() if options.get(key, 0) > 0]
+    extensions = [label for key, label in EXTENSIONS.items() if extension_on(options, key)]
     if not extensions:
         return "GFSR (the paper's relevance loss)"
     if options.get("weight", 1.0) > 0:
@@ -60,7 +70,7 @@ def gfsr_configuration(options: dict, target_layer: str) -> str:
     changed = [f"{k} {current[k]!r} (paper: {v!r})" for k, v in PAPER_GFSR.items()
                if current.get(k, v) != v]
     extensions = [f"{label} ({key.replace('_', ' ')} {options[key]})"
-                  for key, label in EXTENSIONS.items() if options.get(key, 0) > 0]
+                  for key, label in EXTENSIONS.items() if extension_on(options, key)]
     if extensions:
         return ("extension beyond the paper: " + "; ".join(extensions)
                 + (f"; also {', '.join(changed)}" if changed else ""))

@@ -56,6 +56,9 @@ class GuidedModel(keras.Model):
         if self.relevance.fused:
             raise ValueError("GuidedModel runs the exact or first-order GFSR step, not the fused "
                              "one (fused=True is the trainer's option)")
+        if self.relevance.batchnorm != "batch":
+            raise ValueError("GuidedModel trains with batchnorm='batch'; the frozen statistics "
+                             "re-estimated each epoch are the project trainer's option")
         self.layer = layer
         # built here, outside any traced function: the step owns tf.Variables (the ramp
         # weights) and its CamModel view of the classifier

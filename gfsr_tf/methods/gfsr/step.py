@@ -8,17 +8,18 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ...losses import (consistency_penalty, counterfactual_batch, input_gradient_penalty,
-                       outside_attribution, relevance_loss)
+                       negative_evidence, outside_attribution, relevance_loss)
 from ...saliency.gradcam import cam_from_gradients, full_precision, live_cells, score_gradients
 from ...training.step import TrainStep, accuracy, classification_loss
 from .config import RelevanceConfig
 
-METRICS = ("loss", "ce", "relevance", "input_grad", "consistency", "outside_attribution", "acc")
+METRICS = ("loss", "ce", "relevance", "input_grad", "consistency", "outside_attribution",
+           "negative_evidence", "acc")
 
 
 class GfsrStep(TrainStep):
     def __init__(self, model, optimizer, *, config: RelevanceConfig, target_layer: str,
-                 **kwargs):
+                 batch_size: int = 32, **kwargs):
         super().__init__(model, optimizer, logits_layer=target_layer, **kwargs)
         self.rel = config
         self.guided = config.guided
@@ -30,6 +31,10 @@ class GfsrStep(TrainStep):
         # start later (consistency_delay_epochs)
         self.on_decision = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         self._fused = None
+        # batchnorm="frozen": the preprocessed training images the statistics are re-estimated
+        # on (prepare) and whether the BatchNorm layers are frozen now (after the warm-up)
+        self._bn_images, self._bn_frozen = None, False
+        self._batch_size = batch_size
         if self.guided and config.fused:
             if self.mixed_precision:
                 raise ValueError("the fused step is not combined with mixed precision")
@@ -41,14 +46,34 @@ class GfsrStep(TrainStep):
         return 0.0 if past <= 0 else min(1.0, past / self.rel.ramp_epochs) \
             if self.rel.ramp_epochs else 1.0
 
+    def prepare(self, train):
+        if self.rel.batchnorm != "frozen":
+            return
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            raise ValueError("gfsr batchnorm='frozen' re-estimates the statistics on one "
+                             "replica: it is not combined with tf.distribute yet")
+        self._bn_images = self.preprocess(train.images)
+
+    def trace_key(self):
+        return self._bn_frozen
+
     def on_epoch(self, epoch):
         on = self.ramp(epoch, self.rel.warmup_epochs)
         decision = self.ramp(epoch, self.rel.warmup_epochs + self.rel.consistency_delay_epochs)
         self.on.assign(on)
         self.on_decision.assign(decision)
-        return {"lambda": self.rel.weight * on,
-                **({"consistency_weight": self.rel.consistency_weight * decision}
-                   if self.rel.consistency_weight else {})}
+        logged = {"lambda": self.rel.weight * on,
+                  **({"consistency_weight": self.rel.consistency_weight * decision}
+                     if self.rel.consistency_weight else {})}
+        if self._bn_images is not None and epoch > self.rel.warmup_epochs:
+            from ...training.batchnorm import freeze_batchnorm, recalibrate_batchnorm
+            # re-estimated from this epoch's starting weights, so a resumed run re-estimates
+            # the same statistics as an uninterrupted one
+            recalibrate_batchnorm(self.model, self._bn_images, self._batch_size)
+            freeze_batchnorm(self.model)
+            self._bn_frozen = True
+            logged["batchnorm_frozen"] = 1.0
+        return logged
 
     def _inputs(self, x, labels, masks):
         """The images the step trains on: x, x with counterfactual backgrounds (extension a), or
@@ -78,7 +103,7 @@ class GfsrStep(TrainStep):
         cfg = self.rel
         zero = tf.zeros(())
         terms = {"relevance": zero, "input_grad": zero, "consistency": zero,
-                 "outside_attribution": zero}
+                 "outside_attribution": zero, "negative_evidence": zero}
         if self._fused is not None:
             from .fused import fused_gradients
             variables = self.model.trainable_variables
@@ -90,7 +115,7 @@ class GfsrStep(TrainStep):
         inputs, targets, target_masks = self._inputs(x, labels, masks)
         n = tf.shape(x)[0]
         needs_gradients = cfg.weight > 0 or cfg.input_gradient_weight > 0 or \
-            cfg.outside_attribution_weight > 0
+            cfg.outside_attribution_weight > 0 or cfg.negative_evidence_weight > 0
         with tf.GradientTape() as tape:
             if needs_gradients:
                 # The CAM explains the true class by default; "predicted" follows the model.
@@ -101,14 +126,18 @@ class GfsrStep(TrainStep):
                 activations, logits, d_act = out[:3]
                 if cfg.cam_mode == "inference":  # the CE still trains on batch statistics
                     _, logits = self.cam_model(inputs, training=True)
-                if cfg.weight > 0:
+                if cfg.weight > 0 or cfg.negative_evidence_weight > 0:
                     a = full_precision(activations)
                     g = full_precision(d_act if cfg.second_order else tf.stop_gradient(d_act))
                     if cfg.cam_cells == "live":
                         a, g = live_cells(a), live_cells(g)
+                if cfg.weight > 0:
                     terms["relevance"] = tf.reduce_mean(relevance_loss(
                         cam_from_gradients(a, g), target_masks, cfg.alpha, cfg.beta,
                         cfg.focal_gamma))
+                if cfg.negative_evidence_weight > 0:
+                    terms["negative_evidence"] = tf.reduce_mean(
+                        negative_evidence(a, g, target_masks))
                 if cfg.input_gradient_weight > 0:
                     terms["input_grad"] = tf.reduce_mean(input_gradient_penalty(out[3],
                                                                                 target_masks))
@@ -133,7 +162,9 @@ class GfsrStep(TrainStep):
             loss = ce + self.on * (cfg.weight * terms["relevance"]
                                    + cfg.input_gradient_weight * terms["input_grad"]
                                    + cfg.outside_attribution_weight
-                                   * terms["outside_attribution"]) \
+                                   * terms["outside_attribution"]
+                                   + cfg.negative_evidence_weight
+                                   * terms["negative_evidence"]) \
                 + self.on_decision * cfg.consistency_weight * terms["consistency"]
             scaled = self.scaled(loss)
         self.apply_gradients(tape, scaled)

@@ -1,0 +1,115 @@
+"""GFSR's two extensions against the empty and drifting maps: BatchNorm frozen on re-estimated
+statistics in the guided epochs (batchnorm="frozen") and the negative-evidence term."""
+import functools
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gfsr_tf.config import BenchmarkConfig, TrainConfig
+from gfsr_tf.datasets.synthetic import make_split
+from gfsr_tf.guidance.masks import relevance_masks
+from gfsr_tf.losses import negative_evidence, relevance_loss
+from gfsr_tf.methods.gfsr import GfsrStep, RelevanceConfig
+from gfsr_tf.models import build_classifier
+from gfsr_tf.preprocessing import preprocess
+from gfsr_tf.training import Trainer
+from gfsr_tf.training.batchnorm import batchnorm_layers, recalibrate_batchnorm
+
+
+def test_negative_evidence_by_hand_and_it_moves_an_all_zero_map():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+    g = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+    mask = rng.uniform(size=(2, 8, 8)).astype(np.float32)
+    got = negative_evidence(tf.constant(a), tf.constant(g), tf.constant(mask)).numpy()
+    z = np.einsum("nhwc,nc->nhw", a, g.mean((1, 2)))
+    m = mask.reshape(2, 4, 2, 4, 2).mean((2, 4))                     # area-averaged to 4x4
+    want = (m * np.maximum(-z, 0)).mean((1, 2)) / np.abs(z).max((1, 2))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # a map negative everywhere: GFSR's loss (after the ReLU) has no gradient, this term has
+    # one, and a small step along it raises z inside the mask
+    a = tf.Variable(np.abs(a) + 0.1)
+    weights = -np.ones((2, 3), np.float32)                            # every channel negative
+    g_neg = tf.constant(np.broadcast_to(weights[:, None, None, :], g.shape).copy())
+    with tf.GradientTape(persistent=True) as tape:
+        from gfsr_tf.saliency.gradcam import cam_from_gradients
+        rel = tf.reduce_sum(relevance_loss(cam_from_gradients(a, g_neg), mask))
+        neg = tf.reduce_sum(negative_evidence(a, g_neg, mask))
+    assert not np.any(tape.gradient(rel, a).numpy())
+    d = tape.gradient(neg, a).numpy()
+    assert np.all(d >= 0) and d.sum() > 0     # dz/da = -1: lowering the loss lowers a -> z up
+    assert neg.numpy() > 0
+
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def data():
+    cfg = BenchmarkConfig(image_size=SIZE, seed=0)
+    return make_split(cfg, "train", 8), make_split(cfg, "val", 4)
+
+
+def _trainer(run_dir, epochs, relevance, keep=False):
+    model = build_classifier(2, (SIZE, SIZE, 3), weights=None, bn_momentum=0.9, seed=0,
+                             backbone="small_cnn")
+    step = functools.partial(GfsrStep, config=relevance, target_layer="conv3_block4_out",
+                             batch_size=4)
+    train = TrainConfig(epochs=epochs, batch_size=4, steps_per_epoch=2, keep_checkpoints=keep)
+    return model, Trainer(model, run_dir, step, train=train, verbose=0)
+
+
+def test_frozen_batchnorm_trains_on_the_statistics_re_estimated_at_the_epoch_start(data,
+                                                                                   tmp_path):
+    """Warm-up epoch: batch statistics (the running ones move). Guided epoch 2, in a resumed
+    process: the statistics are re-estimated on the clean training images from epoch 1's
+    weights and then stay put, BatchNorm's scale/offset do not train, the convolutions do."""
+    train, val = data
+    targets = {"mask": relevance_masks(train)}
+    relevance = RelevanceConfig(weight=1.0, warmup_epochs=1, batchnorm="frozen")
+    first, trainer = _trainer(tmp_path, 1, relevance, keep=True)
+    initial = [layer.moving_mean.numpy().copy() for layer in batchnorm_layers(first)]
+    trainer.fit(train, val, targets)
+    after_1 = {w.path: w.numpy().copy() for w in first.weights}
+    assert not np.allclose(batchnorm_layers(first)[0].moving_mean.numpy(), initial[0])
+    expected = build_classifier(2, (SIZE, SIZE, 3), weights=None, bn_momentum=0.9, seed=0,
+                                backbone="small_cnn")
+    expected.set_weights(first.get_weights())
+    recalibrate_batchnorm(expected, preprocess(train.images), 4)
+
+    model, trainer = _trainer(tmp_path, 2, relevance)          # a fresh process resumes
+    history = trainer.fit(train, val, targets)
+    assert [h.get("batchnorm_frozen", 0) for h in history] == [0, 1.0]
+    assert all(np.isfinite(h["relevance"]) for h in history)
+    for got, want in zip(batchnorm_layers(model), batchnorm_layers(expected)):
+        assert not got.trainable
+        np.testing.assert_allclose(got.moving_mean.numpy(), want.moving_mean.numpy(),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.moving_variance.numpy(), want.moving_variance.numpy(),
+                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(got.gamma.numpy(), after_1[got.gamma.path])
+    kernels = [w for w in model.weights if "kernel" in w.path]
+    assert sum(not np.array_equal(w.numpy(), after_1[w.path]) for w in kernels) == len(kernels)
+    # the method's last stage hands back a model whose BatchNorm trains again, statistics kept
+    from gfsr_tf.methods import get_method
+    before = batchnorm_layers(model)[0].moving_mean.numpy().copy()
+    out = get_method("gfsr").finish(model, {"train": train}, None, relevance, [])
+    assert out["batchnorm"]["layers"] == len(batchnorm_layers(model))
+    assert all(layer.trainable for layer in batchnorm_layers(model))
+    np.testing.assert_array_equal(batchnorm_layers(model)[0].moving_mean.numpy(), before)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+
+
+def test_frozen_batchnorm_is_refused_where_it_cannot_hold():
+    with pytest.raises(ValueError, match="use one of the two"):
+        RelevanceConfig(batchnorm="frozen", bn_recalibration=True)
+    with pytest.raises(ValueError, match="batchnorm must be one of"):
+        RelevanceConfig(batchnorm="sync")
+    from gfsr_tf import GuidedModel
+    with pytest.raises(ValueError, match="project trainer's option"):
+        GuidedModel(keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)]),
+                    batchnorm="frozen")
