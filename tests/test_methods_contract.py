@@ -83,6 +83,9 @@ CASES = {
     "gfsr": Case(),
     "rrr": Case(),
     "rrr_gradcam": Case(),
+    "hint": Case(),
+    "gain": Case(),
+    "counterexamples": Case(),
     "group_dro": Case(),
     "dfr": Case(),
     "patchnet": Case({"backbone": "small_cnn"}, needs_import="gfsr_tf.models"),
@@ -117,8 +120,9 @@ def _model_input(step, x, data, rows=slice(None)):
 # losses are tested by hand and finite differences in the default suite (tests/methods/).
 # Since 2026-12-06 also the segmenter's, PatchNet's and the multi-label head's (13-26 s each;
 # each method folder's own tests cover them in the default suite), to keep it within 10 minutes.
+# HINT's, GAIN's and the counterexamples' too (their losses: tests/methods/<name>/).
 SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam", "group_dro", "dfr",
-              "segmenter", "patchnet", "multilabel"}
+              "segmenter", "patchnet", "multilabel", "hint", "gain", "counterexamples"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES

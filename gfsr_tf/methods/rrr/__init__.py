@@ -28,11 +28,10 @@ import dataclasses
 
 import tensorflow as tf
 
-from ...config import GUIDANCE_SOURCES
 from ...losses.relevance import mask_to_grid
 from ...saliency.gradcam import full_precision, gradcam
-from ...training.step import TrainStep, accuracy, classification_loss, kernel_l2
-from ..baseline import Baseline
+from ...training.step import accuracy, classification_loss, kernel_l2
+from ..mask_guided import MaskGuided, PenaltyStep, check_mask_options
 from ..registry import register
 
 
@@ -51,9 +50,7 @@ class RRRConfig:
         if self.explanation not in ("input_gradient", "gradcam"):
             raise ValueError(f"rrr explanation must be 'input_gradient' or 'gradcam', got "
                              f"{self.explanation!r}")
-        if self.mask_source not in GUIDANCE_SOURCES:
-            raise ValueError(f"rrr mask_source must be one of {', '.join(GUIDANCE_SOURCES)}, "
-                             f"got {self.mask_source!r}")
+        check_mask_options("rrr", self)
 
 
 def summed_log_probabilities(logits: tf.Tensor) -> tf.Tensor:
@@ -83,18 +80,7 @@ def gradcam_penalty(cam_model, x: tf.Tensor, mask: tf.Tensor, labels: tf.Tensor)
     return tf.reduce_mean(tf.square(irrelevant * cam), axis=[1, 2])
 
 
-class RRRStep(TrainStep):
-    targets = ("mask",)
-
-    def __init__(self, model, optimizer, *, config: RRRConfig, target_layer=None, **kwargs):
-        super().__init__(model, optimizer, logits_layer=target_layer, **kwargs)
-        self.config = config
-        self.on = tf.Variable(0.0 if config.warmup_epochs else 1.0, trainable=False)
-
-    def on_epoch(self, epoch):
-        self.on.assign(0.0 if epoch <= self.config.warmup_epochs else 1.0)
-        return {"lambda": float(self.on.numpy()) * self.config.weight}
-
+class RRRStep(PenaltyStep):
     def __call__(self, batch):
         cfg = self.config
         x = self.preprocess(batch["image"])
@@ -116,29 +102,17 @@ class RRRStep(TrainStep):
                 "acc": accuracy(logits, batch["label"])}
 
 
-class RRR(Baseline):
+class RRR(MaskGuided):
     name = "rrr"
     config_class = RRRConfig
+    step_class = RRRStep
+    fields_key = "rrr"
 
     def __init__(self, name: str = "rrr", explanation: str = "input_gradient"):
         self.name, self.explanation = name, explanation
 
     def make_config(self, options=None):
         return super().make_config({"explanation": self.explanation, **(options or {})})
-
-    def guidance(self, config):
-        return config.mask_source, config.mask_blur_sigma
-
-    def plain_epochs(self, config):
-        return config.warmup_epochs
-
-    def make_step(self, model, optimizer, study, config):
-        return RRRStep(model, optimizer, config=config, target_layer=self.layer_for(study, config),
-                       preprocessor=self.preprocessor,
-                       mixed_precision=study.train.mixed_precision)
-
-    def training_fields(self, config):
-        return {"rrr": dataclasses.asdict(config)}
 
     def describe(self, report, variant):
         o = report[variant]["training"].get("rrr", {})
