@@ -86,6 +86,7 @@ CASES = {
     "hint": Case(),
     "gain": Case(),
     "counterexamples": Case(),
+    "jtt": Case(),
     "group_dro": Case(),
     "dfr": Case(),
     "patchnet": Case({"backbone": "small_cnn"}, needs_import="gfsr_tf.models"),
@@ -120,9 +121,10 @@ def _model_input(step, x, data, rows=slice(None)):
 # losses are tested by hand and finite differences in the default suite (tests/methods/).
 # Since 2026-12-06 also the segmenter's, PatchNet's and the multi-label head's (13-26 s each;
 # each method folder's own tests cover them in the default suite), to keep it within 10 minutes.
-# HINT's, GAIN's and the counterexamples' too (their losses: tests/methods/<name>/).
+# HINT's, GAIN's, the counterexamples' and JTT's too (their losses: tests/methods/<name>/).
 SLOW_CASES = {"gaze_unet", "gaze_intensity", "rrr", "rrr_gradcam", "group_dro", "dfr",
-              "segmenter", "patchnet", "multilabel", "hint", "gain", "counterexamples"}
+              "segmenter", "patchnet", "multilabel", "hint", "gain", "counterexamples",
+              "jtt"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES

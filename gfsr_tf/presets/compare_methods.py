@@ -1,7 +1,8 @@
 """The methods users weigh against GFSR, side by side (issue "The methods users weigh against
 GFSR"): one study per seed trains, on the same data, seed and initial weights, the main job's
 baseline, paper GFSR and gfsr_plus beside RRR, RRR-GradCAM, HINT, GAIN, counterexamples (the
-same masks as GFSR, after the same shared warm-up), Group DRO
+same masks as GFSR, after the same shared warm-up), JTT (the baseline's first epochs find the
+error set; a second training upsamples it), Group DRO
 (group labels on every training image) and DFR (the baseline's features, last layer retrained
 on group-labelled validation images), and judges them with the main job's verdict table and
 shortcut audit:
@@ -10,7 +11,7 @@ shortcut audit:
     python benchmarks/verdict_over_seeds.py runs/compare_methods_seed0 runs/compare_methods_seed1 ...
 
 Each method at its paper's default setting; the per-method tuning by worst-group validation
-accuracy that the issue asks for is not built yet; JTT and CDEP are not implemented
+accuracy that the issue asks for is not built yet; CDEP is not implemented
 (docs/methods/competitors.md says why). `--dataset pneumoniamnist_shortcut --data-dir ...` runs the same on the
 real-image benchmark.
 """
@@ -28,6 +29,7 @@ def get_config(smoke: bool = False):
     c.variants = (*c.variants,
                   *(VariantConfig(name, name, dict(shared))
                     for name in ("rrr", "rrr_gradcam", "hint", "gain", "counterexamples")),
+                  VariantConfig("jtt", "jtt"),
                   VariantConfig("group_dro", "group_dro"),
                   VariantConfig("dfr", "dfr"))
     return make_smoke(c) if smoke else c

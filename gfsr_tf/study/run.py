@@ -80,13 +80,14 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
                       verbose=verbose, strategy=strategy)
     history = trainer.fit(train, data["val"], targets, **shared)
     model = keras.models.load_model(run_dir / "best.keras")
-    finished = method.finish(model, data, config, options, warnings)
+    finished = method.finish(model, data, config, options, warnings, run_dir=run_dir)
     if finished is not None:        # a last stage changed the model: it is what is saved
         tmp = run_dir / "best.tmp.keras"
         model.save(tmp)
         os.replace(tmp, run_dir / "best.keras")
     # Training time from the per-epoch log, so a resumed or re-evaluated run reports it whole.
-    seconds = float(sum(h["seconds"] for h in history))
+    seconds = float(sum(h["seconds"] for h in history)) + sum(
+        float(v.get("seconds", 0.0)) for v in (finished or {}).values() if isinstance(v, dict))
     write_model_card(run_dir / "best.keras", method=method.name,
                      options=dataclasses.asdict(options), class_names=train.class_names,
                      image_size=size, channels=train.images.shape[-1],
