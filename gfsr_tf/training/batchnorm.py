@@ -75,3 +75,35 @@ def freeze_batchnorm(model, frozen: bool = True) -> int:
     for layer in layers:
         layer.trainable = not frozen
     return len(layers)
+
+
+# The momentum a held layer had, so that `release_batchnorm` can restore it (a held layer's
+# momentum is 1; a model saved while held keeps 1 in its config, so the original is kept on the
+# layer object and, for a model loaded from such a file, restored from `default`).
+_HELD_FROM = "_gfsr_momentum_before_hold"
+
+
+def hold_batchnorm(model) -> int:
+    """Hold every BatchNorm layer's running statistics: momentum 1, so training-mode passes
+    still normalise with their batch's statistics but leave the running ones as they are.
+    Returns how many layers."""
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        if not hasattr(layer, _HELD_FROM):
+            setattr(layer, _HELD_FROM, layer.momentum)
+        layer.momentum = 1.0
+    return len(layers)
+
+
+def release_batchnorm(model, default: float = 0.99) -> int:
+    """Undo `hold_batchnorm`: each layer's momentum as before the hold (a layer held in another
+    process - a model loaded from a file saved while held - gets `default`, the momentum the
+    model was built with). Returns how many layers were held."""
+    held = 0
+    for layer in batchnorm_layers(model):
+        if layer.momentum == 1.0 or hasattr(layer, _HELD_FROM):
+            layer.momentum = getattr(layer, _HELD_FROM, default)
+            if hasattr(layer, _HELD_FROM):
+                delattr(layer, _HELD_FROM)
+            held += 1
+    return held

@@ -24,19 +24,26 @@ class Gfsr(Baseline):
         return config.warmup_epochs
 
     def finish(self, model, data, study, config, warnings, run_dir=None):
+        fields = {}
         if config.batchnorm == "frozen":
             # the saved model's BatchNorm layers train again when a user fine-tunes it; its
             # statistics stay those its last epoch trained with
             from ...training.batchnorm import freeze_batchnorm
             return {"batchnorm": {"frozen_in_guided_epochs": True,
                                   "layers": freeze_batchnorm(model, frozen=False)}}
+        if config.batchnorm == "held":
+            # the saved (loaded) model's layers still have momentum 1: the model's own again
+            from ...training.batchnorm import release_batchnorm
+            momentum = study.model.bn_momentum if study is not None else None
+            fields["batchnorm"] = {"held_in_guided_epochs": True, "layers": release_batchnorm(
+                model, momentum if momentum is not None else 0.99)}
         if not config.bn_recalibration:
-            return None
+            return fields or None
         from ...preprocessing import get_preprocessor
         from ...training.batchnorm import recalibrate_batchnorm
         images = get_preprocessor(self.preprocessor_for(config))(data["train"].images)
-        return {"bn_recalibration": recalibrate_batchnorm(model, images,
-                                                          study.train.batch_size)}
+        return {**fields, "bn_recalibration": recalibrate_batchnorm(model, images,
+                                                                    study.train.batch_size)}
 
     def make_step(self, model, optimizer, study, config):
         return GfsrStep(model, optimizer, config=config, target_layer=self.layer_for(study, config),

@@ -31,8 +31,8 @@ class GfsrStep(TrainStep):
         # start later (consistency_delay_epochs)
         self.on_decision = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         self._fused = None
-        # batchnorm="frozen": the preprocessed training images the statistics are re-estimated
-        # on (prepare) and whether the BatchNorm layers are frozen now (after the warm-up)
+        # batchnorm "held"/"frozen": the preprocessed training images the statistics are
+        # re-estimated on (prepare) and whether they are held / frozen now (after the warm-up)
         self._bn_images, self._bn_frozen = None, False
         self._batch_size = batch_size
         if self.guided and config.fused:
@@ -47,11 +47,12 @@ class GfsrStep(TrainStep):
             if self.rel.ramp_epochs else 1.0
 
     def prepare(self, train):
-        if self.rel.batchnorm != "frozen":
+        if self.rel.batchnorm == "batch":
             return
         if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            raise ValueError("gfsr batchnorm='frozen' re-estimates the statistics on one "
-                             "replica: it is not combined with tf.distribute yet")
+            raise ValueError(f"gfsr batchnorm={self.rel.batchnorm!r} re-estimates the "
+                             "statistics on one replica: it is not combined with tf.distribute "
+                             "yet")
         self._bn_images = self.preprocess(train.images)
 
     def trace_key(self):
@@ -66,13 +67,17 @@ class GfsrStep(TrainStep):
                   **({"consistency_weight": self.rel.consistency_weight * decision}
                      if self.rel.consistency_weight else {})}
         if self._bn_images is not None and epoch > self.rel.warmup_epochs:
-            from ...training.batchnorm import freeze_batchnorm, recalibrate_batchnorm
+            from ...training.batchnorm import freeze_batchnorm, hold_batchnorm, \
+                recalibrate_batchnorm
             # re-estimated from this epoch's starting weights, so a resumed run re-estimates
             # the same statistics as an uninterrupted one
             recalibrate_batchnorm(self.model, self._bn_images, self._batch_size)
-            freeze_batchnorm(self.model)
+            if self.rel.batchnorm == "frozen":
+                freeze_batchnorm(self.model)
+            else:
+                hold_batchnorm(self.model)
             self._bn_frozen = True
-            logged["batchnorm_frozen"] = 1.0
+            logged[f"batchnorm_{self.rel.batchnorm}"] = 1.0
         return logged
 
     def _inputs(self, x, labels, masks):
