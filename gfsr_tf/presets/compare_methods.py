@@ -29,7 +29,8 @@ def get_config(smoke: bool = False):
     c.variants = (*c.variants,
                   *(VariantConfig(name, name, dict(shared))
                     for name in ("rrr", "rrr_gradcam", "hint", "gain", "counterexamples")),
-                  VariantConfig("jtt", "jtt"),
+                  # a smoke run has one epoch: JTT identifies its error set after it
+                  VariantConfig("jtt", "jtt", {"identification_epochs": 1} if smoke else {}),
                   VariantConfig("group_dro", "group_dro"),
                   VariantConfig("dfr", "dfr"))
     return make_smoke(c) if smoke else c

@@ -84,7 +84,10 @@ def gfsr_configuration(options: dict, target_layer: str) -> str:
 
 
 def _estimate(value):
-    return value.get("estimate", math.nan) if isinstance(value, dict) else value
+    """A figure as a number: a bootstrap dict's estimate; None (the audit's "undefined", e.g.
+    a ratio over a zero effect) as NaN."""
+    value = value.get("estimate", math.nan) if isinstance(value, dict) else value
+    return math.nan if value is None else value
 
 
 def summarise(section: dict) -> dict:
@@ -95,6 +98,7 @@ def summarise(section: dict) -> dict:
     rob, loc = section["robustness"], section.get("localization") or {}
     audit = section.get("audit", {})
     nan = math.nan
+    audit = {k: _estimate(v) if v is None else v for k, v in audit.items()}  # None: undefined
     # a model without lesion masks or a marker crop (a patch model, real data) has NaN there
     cropped = rob.get("marker_cropped", {})
     return {

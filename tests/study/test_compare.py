@@ -1,0 +1,77 @@
+"""The methods-side-by-side table: per-seed rows from run folders, the mean and 95% t interval
+over seeds by hand, budgets and step costs, and the experiment as a user runs it."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from gfsr_tf.study.compare import (budget, comparison_markdown, comparison_rows,
+                                   summary_by_model, write_comparison)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_rows_from_the_smoke_run_and_the_summary_over_seeds_by_hand(smoke_report, tmp_path):
+    report, _ = smoke_report
+    rows = comparison_rows([report])
+    assert [r["model"] for r in rows] == ["baseline", "gfsr", "gfsr_plus"]
+    base = rows[0]
+    assert base["step_cost"] == pytest.approx(1.0)
+    assert base["mask_images"] == 0 and base["group_labels"] == 0
+    n_train = report["data"]["train"]["n"]
+    assert budget(report, "gfsr_plus") == {"mask_images": n_train, "group_labels": 0}
+    # the guided model's own epochs against the baseline's, from the logged seconds
+    own = [h["seconds"] for h in report["gfsr_plus"]["training"]["history"]
+           if not h.get("shared_from")]
+    base_epochs = [h["seconds"] for h in report["baseline"]["training"]["history"]]
+    assert rows[2]["step_cost"] == pytest.approx(np.mean(own) / np.mean(base_epochs))
+    # three "seeds" with known values: mean and t interval by hand
+    seeded = []
+    for seed, auc in zip((0, 1, 2), (0.5, 0.6, 0.7)):
+        seeded += [dict(r, seed=seed, within_class_marker_auc=auc) for r in rows]
+    summary = summary_by_model(seeded)
+    plus = next(s for s in summary if s["model"] == "gfsr_plus")
+    assert plus["seeds"] == [0, 1, 2]
+    assert plus["within_class_marker_auc"] == pytest.approx(0.6)
+    assert plus["within_class_marker_auc_ci"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.1
+                                                              / math.sqrt(3))
+    table = comparison_markdown(summary, "t")
+    assert "| gfsr_plus | 0,1,2 |" in table and "0.600 ± 0.248" in table
+    write_comparison([report], tmp_path / "cmp", "smoke")
+    saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert [s["model"] for s in saved["by_model"]] == ["baseline", "gfsr", "gfsr_plus"]
+    assert (tmp_path / "cmp" / "results.png").stat().st_size > 0
+
+
+def test_bad_input_exits_1_with_one_line_before_any_training(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "experiments" / "compare_methods.py"),
+                        "--seeds", "0,x", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == \
+        "error: --seeds 0,x: expected comma-separated integers", r.stderr[-800:]
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow   # two seeds of four small-CNN models (~2 min)
+def test_the_experiment_runs_seeds_resumably_and_writes_the_table(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "compare_methods.py"), "--smoke",
+           "--seeds", "0,1", "--variants", "baseline,gfsr_plus,jtt,dfr", "--set",
+           "model.backbone=small_cnn", "--out", str(tmp_path), "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads((tmp_path / "compare_methods_smoke" / "results.json").read_text())
+    assert sorted({(row["model"], row["seed"]) for row in results["rows"]}) == sorted(
+        (m, s) for m in ("baseline", "gfsr_plus", "jtt", "dfr") for s in (0, 1))
+    dfr = next(s for s in results["by_model"] if s["model"] == "dfr")
+    assert dfr["group_labels"] > 0 and dfr["mask_images"] == 0
+    assert "| jtt | 0,1 |" in (tmp_path / "compare_methods_smoke" / "results.md").read_text()
+    # a rerun reads every finished variant back
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0
+    assert json.loads((tmp_path / "compare_methods_smoke" / "results.json").read_text())["rows"] == \
+        results["rows"]
