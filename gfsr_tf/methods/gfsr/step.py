@@ -33,7 +33,7 @@ class GfsrStep(TrainStep):
         self._fused = None
         # batchnorm "held"/"frozen": the preprocessed training images the statistics are
         # re-estimated on (prepare) and whether they are held / frozen now (after the warm-up)
-        self._bn_images, self._bn_frozen = None, False
+        self._bn_images, self._bn_fixed = None, False
         self._batch_size = batch_size
         if self.guided and config.fused:
             if self.mixed_precision:
@@ -56,7 +56,7 @@ class GfsrStep(TrainStep):
         self._bn_images = self.preprocess(train.images)
 
     def trace_key(self):
-        return self._bn_frozen
+        return self._bn_fixed
 
     def on_epoch(self, epoch):
         on = self.ramp(epoch, self.rel.warmup_epochs)
@@ -76,7 +76,7 @@ class GfsrStep(TrainStep):
                 freeze_batchnorm(self.model)
             else:
                 hold_batchnorm(self.model)
-            self._bn_frozen = True
+            self._bn_fixed = True
             logged[f"batchnorm_{self.rel.batchnorm}"] = 1.0
         return logged
 
