@@ -21,6 +21,7 @@ backgrounds", an extension beyond the paper).
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import keras
 import numpy as np
@@ -42,7 +43,11 @@ class GuidanceSchedule(keras.callbacks.Callback):
         self.guided = guided
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.guided.step.on_epoch(epoch + 1)
+        step = self.guided.step
+        before = step.trace_key()
+        step.on_epoch(epoch + 1)
+        if step.trace_key() != before:   # statistics now held (momentum 1): trace again
+            self.guided.make_train_function(force=True)
 
 
 @keras.saving.register_keras_serializable(package="gfsr_tf")
@@ -56,9 +61,9 @@ class GuidedModel(keras.Model):
         if self.relevance.fused:
             raise ValueError("GuidedModel runs the exact or first-order GFSR step, not the fused "
                              "one (fused=True is the trainer's option)")
-        if self.relevance.batchnorm != "batch":
-            raise ValueError("GuidedModel trains with batchnorm='batch'; the frozen statistics "
-                             "re-estimated each epoch are the project trainer's option")
+        if self.relevance.batchnorm == "frozen":
+            raise ValueError("GuidedModel trains with batchnorm='batch' or 'held'; 'frozen' "
+                             "is the project trainer's option")
         self.layer = layer
         # built here, outside any traced function: the step owns tf.Variables (the ramp
         # weights) and its CamModel view of the classifier
@@ -97,21 +102,36 @@ class GuidedModel(keras.Model):
         if not any(isinstance(c, GuidanceSchedule) for c in callbacks):
             callbacks.append(GuidanceSchedule(self))
         data = args[0] if args else kwargs.get("x")
-        if self.relevance.bn_recalibration and not isinstance(data, tf.data.Dataset):
-            raise ValueError("GuidedModel(bn_recalibration=True) re-reads the training data "
-                             "after fit: pass it as a tf.data.Dataset")
-        history = super().fit(*args, callbacks=callbacks, **kwargs)
+        held = self.relevance.batchnorm == "held"
+        if (self.relevance.bn_recalibration or held) and not isinstance(data, tf.data.Dataset):
+            raise ValueError("GuidedModel(bn_recalibration=True or batchnorm='held') re-reads "
+                             "the training data: pass it as a tf.data.Dataset")
+        if held:    # the images the statistics are re-estimated on at each guided epoch
+            images, batch_size = self._images(data)
+            self.step._batch_size = batch_size
+            self.step.prepare(types.SimpleNamespace(images=images))
+        try:
+            history = super().fit(*args, callbacks=callbacks, **kwargs)
+        finally:
+            if held:
+                from ...training.batchnorm import release_batchnorm
+                release_batchnorm(self.classifier)
+                self.step._bn_fixed = False
         if self.relevance.bn_recalibration:
             self.recalibrate(data)
         return history
+
+    def _images(self, dataset):
+        """The dataset's images, in order, and its batch size."""
+        batches = [self._unpack(b)[0]["image"].numpy() for b in dataset]
+        return np.concatenate(batches), len(batches[0])
 
     def recalibrate(self, dataset) -> dict:
         """Re-estimate the classifier's BatchNorm statistics on the dataset's images, batch by
         batch as `fit` saw them (`training.batchnorm`; what `bn_recalibration` does at the end of
         fit, and what gfsr_plus's report calls "BatchNorm statistics re-estimated")."""
         from ...training.batchnorm import recalibrate_batchnorm
-        batches = [self._unpack(b)[0]["image"].numpy() for b in dataset]
-        return recalibrate_batchnorm(self.classifier, np.concatenate(batches), len(batches[0]))
+        return recalibrate_batchnorm(self.classifier, *self._images(dataset))
 
     @property
     def metrics(self):

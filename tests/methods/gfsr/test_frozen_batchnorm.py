@@ -115,6 +115,6 @@ def test_frozen_batchnorm_is_refused_where_it_cannot_hold():
     with pytest.raises(ValueError, match="batchnorm must be one of"):
         RelevanceConfig(batchnorm="sync")
     from gfsr_tf import GuidedModel
-    with pytest.raises(ValueError, match="project trainer's option"):
+    with pytest.raises(ValueError, match="'frozen' is the project trainer's option"):
         GuidedModel(keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)]),
                     batchnorm="frozen")

@@ -319,3 +319,38 @@ def test_bn_recalibration_after_fit_re_estimates_the_statistics_on_the_training_
     np.testing.assert_allclose(bn.moving_mean.numpy(), after_fit, rtol=1e-5)
     with pytest.raises(ValueError, match="pass it as a tf.data.Dataset"):
         guided.fit({"image": x, "mask": masks}, y, epochs=1, verbose=0)
+
+
+def test_held_statistics_in_keras_fit_are_re_estimated_each_guided_epoch_and_released():
+    """batchnorm='held' through Keras' fit: after the warm-up epoch the statistics are
+    re-estimated on the training images and held (momentum 1, the train function traced again),
+    so the last epoch leaves them as re-estimated from its starting weights; fit gives the
+    layers their momentum back."""
+    from gfsr_tf.training.batchnorm import batchnorm_layers, recalibrate_batchnorm
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same", name="features")(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(h))
+    classifier = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D()(h)))
+    x, masks, y = _data(16)
+    guided = gfsr_tf.GuidedModel(classifier, layer="features", batchnorm="held",
+                                 cam_mode="inference", warmup_epochs=1)
+    guided.compile(optimizer=keras.optimizers.Adam(1e-2))
+    starts = []
+
+    class Record(keras.callbacks.Callback):       # the weights each epoch starts from
+        def on_epoch_begin(self, epoch, logs=None):
+            starts.append([w.numpy().copy() for w in classifier.weights])
+
+    guided.fit(_dataset(x, masks, y), epochs=3, verbose=0, callbacks=[Record()])
+    bn = batchnorm_layers(classifier)[0]
+    assert bn.momentum == 0.9
+    final = bn.moving_mean.numpy().copy()
+    reference = keras.models.clone_model(classifier)
+    reference.set_weights(starts[-1])                 # epoch 3's starting weights...
+    recalibrate_batchnorm(reference, x, batch_size=8)  # ...re-estimated on the same batches
+    np.testing.assert_allclose(final, batchnorm_layers(reference)[0].moving_mean.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pass it as a tf.data.Dataset"):
+        guided.fit({"image": x, "mask": masks}, y, epochs=1, verbose=0)
