@@ -9,7 +9,8 @@ import dataclasses
 import tensorflow as tf
 
 from ..config import GUIDANCE_SOURCES
-from ..training.step import TrainStep
+from ..saliency.gradcam import full_precision
+from ..training.step import TrainStep, accuracy, classification_loss
 from .baseline import Baseline
 
 
@@ -23,8 +24,32 @@ def check_mask_options(method: str, config) -> None:
 
 
 class PenaltyStep(TrainStep):
-    """A step whose penalty is off (`self.on` = 0) for `config.warmup_epochs` plain epochs."""
+    """CE of the training-mode network + Σ weight · penalty, the penalties off (`self.on` = 0)
+    for `config.warmup_epochs` plain epochs. A method implements `penalties` (and, for terms
+    that stay on through the warm-up, `regularisers`); each term is logged under its name."""
     targets = ("mask",)
+
+    def penalties(self, x, batch) -> dict:
+        """{name: (weight, mean value over the batch)} of the guidance terms."""
+        raise NotImplementedError
+
+    def regularisers(self) -> dict:
+        """{name: (weight, value)} of terms on from the first step (e.g. weight decay)."""
+        return {}
+
+    def __call__(self, batch):
+        x, labels = self.preprocess(batch["image"]), batch["label"]
+        with tf.GradientTape() as tape:
+            _, logits = self.cam_model(x, training=True)
+            logits = full_precision(logits)
+            ce = tf.reduce_mean(classification_loss(logits, labels, self.cam_model.multi_label))
+            guided, always = self.penalties(x, batch), self.regularisers()
+            loss = ce + self.on * tf.add_n([tf.zeros(())] + [w * v for w, v in guided.values()]) \
+                + tf.add_n([tf.zeros(())] + [w * v for w, v in always.values()])
+            scaled = self.scaled(loss)
+        self.apply_gradients(tape, scaled)
+        return {"loss": loss, "ce": ce, **{k: v for k, (_, v) in {**guided, **always}.items()},
+                "acc": accuracy(logits, labels)}
 
     def __init__(self, model, optimizer, *, config, target_layer=None, **kwargs):
         super().__init__(model, optimizer, logits_layer=target_layer, **kwargs)

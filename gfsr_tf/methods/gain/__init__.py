@@ -27,7 +27,6 @@ import dataclasses
 import tensorflow as tf
 
 from ...saliency.gradcam import full_precision, gradcam
-from ...training.step import accuracy, classification_loss
 from ..mask_guided import MaskGuided, PenaltyStep, check_mask_options
 from ..registry import register
 
@@ -78,20 +77,11 @@ def gain_terms(cam_model, x: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor,
 
 
 class GainStep(PenaltyStep):
-    def __call__(self, batch):
+    def penalties(self, x, batch):
         cfg = self.config
-        x, labels = self.preprocess(batch["image"]), batch["label"]
-        with tf.GradientTape() as tape:
-            _, logits = self.cam_model(x, training=True)
-            logits = full_precision(logits)
-            ce = tf.reduce_mean(classification_loss(logits, labels, self.cam_model.multi_label))
-            mining, external, _ = gain_terms(self.cam_model, x, labels, batch["mask"], cfg)
-            mining, external = tf.reduce_mean(mining), tf.reduce_mean(external)
-            loss = ce + self.on * (cfg.weight * mining + cfg.external_weight * external)
-            scaled = self.scaled(loss)
-        self.apply_gradients(tape, scaled)
-        return {"loss": loss, "ce": ce, "attention_mining": mining,
-                "external_supervision": external, "acc": accuracy(logits, labels)}
+        mining, external, _ = gain_terms(self.cam_model, x, batch["label"], batch["mask"], cfg)
+        return {"attention_mining": (cfg.weight, tf.reduce_mean(mining)),
+                "external_supervision": (cfg.external_weight, tf.reduce_mean(external))}
 
 
 class Gain(MaskGuided):

@@ -29,7 +29,6 @@ import tensorflow as tf
 
 from ...losses.relevance import mask_to_grid
 from ...saliency.gradcam import full_precision, score_gradients
-from ...training.step import accuracy, classification_loss
 from ..mask_guided import MaskGuided, PenaltyStep, check_mask_options
 from ..registry import register
 
@@ -68,24 +67,14 @@ def ranking_loss(network: tf.Tensor, human: tf.Tensor, margin: float) -> tf.Tens
 
 
 class HintStep(PenaltyStep):
-    def __call__(self, batch):
-        cfg = self.config
-        x, labels = self.preprocess(batch["image"]), batch["label"]
-        with tf.GradientTape() as tape:
-            _, logits = self.cam_model(x, training=True)
-            logits = full_precision(logits)
-            ce = tf.reduce_mean(classification_loss(logits, labels, self.cam_model.multi_label))
-            activations, _, d_act = score_gradients(self.cam_model, x,
-                                                    tf.cast(labels, tf.int32), training=False)
-            a, g = full_precision(activations), full_precision(d_act)
-            network = importances(a, g)
-            human = tf.reshape(mask_to_grid(batch["mask"], tf.shape(a)[1:3]),
-                               tf.shape(network))
-            hint = tf.reduce_mean(ranking_loss(network, human, cfg.pair_margin))
-            loss = ce + self.on * cfg.weight * hint
-            scaled = self.scaled(loss)
-        self.apply_gradients(tape, scaled)
-        return {"loss": loss, "ce": ce, "hint": hint, "acc": accuracy(logits, labels)}
+    def penalties(self, x, batch):
+        activations, _, d_act = score_gradients(self.cam_model, x,
+                                                tf.cast(batch["label"], tf.int32), training=False)
+        a, g = full_precision(activations), full_precision(d_act)
+        network = importances(a, g)
+        human = tf.reshape(mask_to_grid(batch["mask"], tf.shape(a)[1:3]), tf.shape(network))
+        return {"hint": (self.config.weight, tf.reduce_mean(
+            ranking_loss(network, human, self.config.pair_margin)))}
 
 
 class Hint(MaskGuided):

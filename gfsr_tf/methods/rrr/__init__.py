@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from ...losses.relevance import mask_to_grid
 from ...saliency.gradcam import full_precision, gradcam
-from ...training.step import accuracy, classification_loss, kernel_l2
+from ...training.step import kernel_l2
 from ..mask_guided import MaskGuided, PenaltyStep, check_mask_options
 from ..registry import register
 
@@ -81,25 +81,16 @@ def gradcam_penalty(cam_model, x: tf.Tensor, mask: tf.Tensor, labels: tf.Tensor)
 
 
 class RRRStep(PenaltyStep):
-    def __call__(self, batch):
-        cfg = self.config
-        x = self.preprocess(batch["image"])
-        with tf.GradientTape() as tape:
-            _, logits = self.cam_model(x, training=True)
-            logits = full_precision(logits)
-            ce = tf.reduce_mean(classification_loss(logits, batch["label"],
-                                                    self.cam_model.multi_label))
-            if cfg.explanation == "gradcam":
-                penalty = gradcam_penalty(self.cam_model, x, batch["mask"], batch["label"])
-            else:
-                penalty = input_gradient_penalty(self.cam_model, x, batch["mask"])
-            right_reasons = tf.reduce_mean(penalty)
-            decay = kernel_l2(self.model) if cfg.l2 > 0 else tf.zeros(())
-            loss = ce + self.on * cfg.weight * right_reasons + cfg.l2 * decay
-            scaled = self.scaled(loss)
-        self.apply_gradients(tape, scaled)
-        return {"loss": loss, "ce": ce, "right_reasons": right_reasons, "l2": decay,
-                "acc": accuracy(logits, batch["label"])}
+    def penalties(self, x, batch):
+        if self.config.explanation == "gradcam":
+            penalty = gradcam_penalty(self.cam_model, x, batch["mask"], batch["label"])
+        else:
+            penalty = input_gradient_penalty(self.cam_model, x, batch["mask"])
+        return {"right_reasons": (self.config.weight, tf.reduce_mean(penalty))}
+
+    def regularisers(self):
+        l2 = self.config.l2
+        return {"l2": (l2, kernel_l2(self.model) if l2 > 0 else tf.zeros(()))}
 
 
 class RRR(MaskGuided):

@@ -10,26 +10,12 @@ from gfsr_tf.methods import get_method
 from gfsr_tf.methods.gain import GainConfig, GainStep, gain_terms, true_class_probability
 from gfsr_tf.saliency.cam_model import CamModel
 from gfsr_tf.saliency.gradcam import gradcam
-
-SIZE = 8
-
-
-def _tiny(units=1, seed=0, dtype="float32"):
-    keras.utils.set_random_seed(seed)
-    init = keras.initializers.RandomNormal(stddev=1.0, seed=seed)
-    inputs = keras.Input((SIZE, SIZE, 2), dtype=dtype)
-    h = keras.layers.Conv2D(3, 3, padding="same", activation="tanh", name="features",
-                            kernel_initializer=init, dtype=dtype)(inputs)
-    h = keras.layers.GlobalAveragePooling2D(dtype=dtype)(h)
-    out = keras.layers.Dense(units, activation="sigmoid" if units == 1 else "softmax",
-                             kernel_initializer=init, dtype=dtype)(h)
-    return keras.Model(inputs, out)
-
+from gradient_checks import SIZE, assert_matches_finite_differences, tiny_classifier
 
 def test_the_terms_by_hand():
     """A = Grad-CAM (same grid as the image here: no upsampling), T(A) = σ(10 (A − 0.5)),
     L_am = the true-class probability of x − T(A)·x, L_e = mean (A − H)²."""
-    model = _tiny()
+    model = tiny_classifier()
     cam_model = CamModel(model, "features")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, SIZE, SIZE, 2)).astype(np.float32)
@@ -50,7 +36,7 @@ def test_the_terms_by_hand():
 
 
 def test_the_gain_loss_gradient_matches_finite_differences():
-    model = _tiny(dtype="float64")
+    model = tiny_classifier(dtype="float64")
     cam_model = CamModel(model, "features")
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(2, SIZE, SIZE, 2)))
@@ -60,26 +46,13 @@ def test_the_gain_loss_gradient_matches_finite_differences():
         mining, external, _ = gain_terms(cam_model, x, labels, mask, GainConfig())
         return tf.reduce_mean(mining) + 10.0 * tf.reduce_mean(external)
 
-    kernel = model.get_layer("features").kernel
-    with tf.GradientTape() as tape:
-        value = loss()
-    grad = tape.gradient(value, kernel).numpy()
-    eps, base = 1e-6, kernel.numpy().copy()
-    for idx in [(0, 0, 0, 0), (1, 2, 1, 2), (2, 1, 0, 1)]:
-        numeric = []
-        for sign in (1, -1):
-            shifted = base.copy()
-            shifted[idx] += sign * eps
-            kernel.assign(shifted)
-            numeric.append(float(loss()))
-        kernel.assign(base)
-        assert grad[idx] == pytest.approx((numeric[0] - numeric[1]) / (2 * eps), rel=1e-4,
-                                          abs=1e-9)
-    assert np.isfinite(float(value))
+    value, _ = assert_matches_finite_differences(
+        loss, model.get_layer("features").kernel, [(0, 0, 0, 0), (1, 2, 1, 2), (2, 1, 0, 1)])
+    assert np.isfinite(value)
 
 
 def test_one_step_reports_ce_plus_alpha_mining_plus_omega_external():
-    model = _tiny()
+    model = tiny_classifier()
     rng = np.random.default_rng(2)
     images = rng.normal(size=(4, SIZE, SIZE, 2)).astype(np.float32)
     labels, mask = np.array([0, 1, 1, 0]), rng.uniform(size=(4, SIZE, SIZE)).astype(np.float32)

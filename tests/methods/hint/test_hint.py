@@ -12,20 +12,8 @@ from gfsr_tf.methods import get_method
 from gfsr_tf.methods.hint import HintConfig, HintStep, importances, ranking_loss
 from gfsr_tf.saliency.cam_model import CamModel
 from gfsr_tf.saliency.gradcam import score_gradients
-
-SIZE = 8
-
-
-def _tiny(seed=0, dtype="float32"):
-    keras.utils.set_random_seed(seed)
-    init = keras.initializers.RandomNormal(stddev=1.0, seed=seed)
-    inputs = keras.Input((SIZE, SIZE, 2), dtype=dtype)
-    h = keras.layers.Conv2D(3, 3, padding="same", activation="tanh", name="features",
-                            kernel_initializer=init, dtype=dtype)(inputs)
-    h = keras.layers.GlobalAveragePooling2D(dtype=dtype)(h)
-    out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=init, dtype=dtype)(h)
-    return keras.Model(inputs, out)
-
+from gradient_checks import (SIZE, assert_matches_finite_differences, evidence_batch,
+                             tiny_classifier)
 
 def test_ranking_loss_and_importances_by_hand():
     rng = np.random.default_rng(0)
@@ -52,7 +40,7 @@ def test_ranking_loss_and_importances_by_hand():
 def test_hint_gradient_through_the_gradcam_matches_finite_differences():
     """d(ranking loss of the true-class Grad-CAM importances)/d(conv kernel), second order,
     against central differences on a float64 network."""
-    model = _tiny(dtype="float64")
+    model = tiny_classifier(dtype="float64")
     cam_model = CamModel(model, "features")
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(2, SIZE, SIZE, 2)))
@@ -63,36 +51,16 @@ def test_hint_gradient_through_the_gradcam_matches_finite_differences():
         a, _, g = score_gradients(cam_model, x, labels, training=False)
         return tf.reduce_mean(ranking_loss(importances(a, g), tf.constant(human), 0.1))
 
-    kernel = model.get_layer("features").kernel
-    with tf.GradientTape() as tape:
-        value = loss()
-    grad = tape.gradient(value, kernel).numpy()
-    assert value.numpy() > 0
-    eps, base = 1e-6, kernel.numpy().copy()
-    for idx in [(0, 0, 0, 0), (1, 2, 1, 2), (2, 1, 0, 1)]:
-        numeric = []
-        for sign in (1, -1):
-            shifted = base.copy()
-            shifted[idx] += sign * eps
-            kernel.assign(shifted)
-            numeric.append(float(loss()))
-        kernel.assign(base)
-        assert grad[idx] == pytest.approx((numeric[0] - numeric[1]) / (2 * eps), rel=1e-4,
-                                          abs=1e-9)
+    value, _ = assert_matches_finite_differences(
+        loss, model.get_layer("features").kernel, [(0, 0, 0, 0), (1, 2, 1, 2), (2, 1, 0, 1)])
+    assert value > 0
 
 
 def test_training_lowers_the_ranking_loss_against_lambda_zero():
-    rng = np.random.default_rng(2)
-    labels = np.arange(32) % 2
-    images = rng.normal(0, 0.2, (32, SIZE, SIZE, 2)).astype(np.float32)
-    images[:, :, :4] += (labels * 1.0 - 0.5)[:, None, None, None]     # evidence on the left
-    images[:, :2, 6:] += (labels * 1.0 - 0.5)[:, None, None, None]    # a shortcut on the right
-    mask = np.zeros((32, SIZE, SIZE), np.float32)
-    mask[:, :, :4] = 1
-    batch = {"image": tf.constant(images), "label": tf.constant(labels), "mask": tf.constant(mask)}
+    batch = evidence_batch()
     final = {}
     for weight in (0.0, 10.0):
-        step = HintStep(_tiny(seed=2), keras.optimizers.Adam(1e-2),
+        step = HintStep(tiny_classifier(seed=2), keras.optimizers.Adam(1e-2),
                         config=HintConfig(weight=weight), target_layer="features",
                         preprocessor="none")
         for _ in range(80):

@@ -9,22 +9,7 @@ from gfsr_tf.methods import get_method
 from gfsr_tf.methods.rrr import (RRRConfig, RRRStep, gradcam_penalty, input_gradient_penalty,
                                  summed_log_probabilities)
 from gfsr_tf.saliency.cam_model import CamModel
-
-SIZE = 8
-
-
-def _tiny(units: int, seed: int = 0, dtype: str = "float32"):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 2), dtype=dtype)
-    # weights large enough that the input gradients stand well above float32 round-off
-    init = keras.initializers.RandomNormal(stddev=1.0, seed=seed)
-    h = keras.layers.Conv2D(3, 3, padding="same", activation="tanh", name="features",
-                            kernel_initializer=init, dtype=dtype)(inputs)
-    h = keras.layers.GlobalAveragePooling2D(dtype=dtype)(h)
-    out = keras.layers.Dense(units, activation="sigmoid" if units == 1 else "softmax",
-                             kernel_initializer=init, dtype=dtype)(h)
-    return keras.Model(inputs, out)
-
+from gradient_checks import SIZE, evidence_batch, tiny_classifier
 
 def _numeric_input_gradient(model, x, eps=1e-5):
     """Central differences of Σ_k log p_k (a float64 network), per input."""
@@ -43,7 +28,7 @@ def _numeric_input_gradient(model, x, eps=1e-5):
 
 @pytest.mark.parametrize("units", [1, 2])
 def test_the_right_reasons_term_is_ross_et_al_s_against_finite_differences(units):
-    model = _tiny(units, dtype="float64")
+    model = tiny_classifier(units, dtype="float64")
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (2, SIZE, SIZE, 2))
     mask = np.zeros((2, SIZE, SIZE))
@@ -62,7 +47,7 @@ def test_the_right_reasons_term_is_ross_et_al_s_against_finite_differences(units
 
 
 def test_one_step_minimises_ce_plus_lambda_times_penalty_plus_l2_by_hand():
-    model = _tiny(2)
+    model = tiny_classifier(2)
     rng = np.random.default_rng(1)
     images = rng.uniform(0, 255, (4, SIZE, SIZE, 2)).astype(np.float32)
     labels = np.array([0, 1, 1, 0])
@@ -87,17 +72,10 @@ def test_one_step_minimises_ce_plus_lambda_times_penalty_plus_l2_by_hand():
 def test_training_lowers_the_gradient_outside_the_mask_and_the_gradcam_variant_runs():
     """Against the same steps with λ1 = 0: Σ_k log p_k's gradient vanishes at p = 1/2 and grows
     as the model grows confident, so the reference is the unconstrained model, not step 0."""
-    rng = np.random.default_rng(2)
-    labels = np.arange(32) % 2
-    images = rng.normal(0, 0.2, (32, SIZE, SIZE, 2)).astype(np.float32)
-    images[:, :, :4] += (labels * 1.0 - 0.5)[:, None, None, None]     # evidence on the left
-    images[:, :2, 6:] += (labels * 1.0 - 0.5)[:, None, None, None]    # a shortcut on the right
-    mask = np.zeros((32, SIZE, SIZE), np.float32)
-    mask[:, :, :4] = 1
-    batch = {"image": tf.constant(images), "label": tf.constant(labels), "mask": tf.constant(mask)}
+    batch = evidence_batch()
     outside = {}
     for weight in (0.0, 100.0):
-        model = _tiny(1, seed=2)
+        model = tiny_classifier(1, seed=2)
         step = RRRStep(model, keras.optimizers.Adam(1e-2), config=RRRConfig(weight=weight, l2=0.0),
                        target_layer="features", preprocessor="none")
         for _ in range(40):
@@ -106,8 +84,8 @@ def test_training_lowers_the_gradient_outside_the_mask_and_the_gradcam_variant_r
             step.cam_model, batch["image"], batch["mask"])))
         assert float(out["acc"]) > 0.9
     assert outside[100.0] < 0.2 * outside[0.0], outside
-    cam = gradcam_penalty(CamModel(model, "features"), tf.constant(images), tf.constant(mask),
-                          tf.constant(labels)).numpy()
+    cam = gradcam_penalty(CamModel(model, "features"), batch["image"], batch["mask"],
+                          batch["label"]).numpy()
     assert cam.shape == (32,) and np.all(np.isfinite(cam)) and np.all(cam >= 0)
 
 
