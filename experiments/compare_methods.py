@@ -39,6 +39,8 @@ def main(argv=None) -> int:
         try:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
+            seeds = []
+        if not seeds:
             raise ValueError(f"--seeds {args.seeds}: expected comma-separated integers")
         if args.seed is not None:
             raise ValueError("use --seeds for this experiment, not --seed")
