@@ -54,13 +54,14 @@ class Method:
         return 0
 
     def finish(self, model, data: dict, study, config, warnings: list,
-               run_dir=None) -> dict | None:
+               run_dir=None, verbose: int = 0) -> dict | None:
         """A last stage after training (DFR's last-layer retraining, JTT's second training):
         change the trained model in place and return report fields, or None for no stage (the
         default). The study saves the model again afterwards. It must give the same model when
         run twice (a rerun of a finished study runs it again on the saved model); `run_dir` is
-        the variant's folder, for a stage that keeps files of its own. A stage field that is a
-        dict with "seconds" adds them to the variant's training time."""
+        the variant's folder, for a stage that keeps files of its own, `verbose` the study's
+        (a stage that trains shows its progress). A stage field that is a dict with "seconds"
+        adds them to the variant's training time."""
         return None
 
     def train_config(self, study, config):

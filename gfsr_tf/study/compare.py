@@ -85,7 +85,9 @@ def comparison_rows(reports: list[dict]) -> list[dict]:
 
 
 def _mean_ci(values) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t interval (NaN with fewer than 2 values)."""
+    """Mean and the half-width of its 95% t interval (NaN with fewer than 2 values). Over seeds,
+    not images: with 3 values the percentile bootstrap of `metrics.mean_ci` has nothing to
+    resample."""
     v = np.asarray([x for x in values if x is not None and not math.isnan(x)], float)
     if len(v) == 0:
         return math.nan, math.nan

@@ -80,7 +80,8 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
                       verbose=verbose, strategy=strategy)
     history = trainer.fit(train, data["val"], targets, **shared)
     model = keras.models.load_model(run_dir / "best.keras")
-    finished = method.finish(model, data, config, options, warnings, run_dir=run_dir)
+    finished = method.finish(model, data, config, options, warnings, run_dir=run_dir,
+                             verbose=verbose)
     if finished is not None:        # a last stage changed the model: it is what is saved
         tmp = run_dir / "best.tmp.keras"
         model.save(tmp)

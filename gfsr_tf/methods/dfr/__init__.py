@@ -125,7 +125,7 @@ class DFR(Baseline):
     def plain_epochs(self, config):
         return 10 ** 9      # every epoch is the baseline's (capped at the study's epochs)
 
-    def finish(self, model, data, study, config, warnings, run_dir=None):
+    def finish(self, model, data, study, config, warnings, run_dir=None, verbose=0):
         val = data["val"]
         if val.has_marker is None:
             raise ValueError("DFR's held-out set needs group labels (class x marker status); "

@@ -23,7 +23,7 @@ class Gfsr(Baseline):
         # the warm-up gate zeroes every guidance term and the counterfactual batch (step.py)
         return config.warmup_epochs
 
-    def finish(self, model, data, study, config, warnings, run_dir=None):
+    def finish(self, model, data, study, config, warnings, run_dir=None, verbose=0):
         fields = {}
         if config.batchnorm == "frozen":
             # the saved model's BatchNorm layers train again when a user fine-tunes it; its

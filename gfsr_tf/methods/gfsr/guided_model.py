@@ -108,15 +108,11 @@ class GuidedModel(keras.Model):
                              "the training data: pass it as a tf.data.Dataset")
         if held:    # the images the statistics are re-estimated on at each guided epoch
             images, batch_size = self._images(data)
-            self.step._batch_size = batch_size
-            self.step.prepare(types.SimpleNamespace(images=images))
+            self.step.prepare(types.SimpleNamespace(images=images), batch_size)
         try:
             history = super().fit(*args, callbacks=callbacks, **kwargs)
         finally:
-            if held:
-                from ...training.batchnorm import release_batchnorm
-                release_batchnorm(self.classifier)
-                self.step._bn_fixed = False
+            self.step.release()
         if self.relevance.bn_recalibration:
             self.recalibrate(data)
         return history

@@ -46,7 +46,10 @@ class GfsrStep(TrainStep):
         return 0.0 if past <= 0 else min(1.0, past / self.rel.ramp_epochs) \
             if self.rel.ramp_epochs else 1.0
 
-    def prepare(self, train):
+    def prepare(self, train, batch_size: int | None = None):
+        """Keeps the preprocessed training images the held / frozen statistics are re-estimated
+        on, in batches of `batch_size` (default: the one the step was built with)."""
+        self._batch_size = batch_size or self._batch_size
         if self.rel.batchnorm == "batch":
             return
         if tf.distribute.get_strategy().num_replicas_in_sync > 1:
@@ -57,6 +60,14 @@ class GfsrStep(TrainStep):
 
     def trace_key(self):
         return self._bn_fixed
+
+    def release(self):
+        """After training with held statistics: the layers' own momenta back (the statistics
+        stay as they are)."""
+        if self._bn_fixed and self.rel.batchnorm == "held":
+            from ...training.batchnorm import release_batchnorm
+            release_batchnorm(self.model)
+        self._bn_fixed = False
 
     def on_epoch(self, epoch):
         on = self.ramp(epoch, self.rel.warmup_epochs)

@@ -68,7 +68,7 @@ class JTT(Baseline):
     def train_config(self, study, config):
         return dataclasses.replace(study.train, epochs=config.identification_epochs)
 
-    def finish(self, model, data, study, config, warnings, run_dir=None):
+    def finish(self, model, data, study, config, warnings, run_dir=None, verbose=0):
         from ...training import Trainer
         stage = Path(run_dir) / "jtt_final"
         stage.mkdir(parents=True, exist_ok=True)
@@ -85,8 +85,11 @@ class JTT(Baseline):
             record.write_text(json.dumps({"indices": errors.tolist()}))
         final = self.build_model(study, config, train.num_classes, x.shape[1:], warnings)
         upsampled = train.subset(upsampled_index(errors, len(train), config.upweight))
+        if verbose:
+            print(f"jtt: error set {len(errors)} of {len(train)} training images; final "
+                  f"training on {len(upsampled)} images per epoch in {stage}")
         history = Trainer(final, stage, self.step_factory(config, study), train=study.train,
-                          verbose=0).fit(upsampled, data["val"])
+                          verbose=verbose).fit(upsampled, data["val"])
         model.set_weights(keras.models.load_model(stage / "best.keras").get_weights())
         groups = {}
         if train.has_marker is not None:
