@@ -10,7 +10,9 @@ one figure over the seeds:
 writes runs/<name>_seed<K>/ (each a main-job run folder: report.json, summary.md, report.html)
 and runs/<name>/results.{md,json,png}. Rerun the same command to resume; finished variants are
 read back. --variants baseline,rrr,... runs a subset (the baseline must be among them: every
-figure is read against it).
+figure is read against it). --tune trains each method at the three settings of
+`presets/compare_methods.py:TUNING` (about 2.7x the time) and keeps, per seed, the setting with
+the highest worst-group (class x marker) validation accuracy; the table says which.
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_arguments(parser, default_preset="compare_methods")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--tune", action="store_true",
+                        help="each method at 3 settings, chosen by worst-group validation "
+                             "accuracy (about 2.7x the time)")
     args = parser.parse_args(argv)
 
     def run(args):
@@ -51,6 +56,9 @@ def main(argv=None) -> int:
             if "baseline" not in [v.name for v in config.variants]:
                 raise ValueError("--variants must include baseline: every figure is read "
                                  "against it")
+            if args.tune:
+                from gfsr_tf.presets.compare_methods import tuned
+                config.variants = tuned(config.variants)
             name = args.name or config.name
             config.name = f"{name}_seed{seed}"
             configs.append(config)

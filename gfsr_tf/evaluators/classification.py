@@ -1,9 +1,12 @@
-"""Classification metrics per test split, at 0.5 and at thresholds chosen on validation."""
+"""Classification metrics per test split, at 0.5 and at thresholds chosen on validation; on a
+validation split with marker status, the accuracy per group of class x marker."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import binary_metrics, choose_threshold, classification_metrics
+from ..metrics import (binary_metrics, choose_threshold, classification_metrics,
+                       group_accuracy)
+from .context import decide
 
 
 def split_metrics(labels, probs, class_names, thresholds) -> dict:
@@ -30,6 +33,11 @@ def evaluate(ctx) -> dict:
         val_probs = ctx.predict(val.images, "val")
         thresholds = {m: choose_threshold(val.labels, val_probs, m) for m in ("youden", "f1")}
         out["thresholds"] = thresholds
+        if val.has_marker is not None:
+            # the criterion every method's setting is chosen by in the comparison of methods
+            # (study/compare.py): worst-group accuracy at 0.5 on validation, never on test
+            out["validation"] = group_accuracy(decide(val_probs) == val.labels, val.labels,
+                                               val.has_marker)
     for name in ctx.tests:
         data = ctx.splits[name]
         probs = ctx.predict(data.images, name)

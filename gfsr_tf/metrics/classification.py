@@ -34,6 +34,20 @@ def binary_metrics(labels, probs, threshold: float = 0.5) -> dict:
     return out
 
 
+def group_accuracy(correct, labels, has_marker) -> dict:
+    """Accuracy per group of class x marker status (the groups JTT, DFR and Group DRO are judged
+    on: group 2*label + marked) and the worst of the groups present; `correct` is a boolean per
+    image."""
+    correct, labels = np.asarray(correct, bool), np.asarray(labels).astype(int)
+    groups = 2 * labels + np.asarray(has_marker).astype(int)
+    names = ("class0_unmarked", "class0_marked", "class1_unmarked", "class1_marked")
+    per_group = {names[g]: float(correct[groups == g].mean()) for g in range(4)
+                 if (groups == g).any()}
+    return {"worst_group_accuracy": min(per_group.values()) if per_group else math.nan,
+            "group_accuracy": per_group,
+            "group_sizes": {names[g]: int((groups == g).sum()) for g in range(4)}}
+
+
 def _auc_rows(labels, probs):
     """Vectorised binary ROC-AUC (Mann-Whitney, ties = 1/2) for rows of resampled (labels, probs)."""
     from scipy.stats import rankdata

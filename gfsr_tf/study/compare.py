@@ -1,8 +1,11 @@
 """The methods side by side (issue "The methods users weigh against GFSR"), from finished run
 folders alone: one row per (model, seed) with the causal study's columns, each model's
 annotation / group-label budget and its step cost against the baseline's in the same run, then
-per model the mean over seeds with a 95% t interval, a markdown table and a figure.
-`experiments/compare_methods.py` runs the seeds and calls `write_comparison`."""
+per model the mean over seeds with a 95% t interval, a markdown table and a figure. A run
+trained with tuning (`presets.compare_methods.tuned`: variants `<method>@<option>=<value>`)
+contributes, per method, the setting with the highest worst-group validation accuracy, and the
+tuning table lists every setting's. `experiments/compare_methods.py` runs the seeds and calls
+`write_comparison`."""
 from __future__ import annotations
 
 import math
@@ -15,7 +18,8 @@ from .rows import write_results
 
 # (key, header, format) of the per-model table; keys come from describe.summarise, the
 # verdict and this module
-COLUMNS = (("within_class_marker_auc", "marker AUC (within class)", ".3f"),
+COLUMNS = (("val_worst_group_accuracy", "val worst-group acc", ".3f"),
+           ("within_class_marker_auc", "marker AUC (within class)", ".3f"),
            ("marker_to_lesion_ratio", "marker / lesion", ".3f"),
            ("marker_effect_removal", "ATE of removal", "+.3f"),
            ("twin_accuracy", "twin accuracy", ".3f"),
@@ -57,9 +61,44 @@ def _own_epoch_seconds(training: dict) -> list[float]:
     return own
 
 
+def _worst_group(report: dict, variant: str) -> float:
+    value = report[variant].get("validation", {}).get("worst_group_accuracy")
+    return math.nan if value is None else float(value)
+
+
+def _mean_group(report: dict, variant: str) -> float:
+    groups = report[variant].get("validation", {}).get("group_accuracy") or {}
+    return float(np.mean(list(groups.values()))) if groups else math.nan
+
+
+def tuning_choices(report: dict) -> dict[str, dict]:
+    """Per model (a variant's name before `@`): the settings it trained with their worst-group
+    validation accuracies, and the chosen variant - the highest worst-group accuracy, ties to
+    the higher mean group accuracy, then to the earlier setting (NaN ranks last). An untuned
+    variant is its own only setting."""
+    from ..presets.compare_methods import SETTING
+    by_model: dict[str, list[str]] = {}
+    for v in report["config"]["variants"]:
+        if v["name"] in report:
+            by_model.setdefault(v["name"].split(SETTING, 1)[0], []).append(v["name"])
+
+    def rank(variant):
+        w, m = _worst_group(report, variant), _mean_group(report, variant)
+        return (-math.inf if math.isnan(w) else w, -math.inf if math.isnan(m) else m)
+    out = {}
+    for model, variants in by_model.items():
+        chosen = max(variants, key=rank)   # max keeps the first of equals
+        out[model] = {"chosen": chosen,
+                      "setting": chosen.split(SETTING, 1)[1] if SETTING in chosen else "default",
+                      "val_worst_group_accuracy": {v.split(SETTING, 1)[-1] if SETTING in v
+                                                   else "default": _worst_group(report, v)
+                                                   for v in variants}}
+    return out
+
+
 def comparison_rows(reports: list[dict]) -> list[dict]:
-    """One row per (model, seed) of every benchmark run (a run without the benchmark's twins has
-    no verdict and is left out)."""
+    """One row per (model, seed) of every benchmark run - a tuned model's chosen setting - (a
+    run without the benchmark's twins has no verdict and is left out)."""
     rows = []
     for report in reports:
         seed = report["config"]["train"]["seed"]
@@ -68,19 +107,24 @@ def comparison_rows(reports: list[dict]) -> list[dict]:
             continue
         base = _own_epoch_seconds(report["baseline"]["training"])
         base_epoch = float(np.mean(base)) if base else math.nan
-        for model, r in judged.items():
-            training = report[model]["training"]
-            audit = report[model].get("audit", {})
+        for model, choice in tuning_choices(report).items():
+            variant = choice["chosen"]
+            r = judged[variant]
+            training = report[variant]["training"]
+            audit = report[variant].get("audit", {})
             own = _own_epoch_seconds(training)
             rows.append({
                 "model": model, "method": training.get("method", model), "seed": seed,
-                **{k: v for k, v in summarise(report[model]).items()
+                "variant": variant, "setting": choice["setting"],
+                "val_worst_group_accuracy": _worst_group(report, variant),
+                "tuning": choice["val_worst_group_accuracy"],
+                **{k: v for k, v in summarise(report[variant]).items()
                    if isinstance(v, (int, float, str)) or v is None},
                 # the audit's estimate (its bootstrap interval stays in report.json)
                 "cam_marker_mass": (audit.get("cam_marker_mass") or {}).get("estimate",
                                                                             math.nan),
                 "step_cost": (float(np.mean(own)) / base_epoch) if own else math.nan,
-                "met": r.get("met", {}), **budget(report, model)})
+                "met": r.get("met", {}), **budget(report, variant)})
     return rows
 
 
@@ -106,6 +150,7 @@ def summary_by_model(rows: list[dict]) -> list[dict]:
     for model in models:
         mine = [r for r in rows if r["model"] == model]
         entry = {"model": model, "method": mine[0]["method"], "seeds": [r["seed"] for r in mine],
+                 "settings": [r.get("setting", "default") for r in mine],
                  "mask_images": mine[0]["mask_images"], "group_labels": mine[0]["group_labels"]}
         for key, _, _ in COLUMNS:
             entry[key], entry[key + "_ci"] = _mean_ci(r.get(key, math.nan) for r in mine)
@@ -133,16 +178,37 @@ def comparison_markdown(summary: list[dict], title: str) -> str:
              "relevance mask / a group label; epoch cost = the mean seconds of the epochs a "
              "model trains itself (not those shared from the baseline) over the baseline's, "
              "in the same runs; goals = on how many seeds each goal of the guided default "
-             "holds (decision / anatomy / faithful / accuracy).", "",
-             "| model | seeds | masks | group labels | "
+             "holds (decision / anatomy / faithful / accuracy); val worst-group acc = the "
+             "tuning criterion (DFR's includes the validation images it retrained its last "
+             "layer on).", "",
+             "| model | seeds | setting per seed | masks | group labels | "
              + " | ".join(h for _, h, _ in COLUMNS) + " | goals met |",
-             "|" + "---|" * (5 + len(COLUMNS))]
+             "|" + "---|" * (6 + len(COLUMNS))]
     for s in summary:
         goals = " / ".join(f"{g} {v}" for g, v in s["goals_met"].items()) or "–"
-        lines.append(f"| {s['model']} | {','.join(map(str, s['seeds']))} | {s['mask_images']} | "
-                     f"{s['group_labels']} | "
+        lines.append(f"| {s['model']} | {','.join(map(str, s['seeds']))} | "
+                     f"{', '.join(s['settings'])} | {s['mask_images']} | {s['group_labels']} | "
                      + " | ".join(_cell(s[k], s[k + '_ci'], f) for k, _, f in COLUMNS)
                      + f" | {goals} |")
+    return "\n".join(lines) + "\n"
+
+
+def tuning_markdown(rows: list[dict]) -> str:
+    """Every tried setting's worst-group validation accuracy per (model, seed), the chosen one
+    in bold; '' when no model was tuned."""
+    tuned = [r for r in rows if len(r.get("tuning", {})) > 1]
+    if not tuned:
+        return ""
+    lines = ["", "## Tuning (worst-group accuracy on the validation split, class x marker)", "",
+             "Each method trained every setting below on the same data, seed and warm-up; the "
+             "table above keeps, per seed, the setting with the highest worst-group validation "
+             "accuracy (ties: the higher mean group accuracy, then the earlier setting). Test "
+             "data never enter the choice.", "", "| model | seed | settings tried | chosen |",
+             "|---|---|---|---|"]
+    for r in tuned:
+        tried = ", ".join((f"**{k}: {_cell(v, None, '.3f')}**" if k == r["setting"] else
+                           f"{k}: {_cell(v, None, '.3f')}") for k, v in r["tuning"].items())
+        lines.append(f"| {r['model']} | {r['seed']} | {tried} | {r['setting']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -180,6 +246,6 @@ def write_comparison(reports: list[dict], root, title: str) -> list[dict]:
     rows = comparison_rows(reports)
     summary = summary_by_model(rows)
     write_results(root, {"rows": rows, "by_model": summary},
-                  comparison_markdown(summary, title))
+                  comparison_markdown(summary, title) + tuning_markdown(rows))
     comparison_figure(summary, root / "results.png", title)
     return summary

@@ -75,3 +75,69 @@ def test_the_experiment_runs_seeds_resumably_and_writes_the_table(tmp_path):
     assert again.returncode == 0
     assert json.loads((tmp_path / "compare_methods_smoke" / "results.json").read_text())["rows"] == \
         results["rows"]
+
+
+def test_validation_group_accuracy_by_hand():
+    """The evaluator's tuning criterion on a constructed validation split whose answer is known:
+    a 'model' that predicts the marker, so it is right on the two groups that follow the
+    correlation and wrong on the two against it."""
+    from types import SimpleNamespace
+
+    from gfsr_tf.datasets.base import ImageSet
+    from gfsr_tf.evaluators import classification
+    labels = np.array([0] * 9 + [0] * 1 + [1] * 2 + [1] * 8)
+    marked = np.array([0] * 9 + [1] * 1 + [0] * 2 + [1] * 8, bool)
+    probs = np.where(marked, 0.9, 0.1)
+    probs[0] = 0.7     # one unmarked normal wrong too: 8 / 9 right in that group
+    val = ImageSet(np.zeros((20, 4, 4, 1), np.uint8), labels, has_marker=marked)
+    ctx = SimpleNamespace(splits={"val": val}, tests=[], predict=lambda images, key: probs)
+    out = classification.evaluate(ctx)["validation"]
+    assert out["group_sizes"] == {"class0_unmarked": 9, "class0_marked": 1,
+                                  "class1_unmarked": 2, "class1_marked": 8}
+    assert out["group_accuracy"] == pytest.approx({"class0_unmarked": 8 / 9, "class0_marked": 0.0,
+                                                   "class1_unmarked": 0.0, "class1_marked": 1.0})
+    assert out["worst_group_accuracy"] == 0.0
+
+
+def test_tuning_keeps_the_setting_with_the_best_worst_group_validation_accuracy(smoke_report):
+    """Three settings of one method, copied from a finished run with constructed validation
+    figures: the best worst-group accuracy wins, a tie goes to the higher mean group accuracy,
+    and the row, the tuning table and the untuned models read as before."""
+    import copy
+
+    from gfsr_tf.presets.compare_methods import TUNING, tuned
+    from gfsr_tf.study.compare import tuning_choices, tuning_markdown
+    report = copy.deepcopy(smoke_report[0])
+    assert all(v["name"] != "gfsr_plus@weight=1" for v in report["config"]["variants"])
+    settings = {"0.3": (0.5, [0.5, 0.9, 0.9, 0.9]), "1": (0.7, [0.7, 0.8, 0.8, 0.8]),
+                "3": (0.7, [0.7, 0.9, 0.9, 0.9])}
+    variants = [v for v in report["config"]["variants"] if v["name"] != "gfsr_plus"]
+    for value, (worst, groups) in settings.items():
+        name = f"gfsr_plus@weight={value}"
+        report[name] = copy.deepcopy(report["gfsr_plus"])
+        report[name]["validation"] = {"worst_group_accuracy": worst, "group_accuracy": dict(
+            zip(("class0_unmarked", "class0_marked", "class1_unmarked", "class1_marked"),
+                groups))}
+        variants.append({"name": name, "method": "gfsr", "options": {}})
+    del report["gfsr_plus"]
+    report["config"]["variants"] = variants
+    report["comparisons"] = {k.replace("gfsr_plus", "gfsr_plus@weight=3"): v
+                             for k, v in report.get("comparisons", {}).items()}
+    choices = tuning_choices(report)
+    assert choices["gfsr_plus"]["chosen"] == "gfsr_plus@weight=3"      # tie on 0.7: mean wins
+    assert choices["gfsr_plus"]["val_worst_group_accuracy"] == {
+        "weight=0.3": 0.5, "weight=1": 0.7, "weight=3": 0.7}
+    assert choices["baseline"]["setting"] == "default"
+    rows = comparison_rows([report])
+    assert [(r["model"], r["setting"]) for r in rows] == [
+        ("baseline", "default"), ("gfsr", "default"), ("gfsr_plus", "weight=3")]
+    assert rows[2]["val_worst_group_accuracy"] == 0.7
+    table = tuning_markdown(rows)
+    assert "| gfsr_plus | 0 | weight=0.3: 0.500, weight=1: 0.700, **weight=3: 0.700** | " \
+           "weight=3 |" in table
+    # the grid: every tuned method three settings, the option set on each
+    option, values = TUNING["rrr"]
+    from gfsr_tf.config import VariantConfig
+    expanded = tuned((VariantConfig("baseline", "baseline"), VariantConfig("rrr", "rrr", {"a": 1})))
+    assert [v.name for v in expanded] == ["baseline"] + [f"rrr@{option}={x:g}" for x in values]
+    assert [v.options for v in expanded[1:]] == [{"a": 1, option: x} for x in values]

@@ -28,6 +28,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from ...metrics import group_accuracy
 from ...preprocessing import get_preprocessor
 from ..baseline import Baseline
 from ..registry import register
@@ -79,8 +80,9 @@ def fit_head(embeddings, labels, groups, c: float, draws: int, rng) -> tuple[np.
 
 
 def worst_group_accuracy(scores, labels, groups) -> float:
+    """Of the head's logits `scores`; groups = 2 * label + marked."""
     correct = (scores > 0).astype(int) == labels
-    return float(min(correct[groups == g].mean() for g in range(GROUPS) if (groups == g).any()))
+    return group_accuracy(correct, labels, groups % 2)["worst_group_accuracy"]
 
 
 def retrain_last_layer(model: keras.Model, x: np.ndarray, labels: np.ndarray,
