@@ -23,31 +23,43 @@ from .benchmark import SHARED_WARMUP, get_config as main_job
 from .common import make_smoke
 
 # Fair tuning (the issue: the same budget of settings for every method, one criterion): three
-# values of each method's main option - its paper's default with a tenfold spread, or values
-# from its paper's own grid (JTT: lambda_up in {4, ..., 100}; Group DRO: eta in {0.001, 0.01,
-# 0.1}) - chosen per seed by worst-group (class x marker) accuracy on the validation split
-# (study/compare.py), never on test data. Not expanded: the baseline (nothing to tune) and DFR,
-# which chooses its C itself on the half of its group-labelled images it does not retrain on
-# (methods/dfr: 5 values).
-TUNING = {"gfsr": ("weight", (0.3, 1.0, 3.0)), "gfsr_plus": ("weight", (0.3, 1.0, 3.0)),
-          "rrr": ("weight", (1.0, 10.0, 100.0)), "rrr_gradcam": ("weight", (1.0, 10.0, 100.0)),
-          "hint": ("weight", (0.1, 1.0, 10.0)), "gain": ("weight", (0.1, 1.0, 10.0)),
-          "counterexamples": ("rate", (0.25, 0.5, 1.0)), "jtt": ("upweight", (4, 6, 20)),
-          "group_dro": ("eta", (0.001, 0.01, 0.1))}
-SETTING = "@"   # a tuned variant is named <variant>@<option>=<value>
+# values of each method's main option - its default as the preset trains it (the variant keeps
+# its plain name, so a run at the defaults resumes into a tuned one) and two more, a tenfold
+# spread or values from its paper's own grid (JTT: lambda_up in {4, ..., 100}; Group DRO: eta in
+# {0.001, 0.01, 0.1}) - chosen per seed by worst-group (class x marker) accuracy on the
+# validation split (study/compare.py), never on test data. Not expanded: the baseline (nothing
+# to tune) and DFR, which chooses its C itself on the half of its group-labelled images it does
+# not retrain on (methods/dfr: 5 values). variant: (option, its default, the other two values)
+TUNING = {"gfsr": ("weight", 1.0, (0.3, 3.0)), "gfsr_plus": ("weight", 1.0, (0.3, 3.0)),
+          "rrr": ("weight", 10.0, (1.0, 100.0)), "rrr_gradcam": ("weight", 10.0, (1.0, 100.0)),
+          "hint": ("weight", 1.0, (0.1, 10.0)), "gain": ("weight", 1.0, (0.1, 10.0)),
+          "counterexamples": ("rate", 1.0, (0.25, 0.5)), "jtt": ("upweight", 6, (4, 20)),
+          "group_dro": ("eta", 0.01, (0.001, 0.1))}
+SETTING = "@"   # a tuned variant at a setting other than its default: <variant>@<option>=<value>
+
+
+def setting_of(name: str) -> str:
+    """The setting a variant of a tuned run trained with, from its name: "weight=3", or
+    "weight=1 (default)" for the plain-named default; "default" for an untuned variant."""
+    if SETTING in name:
+        return name.split(SETTING, 1)[1]
+    if name in TUNING:
+        option, default, _ = TUNING[name]
+        return f"{option}={default:g} (default)"
+    return "default"
 
 
 def tuned(variants) -> tuple:
-    """Every variant named in TUNING as its three settings, `<name>@<option>=<value>`, in place;
-    the others as they are."""
+    """Every variant named in TUNING followed by its two other settings, named
+    `<name>@<option>=<value>`; the others as they are."""
     out = []
     for v in variants:
-        if v.name not in TUNING:
-            out.append(v)
-            continue
-        option, values = TUNING[v.name]
-        out += [dataclasses.replace(v, name=f"{v.name}{SETTING}{option}={value:g}",
-                                    options={**v.options, option: value}) for value in values]
+        out.append(v)
+        if v.name in TUNING:
+            option, _, others = TUNING[v.name]
+            out += [dataclasses.replace(v, name=f"{v.name}{SETTING}{option}={value:g}",
+                                        options={**v.options, option: value})
+                    for value in others]
     return tuple(out)
 
 

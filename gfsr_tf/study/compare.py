@@ -76,7 +76,7 @@ def tuning_choices(report: dict) -> dict[str, dict]:
     validation accuracies, and the chosen variant - the highest worst-group accuracy, ties to
     the higher mean group accuracy, then to the earlier setting (NaN ranks last). An untuned
     variant is its own only setting."""
-    from ..presets.compare_methods import SETTING
+    from ..presets.compare_methods import SETTING, setting_of
     by_model: dict[str, list[str]] = {}
     for v in report["config"]["variants"]:
         if v["name"] in report:
@@ -88,10 +88,8 @@ def tuning_choices(report: dict) -> dict[str, dict]:
     out = {}
     for model, variants in by_model.items():
         chosen = max(variants, key=rank)   # max keeps the first of equals
-        out[model] = {"chosen": chosen,
-                      "setting": chosen.split(SETTING, 1)[1] if SETTING in chosen else "default",
-                      "val_worst_group_accuracy": {v.split(SETTING, 1)[-1] if SETTING in v
-                                                   else "default": _worst_group(report, v)
+        out[model] = {"chosen": chosen, "setting": setting_of(chosen),
+                      "val_worst_group_accuracy": {setting_of(v): _worst_group(report, v)
                                                    for v in variants}}
     return out
 

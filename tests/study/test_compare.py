@@ -105,39 +105,53 @@ def test_tuning_keeps_the_setting_with_the_best_worst_group_validation_accuracy(
     and the row, the tuning table and the untuned models read as before."""
     import copy
 
-    from gfsr_tf.presets.compare_methods import TUNING, tuned
     from gfsr_tf.study.compare import tuning_choices, tuning_markdown
     report = copy.deepcopy(smoke_report[0])
-    assert all(v["name"] != "gfsr_plus@weight=1" for v in report["config"]["variants"])
-    settings = {"0.3": (0.5, [0.5, 0.9, 0.9, 0.9]), "1": (0.7, [0.7, 0.8, 0.8, 0.8]),
-                "3": (0.7, [0.7, 0.9, 0.9, 0.9])}
-    variants = [v for v in report["config"]["variants"] if v["name"] != "gfsr_plus"]
-    for value, (worst, groups) in settings.items():
-        name = f"gfsr_plus@weight={value}"
+    report["config"]["variants"] = list(report["config"]["variants"])
+    groups = ("class0_unmarked", "class0_marked", "class1_unmarked", "class1_marked")
+    settings = {"gfsr_plus": (0.7, [0.7, 0.8, 0.8, 0.8]),
+                "gfsr_plus@weight=0.3": (0.5, [0.5, 0.9, 0.9, 0.9]),
+                "gfsr_plus@weight=3": (0.7, [0.7, 0.9, 0.9, 0.9])}
+    for name, (worst, accuracies) in settings.items():
         report[name] = copy.deepcopy(report["gfsr_plus"])
-        report[name]["validation"] = {"worst_group_accuracy": worst, "group_accuracy": dict(
-            zip(("class0_unmarked", "class0_marked", "class1_unmarked", "class1_marked"),
-                groups))}
-        variants.append({"name": name, "method": "gfsr", "options": {}})
-    del report["gfsr_plus"]
-    report["config"]["variants"] = variants
-    report["comparisons"] = {k.replace("gfsr_plus", "gfsr_plus@weight=3"): v
-                             for k, v in report.get("comparisons", {}).items()}
+        report[name]["validation"] = {"worst_group_accuracy": worst,
+                                      "group_accuracy": dict(zip(groups, accuracies))}
+        if name != "gfsr_plus":
+            report["config"]["variants"].append({"name": name, "method": "gfsr",
+                                                 "options": {}})
+    report["comparisons"]["gfsr_plus@weight=3"] = report["comparisons"]["gfsr_plus"]
     choices = tuning_choices(report)
     assert choices["gfsr_plus"]["chosen"] == "gfsr_plus@weight=3"      # tie on 0.7: mean wins
     assert choices["gfsr_plus"]["val_worst_group_accuracy"] == {
-        "weight=0.3": 0.5, "weight=1": 0.7, "weight=3": 0.7}
+        "weight=1 (default)": 0.7, "weight=0.3": 0.5, "weight=3": 0.7}
     assert choices["baseline"]["setting"] == "default"
     rows = comparison_rows([report])
     assert [(r["model"], r["setting"]) for r in rows] == [
-        ("baseline", "default"), ("gfsr", "default"), ("gfsr_plus", "weight=3")]
+        ("baseline", "default"), ("gfsr", "weight=1 (default)"), ("gfsr_plus", "weight=3")]
     assert rows[2]["val_worst_group_accuracy"] == 0.7
+    assert rows[2]["within_class_marker_auc"] == pytest.approx(
+        comparison_rows([smoke_report[0]])[2]["within_class_marker_auc"])
     table = tuning_markdown(rows)
-    assert "| gfsr_plus | 0 | weight=0.3: 0.500, weight=1: 0.700, **weight=3: 0.700** | " \
-           "weight=3 |" in table
-    # the grid: every tuned method three settings, the option set on each
-    option, values = TUNING["rrr"]
-    from gfsr_tf.config import VariantConfig
-    expanded = tuned((VariantConfig("baseline", "baseline"), VariantConfig("rrr", "rrr", {"a": 1})))
-    assert [v.name for v in expanded] == ["baseline"] + [f"rrr@{option}={x:g}" for x in values]
-    assert [v.options for v in expanded[1:]] == [{"a": 1, option: x} for x in values]
+    assert "| gfsr_plus | 0 | weight=1 (default): 0.700, weight=0.3: 0.500, **weight=3: " \
+           "0.700** | weight=3 |" in table
+
+
+def test_the_tuning_grid_keeps_each_default_under_its_plain_name():
+    """Every tuned method: its default in TUNING is the one its variant trains with (so a run at
+    the defaults resumes into a tuned one), and the expansion sets the option on the others."""
+    from gfsr_tf.methods import get_method
+    from gfsr_tf.presets.compare_methods import TUNING, get_config, tuned
+    variants = get_config().variants
+    assert set(TUNING) <= {v.name for v in variants}
+    expanded = tuned(variants)
+    assert len(expanded) == len(variants) + 2 * len(TUNING)
+    for v in variants:
+        if v.name not in TUNING:
+            continue
+        option, default, others = TUNING[v.name]
+        method = get_method(v.method)
+        assert getattr(method.make_config(v.options), option) == default, v.name
+        mine = [e for e in expanded if e.name.split("@")[0] == v.name]
+        assert [e.name for e in mine] == [v.name] + [f"{v.name}@{option}={x:g}" for x in others]
+        assert [getattr(method.make_config(e.options), option) for e in mine] == \
+            [default, *others]
