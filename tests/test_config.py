@@ -82,3 +82,14 @@ def test_smoke_rows_keep_their_own_seed():
     config.train.seed = 7
     from gfsr_tf.presets.common import make_smoke
     assert make_smoke(config).train.seed == 7
+
+
+def test_the_guided_default_is_the_row_the_study_chose():
+    """`gfsr_plus` of the main job (and GuidedModel.gfsr_plus) trains exactly round 5's
+    `plus-lambda3-negative-evidence` of the guided-candidates study, whose figures the docs
+    quote; paper `gfsr` stays the paper's loss."""
+    from gfsr_tf.config import GFSR_PAPER_LOSS
+    from gfsr_tf.presets import benchmark, guided_candidates
+    assert benchmark.GFSR_PLUS == guided_candidates.CANDIDATES["plus-lambda3-negative-evidence"]
+    assert benchmark.GFSR_PLUS["weight"] == 3.0
+    assert {k: benchmark.GFSR[k] for k in GFSR_PAPER_LOSS} == GFSR_PAPER_LOSS

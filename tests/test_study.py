@@ -82,7 +82,8 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
     assert "## Verdict (decorrelated test split)" in text
     assert text.index("## Verdict") < text.index("## Classification")
     assert "## gfsr_plus: GFSR loss + logit consistency under counterfactual backgrounds + " \
-        "BatchNorm statistics re-estimated on the training images (extension)" in text
+        "BatchNorm statistics re-estimated on the training images + penalty on negative " \
+        "evidence inside the mask (extension)" in text
     assert "## gfsr: GFSR (the paper's relevance loss)" in text
     # gfsr_plus's last stage ran on the training images and is recorded (report and card)
     stage = on_disk["gfsr_plus"]["training"]["bn_recalibration"]
@@ -162,7 +163,8 @@ def test_presets_load_and_unknown_is_clear():
         (1.0, 0.5, 1.0, True, "training") and not gfsr.extended
     assert (gfsr.warmup_epochs, gfsr.ramp_epochs) == (6, 0)
     plus = get_method("gfsr").make_config(default.variant("gfsr_plus").options)
-    assert plus.weight == 1.0 and plus.consistency_weight > 0 and plus.warmup_epochs == 6
+    assert plus.weight == 3.0 and plus.consistency_weight > 0 and plus.warmup_epochs == 6
+    assert plus.negative_evidence_weight == 1.0
     assert (default.train.epochs, default.train.monitor) == (12, "last")
     assert default.benchmark.image_size == 64
     # the smoke run drops the warm-up, so every guidance term runs in it
@@ -246,7 +248,7 @@ def test_model_card_travels_with_the_model(smoke_report):
     assert card["target_layer"] == "conv3_block4_out" and card["relevance"]["weight"] == 1.0
     assert card["relevance"]["consistency_weight"] == 0.0        # the paper's loss alone
     plus = read_model_card(run / "gfsr_plus" / "best.keras")["relevance"]
-    assert plus["weight"] == 1.0 and plus["consistency_weight"] > 0
+    assert plus["weight"] == 3.0 and plus["consistency_weight"] > 0
     assert card["config"]["name"] == "pneumonia_gfsr_smoke"
 
 

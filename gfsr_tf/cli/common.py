@@ -93,7 +93,7 @@ def add_study_arguments(p: argparse.ArgumentParser, default_preset: str = "bench
     if gfsr_options:
         p.add_argument("--lambda", dest="lam", type=float, help="GFSR's relevance loss weight, "
                        "set on every GFSR variant of the study (the main job: both `gfsr` and "
-                       "`gfsr_plus`; default 1, the paper's)")
+                       "`gfsr_plus`; defaults: 1 for `gfsr`, the paper's, 3 for `gfsr_plus`)")
         p.add_argument("--layer", help="Grad-CAM target layer (default: the preset's - "
                        "conv3_block4_out, the paper's, for the benchmark and paper presets; "
                        "conv2_block3_out for the real-data presets)")

@@ -6,11 +6,12 @@ checkpoint selection never sees the correlated validation set).
     first 6 plain epochs (`train.share_warmup`) instead of training them again - the one setting
     the report names as changed (`--preset paper` is faithful throughout);
   - `gfsr_plus` (extensions, named so in its report heading): after the same shared warm-up,
-    GFSR's loss on the inference-mode Grad-CAM + logit consistency under counterfactual
-    backgrounds (CE(x) + CE(x~) + w (z(x) - z(x~))^2, w ramped 0 -> 0.1 over 3 epochs; full
-    weight at once collapsed the network), then BatchNorm running statistics re-estimated on the
-    training images (the guided step's extra training-mode passes leave them off). Chosen by the
-    guided-candidates study and its rounds (docs/studies/right-reasons.md).
+    GFSR's loss at lambda 3 on the inference-mode Grad-CAM + a penalty on negative evidence
+    inside the mask (an all-zero map gets no gradient from GFSR's loss) + logit consistency
+    under counterfactual backgrounds (CE(x) + CE(x~) + w (z(x) - z(x~))^2, w ramped 0 -> 0.1
+    over 3 epochs; full weight at once collapsed the network), then BatchNorm running statistics
+    re-estimated on the training images (the guided step's extra training-mode passes leave
+    them off). Chosen by the guided-candidates study, round 5 (docs/studies/right-reasons.md).
 On real data without lung masks the guided models use masks propagated from `--annotations`,
 else from lung-field template annotations.
 """

@@ -30,7 +30,7 @@ from .common import make_smoke
 # validation split (study/compare.py), never on test data. Not expanded: the baseline (nothing
 # to tune) and DFR, which chooses its C itself on the half of its group-labelled images it does
 # not retrain on (methods/dfr: 5 values). variant: (option, its default, the other two values)
-TUNING = {"gfsr": ("weight", 1.0, (0.3, 3.0)), "gfsr_plus": ("weight", 1.0, (0.3, 3.0)),
+TUNING = {"gfsr": ("weight", 1.0, (0.3, 3.0)), "gfsr_plus": ("weight", 3.0, (1.0, 10.0)),
           "rrr": ("weight", 10.0, (1.0, 100.0)), "rrr_gradcam": ("weight", 10.0, (1.0, 100.0)),
           "hint": ("weight", 1.0, (0.1, 10.0)), "gain": ("weight", 1.0, (0.1, 10.0)),
           "counterexamples": ("rate", 1.0, (0.25, 0.5)), "jtt": ("upweight", 6, (4, 20)),

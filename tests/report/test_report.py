@@ -27,7 +27,7 @@ def test_report_says_which_gfsr_configuration_it_is():
         "extension beyond the paper: logit consistency under counterfactual backgrounds")
     assert heading(plus) == ("GFSR loss + logit consistency under counterfactual backgrounds "
                              "+ BatchNorm statistics re-estimated on the training images "
-                             "(extension)")
+                             "+ penalty on negative evidence inside the mask (extension)")
     assert heading(main_job.variant("gfsr").options) == "GFSR (the paper's relevance loss)"
     # a run from before the honest names: `gfsr` with the relevance loss off is flagged
     old = {**paper, "weight": 0.0, "consistency_weight": 0.1, "warmup_epochs": 6}

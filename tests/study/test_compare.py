@@ -110,8 +110,8 @@ def test_tuning_keeps_the_setting_with_the_best_worst_group_validation_accuracy(
     report["config"]["variants"] = list(report["config"]["variants"])
     groups = ("class0_unmarked", "class0_marked", "class1_unmarked", "class1_marked")
     settings = {"gfsr_plus": (0.7, [0.7, 0.8, 0.8, 0.8]),
-                "gfsr_plus@weight=0.3": (0.5, [0.5, 0.9, 0.9, 0.9]),
-                "gfsr_plus@weight=3": (0.7, [0.7, 0.9, 0.9, 0.9])}
+                "gfsr_plus@weight=1": (0.5, [0.5, 0.9, 0.9, 0.9]),
+                "gfsr_plus@weight=10": (0.7, [0.7, 0.9, 0.9, 0.9])}
     for name, (worst, accuracies) in settings.items():
         report[name] = copy.deepcopy(report["gfsr_plus"])
         report[name]["validation"] = {"worst_group_accuracy": worst,
@@ -119,21 +119,21 @@ def test_tuning_keeps_the_setting_with_the_best_worst_group_validation_accuracy(
         if name != "gfsr_plus":
             report["config"]["variants"].append({"name": name, "method": "gfsr",
                                                  "options": {}})
-    report["comparisons"]["gfsr_plus@weight=3"] = report["comparisons"]["gfsr_plus"]
+    report["comparisons"]["gfsr_plus@weight=10"] = report["comparisons"]["gfsr_plus"]
     choices = tuning_choices(report)
-    assert choices["gfsr_plus"]["chosen"] == "gfsr_plus@weight=3"      # tie on 0.7: mean wins
+    assert choices["gfsr_plus"]["chosen"] == "gfsr_plus@weight=10"     # tie on 0.7: mean wins
     assert choices["gfsr_plus"]["val_worst_group_accuracy"] == {
-        "weight=1 (default)": 0.7, "weight=0.3": 0.5, "weight=3": 0.7}
+        "weight=3 (default)": 0.7, "weight=1": 0.5, "weight=10": 0.7}
     assert choices["baseline"]["setting"] == "default"
     rows = comparison_rows([report])
     assert [(r["model"], r["setting"]) for r in rows] == [
-        ("baseline", "default"), ("gfsr", "weight=1 (default)"), ("gfsr_plus", "weight=3")]
+        ("baseline", "default"), ("gfsr", "weight=1 (default)"), ("gfsr_plus", "weight=10")]
     assert rows[2]["val_worst_group_accuracy"] == 0.7
     assert rows[2]["within_class_marker_auc"] == pytest.approx(
         comparison_rows([smoke_report[0]])[2]["within_class_marker_auc"])
     table = tuning_markdown(rows)
-    assert "| gfsr_plus | 0 | weight=1 (default): 0.700, weight=0.3: 0.500, **weight=3: " \
-           "0.700** | weight=3 |" in table
+    assert "| gfsr_plus | 0 | weight=3 (default): 0.700, weight=1: 0.500, **weight=10: " \
+           "0.700** | weight=10 |" in table
 
 
 def test_the_tuning_grid_keeps_each_default_under_its_plain_name():

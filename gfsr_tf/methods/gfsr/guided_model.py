@@ -79,7 +79,8 @@ class GuidedModel(keras.Model):
     @classmethod
     def gfsr_plus(cls, classifier: keras.Model, layer: str | None = None, **overrides):
         """The main job's guided default (presets/benchmark.GFSR_PLUS without its shared
-        warm-up): GFSR's loss on the inference-mode Grad-CAM + counterfactual consistency."""
+        warm-up): GFSR's loss at lambda 3 on the inference-mode Grad-CAM + the negative-evidence
+        penalty + counterfactual consistency."""
         options = {**GFSR_PAPER_LOSS, **GFSR_PLUS_ADDITIONS, **overrides}
         return cls(classifier, layer, relevance_weight=options.pop("weight"), **options)
 

@@ -139,6 +139,7 @@ def test_warm_up_is_scheduled_by_fit_and_options_are_checked():
         gfsr_tf.GuidedModel(_small(), relevance_weight="a")
     plus = gfsr_tf.GuidedModel.gfsr_plus(_small(), layer="features")
     assert plus.relevance.consistency_weight > 0 and plus.relevance.cam_mode == "inference"
+    assert (plus.relevance.weight, plus.relevance.negative_evidence_weight) == (3.0, 1.0)
 
 
 def test_callbacks_log_the_audit_by_hand_and_write_overlays(tmp_path):
