@@ -4,8 +4,9 @@ chest X-ray layout (--data-dir chest_xray/).
 
 On the benchmark it trains three models with the same seed, split and initial weights: baseline,
 gfsr (GFSR's loss as the paper defines it, after the baseline's shared 6-epoch warm-up) and
-gfsr_plus (the guided default: GFSR's loss on the inference-mode Grad-CAM + counterfactual
-consistency, then BatchNorm statistics re-estimated on the training images - extensions); so does
+gfsr_plus (the guided default: GFSR's loss at lambda 3 on the inference-mode Grad-CAM + a
+negative-evidence penalty + counterfactual consistency, then BatchNorm statistics re-estimated
+on the training images - extensions); so does
 --preset real_shortcut on real images with a planted marker; the other real-data presets train
 baseline and gfsr. It evaluates them
 (a verdict table first: does the decision use the marker, is the map on the lungs and faithful,
