@@ -13,6 +13,7 @@ from .robustness import (crop_corner, decision_change, fundus_centre, occlude, r
 
 __all__ = ["auc_table", "format_auc", "heatmap_metrics", "auitc", "binarise", "binary_metrics", "box_masks", "choose_threshold",
            "classification_metrics", "crop_corner", "decision_change", "energy_inside",
-           "fundus_centre", "group_accuracy", "hit_rate", "iou", "iou_curve", "iou_top_k", "mean_ci", "miou",
+           "fundus_centre", "group_accuracy", "hit_rate", "iou", "iou_curve", "iou_top_k",
+           "mean_ci", "miou",
            "normalise_maps", "occlude", "paired_bootstrap", "pixel_auc", "replace_periphery",
            "selective_blur", "tune_threshold"]
