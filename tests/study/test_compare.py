@@ -155,3 +155,23 @@ def test_the_tuning_grid_keeps_each_default_under_its_plain_name():
         assert [e.name for e in mine] == [v.name] + [f"{v.name}@{option}={x:g}" for x in others]
         assert [getattr(method.make_config(e.options), option) for e in mine] == \
             [default, *others]
+
+
+@pytest.mark.slow   # four small-CNN smoke models (~1 min)
+def test_tune_from_the_command_line_trains_each_setting_and_keeps_the_best_on_validation(
+        tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "compare_methods.py"), "--smoke",
+           "--seeds", "0", "--variants", "baseline,jtt", "--tune", "--set",
+           "model.backbone=small_cnn", "--out", str(tmp_path), "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((tmp_path / "compare_methods_smoke_seed0" / "report.json").read_text())
+    settings = ["jtt", "jtt@upweight=4", "jtt@upweight=20"]
+    assert [v["name"] for v in report["config"]["variants"]] == ["baseline", *settings]
+    worst = {v: report[v]["validation"]["worst_group_accuracy"] for v in settings}
+    results = json.loads((tmp_path / "compare_methods_smoke" / "results.json").read_text())
+    jtt = next(row for row in results["rows"] if row["model"] == "jtt")
+    best = max(worst.values())
+    assert jtt["val_worst_group_accuracy"] == best
+    assert worst[jtt["variant"]] == best
+    assert "## Tuning" in (tmp_path / "compare_methods_smoke" / "results.md").read_text()
