@@ -68,8 +68,9 @@ def main(argv=None) -> int:
         reports = [run_study(c, args.out, verbose=0 if args.quiet else 1) for c in configs]
         name = args.name or configs[0].name.rsplit("_seed", 1)[0]
         data = f" on {configs[0].dataset}" if configs[0].data_dir else " on the embedded benchmark"
+        which = "seeds" if len(seeds) > 1 else "seed"
         write_comparison(reports, Path(args.out) / name,
-                         f"Methods side by side{data}, seeds {args.seeds}")
+                         f"Methods side by side{data}, {which} {args.seeds}")
         print((Path(args.out) / name / "results.md").read_text())
         return 0
 

@@ -211,26 +211,31 @@ def tuning_markdown(rows: list[dict]) -> str:
 
 
 def comparison_figure(summary: list[dict], path, title: str) -> None:
-    """Reliance (within-class marker AUC) against decorrelated accuracy, per model, with the
-    95% intervals over seeds as error bars."""
+    """Reliance (within-class marker AUC) against decorrelated accuracy at 0.5 and against the
+    threshold-free decorrelated AUC, per model, with the 95% intervals over seeds as error bars
+    (an accuracy of 0.5 with a high AUC is a model whose outputs sit on one side of 0.5)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from ..report.basics import wrap_title
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for s in summary:
-        x, y = s["within_class_marker_auc"], s["decor_accuracy"]
-        if math.isnan(x) or math.isnan(y):
-            continue
-        xerr = None if math.isnan(s["within_class_marker_auc_ci"]) else \
-            s["within_class_marker_auc_ci"]
-        yerr = None if math.isnan(s["decor_accuracy_ci"]) else s["decor_accuracy_ci"]
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3)
-        ax.annotate(s["model"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.axvline(0.5, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("within-class marker AUC (0.5 = the marker is ignored)")
-    ax.set_ylabel("decorrelated test accuracy")
-    ax.set_title(wrap_title(title, 60), fontsize=10)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True)
+    for ax, key, label in ((axes[0], "decor_accuracy", "decorrelated test accuracy (at 0.5)"),
+                           (axes[1], "decor_auc", "decorrelated test AUC")):
+        for i, s in enumerate(summary):
+            x, y = s["within_class_marker_auc"], s[key]
+            if math.isnan(x) or math.isnan(y):
+                continue
+            xerr = None if math.isnan(s["within_class_marker_auc_ci"]) else \
+                s["within_class_marker_auc_ci"]
+            yerr = None if math.isnan(s[key + "_ci"]) else s[key + "_ci"]
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3)
+            # staggered labels: models with similar figures do not print over each other
+            ax.annotate(s["model"], (x, y), textcoords="offset points",
+                        xytext=(5, 4 if i % 2 == 0 else -11), fontsize=8)
+        ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("within-class marker AUC (0.5 = the marker is ignored)")
+        ax.set_ylabel(label)
+    fig.suptitle(wrap_title(title, 110), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
