@@ -44,3 +44,25 @@ def evaluate(ctx) -> dict:
         out["metrics"][name] = split_metrics(data.labels, probs, data.class_names, thresholds)
         out["predictions"][name] = probs.round(6).tolist()
     return out
+
+
+def one_class_warnings(model: str, section: dict, splits: dict) -> list[str]:
+    """A warning per test split on which a binary model puts every image in one class at 0.5
+    although the split holds both: a prediction that is "right" on half the images while its
+    ranking may be good (seen after guided training in inference mode: the BatchNorm running
+    statistics describe batches the network never sees there)."""
+    out = []
+    for name, probs in section.get("predictions", {}).items():
+        probs, labels = np.asarray(probs), splits[name].labels
+        if probs.ndim != 1 or len(np.unique(labels)) < 2:
+            continue
+        decided = set(np.unique(probs >= 0.5).tolist())
+        if len(decided) == 1:
+            auc = section["metrics"][name]["auc"]
+            out.append(f"{model}: every {name} image is predicted "
+                       f"'{splits[name].class_names[int(decided.pop())]}' at threshold 0.5 "
+                       f"(AUC {auc:.3f}): its outputs sit on one side of 0.5; read its AUC and "
+                       "ranking figures, not its accuracy (a BatchNorm network trained with "
+                       "extra training-mode passes: try re-estimating its statistics, "
+                       "gfsr's bn_recalibration)")
+    return out

@@ -16,6 +16,7 @@ import keras
 from ..artifacts import read_model_card, write_model_card
 from ..config import StudyConfig
 from ..evaluators import EvalContext, check_names, compare, evaluate_model
+from ..evaluators.classification import one_class_warnings
 from ..evaluators.context import eval_split
 from ..evaluators.examples import example_index, save_examples
 from ..guidance.masks import save_concepts
@@ -172,6 +173,7 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
             ctx.splits = {**data, "concept_examples": train.subset(guidance.concept_examples())}
             ctx.heatmaps("concept_examples")
         section = evaluate_model(ctx, config.evaluators)
+        warnings += one_class_warnings(variant.name, section, data)
         train_config = method.train_config(config, options)
         section["training"] = {"history": history, "seconds": seconds, "method": method.name,
                                "options": dataclasses.asdict(options), "guidance": used,

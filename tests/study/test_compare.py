@@ -175,3 +175,23 @@ def test_tune_from_the_command_line_trains_each_setting_and_keeps_the_best_on_va
     assert jtt["val_worst_group_accuracy"] == best
     assert worst[jtt["variant"]] == best
     assert "## Tuning" in (tmp_path / "compare_methods_smoke" / "results.md").read_text()
+
+
+def test_a_model_that_puts_every_test_image_in_one_class_is_named_in_a_warning():
+    """The comparison's RRR and GAIN rows ended with accuracy 0.50 and AUC up to 0.96: every
+    output on one side of 0.5. The study says so; a model with both classes predicted does not
+    warn, nor does a split with one class."""
+    from gfsr_tf.datasets.base import ImageSet
+    from gfsr_tf.evaluators.classification import one_class_warnings
+    both = ImageSet(np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 0, 1, 1]))
+    one = ImageSet(np.zeros((2, 2, 2, 1), np.uint8), np.array([1, 1]))
+    section = {"predictions": {"test_decorrelated": [0.6, 0.7, 0.8, 0.9], "test": [0.9, 0.9]},
+               "metrics": {"test_decorrelated": {"auc": 1.0}, "test": {"auc": float("nan")}}}
+    got = one_class_warnings("gain", section, {"test_decorrelated": both, "test": one})
+    assert got == ["gain: every test_decorrelated image is predicted 'pneumonia' at threshold "
+                   "0.5 (AUC 1.000): its outputs sit on one side of 0.5; read its AUC and "
+                   "ranking figures, not its accuracy (a BatchNorm network trained with extra "
+                   "training-mode passes: try re-estimating its statistics, gfsr's "
+                   "bn_recalibration)"]
+    section["predictions"]["test_decorrelated"] = [0.2, 0.7, 0.8, 0.9]
+    assert one_class_warnings("gain", section, {"test_decorrelated": both, "test": one}) == []
