@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.gfsr.describe import summarise, verdict
+from ..presets.compare_methods import SETTING, setting_of
 from .rows import write_results
 
 # (key, header, format) of the per-model table; keys come from describe.summarise, the
@@ -76,7 +77,6 @@ def tuning_choices(report: dict) -> dict[str, dict]:
     validation accuracies, and the chosen variant - the highest worst-group accuracy, ties to
     the higher mean group accuracy, then to the earlier setting (NaN ranks last). An untuned
     variant is its own only setting."""
-    from ..presets.compare_methods import SETTING, setting_of
     by_model: dict[str, list[str]] = {}
     for v in report["config"]["variants"]:
         if v["name"] in report:
