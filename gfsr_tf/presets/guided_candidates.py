@@ -59,6 +59,13 @@ CANDIDATES = {
     "plus-negative-evidence": {**ROUND3_PLUS, "negative_evidence_weight": 1.0},
     "plus-lambda3-negative-evidence": {**ROUND3_PLUS, "weight": 3.0,
                                        "negative_evidence_weight": 1.0},
+    # round 6: that row's lung misses (seed 2: 64 of 400) are pneumonia images it is unsure of,
+    # whose true-class map peaks in the image's top-left corner - where the other class's map
+    # peaks on every image. GFSR's loss also on that counterfactual map (the evidence against
+    # the class), at one third of lambda:
+    "plus-lambda3-negative-evidence-counter-evidence": {
+        **ROUND3_PLUS, "weight": 3.0, "negative_evidence_weight": 1.0,
+        "counter_evidence_weight": 1.0},
 }
 
 

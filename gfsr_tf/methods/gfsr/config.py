@@ -84,6 +84,14 @@ class RelevanceConfig:
     # negative everywhere (an all-zero Grad-CAM) gets no gradient from it and stays empty; this
     # term does. 0 = off.
     negative_evidence_weight: float = 0.0
+    # Extension: GFSR's loss also on the counterfactual Grad-CAM relu(-z) (Selvaraju et al. 2017,
+    # sec. 5: the evidence *against* the class; for a single-logit binary head exactly the other
+    # class's Grad-CAM), towards the same mask: the evidence for and against the decision both
+    # sit on the anatomy. Why: round 5's gfsr_plus put the other class's Grad-CAM in the image
+    # corner on ~every image, and that corner became the true-class map of the pneumonia images
+    # it was unsure of (all 45 pneumonia test images with p < 0.5 on seed 2, 60 of its 64 lung
+    # misses; docs/studies/right-reasons.md, round 6). No extra pass: z is already computed.
+    counter_evidence_weight: float = 0.0
 
     def __post_init__(self):
         choices = {"mask_source": MASK_SOURCES, "cam_class": ("true", "predicted"),
@@ -99,7 +107,7 @@ class RelevanceConfig:
                 raise ValueError(f"gfsr {key} must be >= 0, got {getattr(self, key)}")
         for key in ("weight", "input_gradient_weight", "consistency_weight",
                     "outside_attribution_weight", "replace_dilation",
-                    "negative_evidence_weight"):
+                    "negative_evidence_weight", "counter_evidence_weight"):
             if getattr(self, key) < 0:
                 raise ValueError(f"gfsr {key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.counterfactual_rate <= 1:
@@ -119,7 +127,8 @@ class RelevanceConfig:
         """Uses a term beyond the paper's relevance loss."""
         return any(v > 0 for v in (self.input_gradient_weight, self.counterfactual_rate,
                                    self.consistency_weight, self.outside_attribution_weight,
-                                   self.negative_evidence_weight))
+                                   self.negative_evidence_weight,
+                                   self.counter_evidence_weight))
 
     @property
     def guided(self) -> bool:

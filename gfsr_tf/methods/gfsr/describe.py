@@ -20,7 +20,9 @@ EXTENSIONS = {"input_gradient_weight": "input-gradient penalty outside the mask"
                                     "epoch",
                             "frozen": "BatchNorm frozen on statistics re-estimated in each "
                                       "guided epoch"},
-              "negative_evidence_weight": "penalty on negative evidence inside the mask"}
+              "negative_evidence_weight": "penalty on negative evidence inside the mask",
+              "counter_evidence_weight": "GFSR's loss on the counterfactual Grad-CAM (the "
+                                         "evidence against the class)"}
 
 
 def extensions_of(options: dict) -> list[tuple[str, str]]:

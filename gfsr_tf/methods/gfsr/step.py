@@ -14,7 +14,7 @@ from ...training.step import TrainStep, accuracy, classification_loss
 from .config import RelevanceConfig
 
 METRICS = ("loss", "ce", "relevance", "input_grad", "consistency", "outside_attribution",
-           "negative_evidence", "acc")
+           "negative_evidence", "counter_evidence", "acc")
 
 
 class GfsrStep(TrainStep):
@@ -119,7 +119,8 @@ class GfsrStep(TrainStep):
         cfg = self.rel
         zero = tf.zeros(())
         terms = {"relevance": zero, "input_grad": zero, "consistency": zero,
-                 "outside_attribution": zero, "negative_evidence": zero}
+                 "outside_attribution": zero, "negative_evidence": zero,
+                 "counter_evidence": zero}
         if self._fused is not None:
             from .fused import fused_gradients
             variables = self.model.trainable_variables
@@ -130,8 +131,11 @@ class GfsrStep(TrainStep):
             return self._metrics(ce + cfg.weight * self.on * rel, ce, terms, logits, labels)
         inputs, targets, target_masks = self._inputs(x, labels, masks)
         n = tf.shape(x)[0]
-        needs_gradients = cfg.weight > 0 or cfg.input_gradient_weight > 0 or \
-            cfg.outside_attribution_weight > 0 or cfg.negative_evidence_weight > 0
+        # the terms read from the Grad-CAM's activations and channel weights
+        on_cam = cfg.weight > 0 or cfg.negative_evidence_weight > 0 or \
+            cfg.counter_evidence_weight > 0
+        needs_gradients = on_cam or cfg.input_gradient_weight > 0 or \
+            cfg.outside_attribution_weight > 0
         with tf.GradientTape() as tape:
             if needs_gradients:
                 # The CAM explains the true class by default; "predicted" follows the model.
@@ -142,7 +146,7 @@ class GfsrStep(TrainStep):
                 activations, logits, d_act = out[:3]
                 if cfg.cam_mode == "inference":  # the CE still trains on batch statistics
                     _, logits = self.cam_model(inputs, training=True)
-                if cfg.weight > 0 or cfg.negative_evidence_weight > 0:
+                if on_cam:
                     a = full_precision(activations)
                     g = full_precision(d_act if cfg.second_order else tf.stop_gradient(d_act))
                     if cfg.cam_cells == "live":
@@ -154,6 +158,10 @@ class GfsrStep(TrainStep):
                 if cfg.negative_evidence_weight > 0:
                     terms["negative_evidence"] = tf.reduce_mean(
                         negative_evidence(a, g, target_masks))
+                if cfg.counter_evidence_weight > 0:  # -g: the score's sign flipped (config.py)
+                    terms["counter_evidence"] = tf.reduce_mean(relevance_loss(
+                        cam_from_gradients(a, -g), target_masks, cfg.alpha, cfg.beta,
+                        cfg.focal_gamma))
                 if cfg.input_gradient_weight > 0:
                     terms["input_grad"] = tf.reduce_mean(input_gradient_penalty(out[3],
                                                                                 target_masks))
@@ -180,7 +188,9 @@ class GfsrStep(TrainStep):
                                    + cfg.outside_attribution_weight
                                    * terms["outside_attribution"]
                                    + cfg.negative_evidence_weight
-                                   * terms["negative_evidence"]) \
+                                   * terms["negative_evidence"]
+                                   + cfg.counter_evidence_weight
+                                   * terms["counter_evidence"]) \
                 + self.on_decision * cfg.consistency_weight * terms["consistency"]
             scaled = self.scaled(loss)
         self.apply_gradients(tape, scaled)

@@ -132,3 +132,45 @@ def test_the_report_names_the_batchnorm_extension_by_its_value():
     assert "BatchNorm frozen on statistics" in heading({"weight": 1.0, "batchnorm": "frozen"})
     assert heading({"weight": 1.0, "negative_evidence_weight": 1.0}).endswith(
         "penalty on negative evidence inside the mask (extension)")
+
+
+def test_counter_evidence_is_gfsr_loss_on_the_other_class_map_by_hand(data):
+    """The step's counter-evidence term = GFSR's loss on the Grad-CAM of the other class,
+    computed here per image with its own tape and numpy (binary head: that class's score is
+    -logit); the relevance term, on the true class's, is computed the same way beside it."""
+    from gfsr_tf.models import CamModel
+    train, _ = data
+    model = build_classifier(2, (SIZE, SIZE, 3), weights=None, seed=0, backbone="small_cnn")
+    relevance = RelevanceConfig(weight=1.0, counter_evidence_weight=1.0, cam_mode="inference")
+    step = GfsrStep(model, keras.optimizers.SGD(0.0), config=relevance,
+                    target_layer="conv3_block4_out", batch_size=4)
+    step.on.assign(1.0)
+    images, labels = train.images[:4], train.labels[:4].astype(np.int32)
+    masks = relevance_masks(train)[:4].astype(np.float32)
+    cam_model = CamModel(model, "conv3_block4_out")
+    x = np.asarray(preprocess(images), np.float32)
+
+    def gfsr_loss(sign_of_true_class):
+        losses = []
+        for i in range(len(x)):
+            with tf.GradientTape() as tape:
+                a, z = cam_model(tf.constant(x[i:i + 1]), training=False)
+                score = (1 if labels[i] == 1 else -1) * sign_of_true_class * z[0, 0]
+            g = tape.gradient(score, a).numpy()[0]
+            cam = np.maximum((a.numpy()[0] * g.mean((0, 1))).sum(-1), 0)
+            cam = cam / (cam.max() + 1e-7)
+            h = cam.shape[0]
+            m = masks[i].reshape(h, SIZE // h, h, SIZE // h).mean((1, 3))
+            losses.append(0.5 * np.abs(cam - m).mean() + 0.5 * ((cam - m) ** 2).mean()
+                          + (m * (1 - cam) ** 2).mean())
+        return np.mean(losses)
+
+    # by hand first: the step's training-mode pass moves BatchNorm's running statistics
+    counter, true = gfsr_loss(-1), gfsr_loss(+1)
+    got = step({"image": tf.constant(images), "label": tf.constant(labels),
+                "mask": tf.constant(masks)})
+    assert abs(counter - true) > 1e-3                 # two different maps
+    np.testing.assert_allclose(float(got["counter_evidence"]), counter, rtol=1e-4)
+    np.testing.assert_allclose(float(got["relevance"]), true, rtol=1e-4)
+    with pytest.raises(ValueError, match="counter_evidence_weight must be >= 0"):
+        RelevanceConfig(counter_evidence_weight=-1.0)
