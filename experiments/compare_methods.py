@@ -8,8 +8,8 @@ one figure over the seeds:
         --data-dir ../shared/data/pneumoniamnist/pneumoniamnist.npz
 
 writes runs/<name>_seed<K>/ (each a main-job run folder: report.json, summary.md, report.html)
-and runs/<name>/results.{md,json,png}. Rerun the same command to resume; finished variants are
-read back. --variants baseline,rrr,... runs a subset (the baseline must be among them: every
+and runs/<name>/results.{md,json,png}. Rerun the same command to resume: a finished seed's report is
+read back, a finished variant of an unfinished seed is re-evaluated, not retrained. --variants baseline,rrr,... runs a subset (the baseline must be among them: every
 figure is read against it). --tune trains each method at the three settings of
 `presets/compare_methods.py:TUNING` (about 2.7x the time) and keeps, per seed, the setting with
 the highest worst-group (class x marker) validation accuracy; the table says which.
@@ -64,8 +64,10 @@ def main(argv=None) -> int:
             configs.append(config)
         import_tensorflow_quietly()
         from gfsr_tf.study import run_study
-        from gfsr_tf.study.compare import write_comparison
-        reports = [run_study(c, args.out, verbose=0 if args.quiet else 1) for c in configs]
+        from gfsr_tf.study.compare import finished_report, write_comparison
+        reports = [finished_report(c, args.out) or run_study(c, args.out,
+                                                              verbose=0 if args.quiet else 1)
+                   for c in configs]
         name = args.name or configs[0].name.rsplit("_seed", 1)[0]
         data = f" on {configs[0].dataset}" if configs[0].data_dir else " on the embedded benchmark"
         which = "seeds" if len(seeds) > 1 else "seed"

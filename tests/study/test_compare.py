@@ -70,11 +70,38 @@ def test_the_experiment_runs_seeds_resumably_and_writes_the_table(tmp_path):
     dfr = next(s for s in results["by_model"] if s["model"] == "dfr")
     assert dfr["group_labels"] > 0 and dfr["mask_images"] == 0
     assert "| jtt | 0,1 |" in (tmp_path / "compare_methods_smoke" / "results.md").read_text()
-    # a rerun reads every finished variant back
+    # a rerun reads every finished seed back: no report is rewritten (re-evaluated)
+    written = {s: (tmp_path / f"compare_methods_smoke_seed{s}" / "report.json").stat().st_mtime_ns
+               for s in (0, 1)}
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0
+    assert written == {
+        s: (tmp_path / f"compare_methods_smoke_seed{s}" / "report.json").stat().st_mtime_ns
+        for s in (0, 1)}
     assert json.loads((tmp_path / "compare_methods_smoke" / "results.json").read_text())["rows"] == \
         results["rows"]
+
+
+def test_a_finished_seed_is_read_back_only_when_it_ran_exactly_this_study(tmp_path):
+    from gfsr_tf.presets import preset
+    from gfsr_tf.study.compare import finished_report
+    config = preset("compare_methods", smoke=True)
+    root = tmp_path / config.name
+    root.mkdir()
+    assert finished_report(config, tmp_path) is None                      # nothing run yet
+    report = {"config": json.loads(json.dumps(config.to_dict())),
+              **{v.name: {"training": {"seconds": 1.0}} for v in config.variants}}
+    (root / "report.json").write_text(json.dumps(report))
+    assert finished_report(config, tmp_path) == report
+    del report[config.variants[-1].name]                                  # a variant missing
+    (root / "report.json").write_text(json.dumps(report))
+    assert finished_report(config, tmp_path) is None
+    report[config.variants[-1].name] = {"training": {}}
+    report["config"]["train"]["epochs"] += 1                              # another study
+    (root / "report.json").write_text(json.dumps(report))
+    assert finished_report(config, tmp_path) is None
+    (root / "report.json").write_text("{")                                # cut off mid-write
+    assert finished_report(config, tmp_path) is None
 
 
 def test_validation_group_accuracy_by_hand():
