@@ -320,3 +320,26 @@ def test_every_variants_guidance_is_made_before_the_first_model_trains(monkeypat
     with pytest.raises(ValueError, match="gfsr: masks cannot be made"):
         run_module.run_study(preset("benchmark", smoke=True), tmp_path, verbose=0)
     assert trained == []
+
+
+def test_map_misses_agrees_with_the_report_and_refuses_a_missing_model(smoke_report, capsys):
+    """experiments/map_misses.py recomputes the maps from the saved model: its true-class rows,
+    pooled over both labels, give the lung hit rate the study's evaluator wrote; the other
+    class's map is a different map; a model that is not there is one line, exit 1."""
+    report, run = smoke_report
+    map_misses = experiment("map_misses")
+    assert map_misses.main([str(run), "--model", "gfsr_plus"]) == 0
+    out = json.loads((run / "gfsr_plus" / "map_misses.json").read_text())
+    rows = {(r["map"], r["images"]): r for r in out["rows"]}
+    names = report["class_names"]
+    true = [rows[("true class", n)] for n in names]
+    pooled = sum(r["lung_hit_rate"] * r["n"] for r in true) / sum(r["n"] for r in true)
+    loc = report["gfsr_plus"]["localization"]
+    assert out["layer"] == loc["layer"]
+    assert pooled == pytest.approx(loc["lung_hit_rate_all"], abs=1e-9)
+    for n in names:            # the confidence split partitions each label's images
+        assert rows[("true class", f"{n}, p(true) >= 0.5")]["n"] + \
+            rows[("true class", f"{n}, p(true) < 0.5")]["n"] == rows[("true class", n)]["n"]
+    assert "| other class |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no such model"):
+        map_misses.main([str(run), "--model", "nope"])
