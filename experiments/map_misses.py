@@ -2,8 +2,8 @@
 split its report judged (the decorrelated test split on the benchmarks): the pointing game
 against the lung fields of the map the report shows (true class) and of the other class's map
 (Grad-CAM's counterfactual explanation: the evidence against the true class), per label, and
-for the true-class map split by the model's confidence; beside each, the cell where the maps
-peak most often and the share of images that peak there.
+for the true-class map split by the model's confidence; beside each, how many maps are all
+zero, and the cell where the other maps peak most often with the share of images peaking there.
 
     python experiments/map_misses.py runs/pneumonia_gfsr --model gfsr_plus
 
@@ -42,12 +42,18 @@ def summarise(maps, lungs, select) -> dict:
     if n == 0:
         return {"n": 0}
     hits = np.asarray(hit_rate(maps[select], lungs[select])["hits"], bool)
-    cells, counts = np.unique(peaks(maps[select]), axis=0, return_counts=True)
+    # an all-zero map (no evidence for that class at this layer) "peaks" at (0, 0) too: counted
+    # apart, so that a corner of empty maps is not read as evidence in the corner
+    empty = maps[select].reshape(n, -1).max(1) <= 0
+    where = peaks(maps[select])
+    cells, counts = np.unique(where[~empty], axis=0, return_counts=True)
+    if len(cells) == 0:
+        return {"n": n, "lung_hit_rate": float(hits.mean()), "all_zero": n, "misses": int(n)}
     top = counts.argmax()
-    return {"n": n, "lung_hit_rate": float(hits.mean()),
+    return {"n": n, "lung_hit_rate": float(hits.mean()), "all_zero": int(empty.sum()),
             "modal_peak": [int(v) for v in cells[top]], "modal_peak_share": float(counts[top] / n),
             "misses": int((~hits).sum()),
-            "misses_at_modal_peak": int((~hits & np.all(peaks(maps[select]) == cells[top], 1)).sum())}
+            "misses_at_modal_peak": int((~hits & ~empty & np.all(where == cells[top], 1)).sum())}
 
 
 def diagnose(run_dir: Path, model_name: str, layer: str | None = None) -> dict:
@@ -97,15 +103,18 @@ def diagnose(run_dir: Path, model_name: str, layer: str | None = None) -> dict:
 def markdown(result: dict) -> str:
     lines = [f"Lung-field pointing game of {result['model']} ({result['run']}), "
              f"{result['split']}, Grad-CAM at {result['layer']} (map {result['map_size']} px)", "",
-             "| map | images | n | lung hit | misses | most common peak (share) | misses there |",
-             "|---|---|---|---|---|---|---|"]
+             "| map | images | n | lung hit | misses | all-zero maps | most common peak of the "
+             "others (share of n) | misses there |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if r["n"] == 0:
-            lines.append(f"| {r['map']} | {r['images']} | 0 | – | – | – | – |")
-            continue
-        lines.append(f"| {r['map']} | {r['images']} | {r['n']} | {r['lung_hit_rate']:.3f} | "
-                     f"{r['misses']} | {tuple(r['modal_peak'])} ({r['modal_peak_share']:.2f}) | "
-                     f"{r['misses_at_modal_peak']} |")
+            lines.append(f"| {r['map']} | {r['images']} | 0 | – | – | – | – | – |")
+        elif "modal_peak" not in r:
+            lines.append(f"| {r['map']} | {r['images']} | {r['n']} | {r['lung_hit_rate']:.3f} | "
+                         f"{r['misses']} | {r['all_zero']} | – | – |")
+        else:
+            lines.append(f"| {r['map']} | {r['images']} | {r['n']} | {r['lung_hit_rate']:.3f} | "
+                         f"{r['misses']} | {r['all_zero']} | {tuple(r['modal_peak'])} "
+                         f"({r['modal_peak_share']:.2f}) | {r['misses_at_modal_peak']} |")
     return "\n".join(lines)
 
 
