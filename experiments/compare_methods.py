@@ -8,9 +8,10 @@ one figure over the seeds:
         --data-dir ../shared/data/pneumoniamnist/pneumoniamnist.npz
 
 writes runs/<name>_seed<K>/ (each a main-job run folder: report.json, summary.md, report.html)
-and runs/<name>/results.{md,json,png}. Rerun the same command to resume: a finished seed's report is
-read back, a finished variant of an unfinished seed is re-evaluated, not retrained. --variants baseline,rrr,... runs a subset (the baseline must be among them: every
-figure is read against it). --tune trains each method at the three settings of
+and runs/<name>/results.{md,json,png}. Rerun the same command to resume: a finished seed's
+report is read back, a finished variant of an unfinished seed is re-evaluated, not retrained.
+--variants baseline,rrr,... runs a subset (the baseline must be among them: every figure is
+read against it). --tune trains each method at the three settings of
 `presets/compare_methods.py:TUNING` (about 2.7x the time) and keeps, per seed, the setting with
 the highest worst-group (class x marker) validation accuracy; the table says which.
 """

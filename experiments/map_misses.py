@@ -9,7 +9,8 @@ zero, and the cell where the other maps peak most often with the share of images
 
 prints the table and writes runs/<run>/<model>/map_misses.json. Round 6 of
 docs/studies/right-reasons.md used it to find that gfsr_plus's misses are pneumonia images it is
-unsure of, whose map peaks where the other class's map peaks on every image (a corner).
+unsure of, whose map peaks where the other class's map peaks on nearly every image (a border
+cell).
 """
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ def diagnose(run_dir: Path, model_name: str, layer: str | None = None) -> dict:
     from gfsr_tf.artifacts import read_model_card
     from gfsr_tf.config import StudyConfig
     from gfsr_tf.evaluators.context import eval_split
+    from gfsr_tf.methods import get_method
     from gfsr_tf.preprocessing import get_preprocessor
-    from gfsr_tf.saliency.gradcam import explain
     from gfsr_tf.study.data import load_data
     path = run_dir / model_name / "best.keras"
     if not path.is_file():
@@ -76,7 +77,10 @@ def diagnose(run_dir: Path, model_name: str, layer: str | None = None) -> dict:
     if split.lungs is None or len(split.class_names) != 2:
         raise ValueError(f"{run_dir}: needs a binary dataset with lung fields (the benchmark)")
     layer = layer or card.get("target_layer")
-    model = keras.models.load_model(path)
+    # the maps the study's evaluator draws: the method's own explanation of its classifier
+    method = get_method(card.get("method", "baseline"))
+    model = method.classifier_view(keras.models.load_model(path))
+    explain = method.explain
     x = np.asarray(get_preprocessor(card["preprocessor"])(split.images))
     labels = split.labels.astype(int)
     true = explain(model, x, layer=layer, class_index=labels)
