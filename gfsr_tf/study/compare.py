@@ -171,6 +171,7 @@ def summary_by_model(rows: list[dict]) -> list[dict]:
                  "mask_images": mine[0]["mask_images"], "group_labels": mine[0]["group_labels"]}
         for key, _, _ in COLUMNS:
             entry[key], entry[key + "_ci"] = _mean_ci(r.get(key, math.nan) for r in mine)
+            entry[key + "_per_seed"] = [r.get(key, math.nan) for r in mine]
         goals = {}
         for r in mine:
             for goal, ok in r["met"].items():
@@ -229,14 +230,32 @@ def tuning_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def error_bar(mean: float, ci: float, per_seed: list, bounds=(0.0, 1.0)) -> tuple | None:
+    """(below, above) the mean for a figure's error bar: the 95% t interval with three seeds or
+    more, the range with two (a t interval over two values spans ±12.7 standard errors: wider
+    than any AUC), nothing with one; clipped to `bounds` (an AUC or accuracy lies in [0, 1])."""
+    values = [v for v in per_seed if v is not None and not math.isnan(v)]
+    if math.isnan(mean) or len(values) < 2:
+        return None
+    if len(values) == 2:
+        low, high = min(values), max(values)
+    else:
+        low, high = mean - ci, mean + ci
+    low, high = max(low, bounds[0]), min(high, bounds[1])
+    return max(mean - low, 0.0), max(high - mean, 0.0)
+
+
 def comparison_figure(summary: list[dict], path, title: str) -> None:
     """Reliance (within-class marker AUC) against decorrelated accuracy at 0.5 and against the
-    threshold-free decorrelated AUC, per model, with the 95% intervals over seeds as error bars
-    (an accuracy of 0.5 with a high AUC is a model whose outputs sit on one side of 0.5)."""
+    threshold-free decorrelated AUC, per model (an accuracy of 0.5 with a high AUC is a model
+    whose outputs sit on one side of 0.5), with `error_bar`s over the seeds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from ..report.basics import wrap_title
+    seeds = max((len(s["seeds"]) for s in summary), default=0)
+    bars = {1: "", 2: " (bars: range over the 2 seeds)"}.get(
+        seeds, " (bars: 95% t intervals over the seeds)")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True)
     for ax, key, label in ((axes[0], "decor_accuracy", "decorrelated test accuracy (at 0.5)"),
                            (axes[1], "decor_auc", "decorrelated test AUC")):
@@ -244,17 +263,21 @@ def comparison_figure(summary: list[dict], path, title: str) -> None:
             x, y = s["within_class_marker_auc"], s[key]
             if math.isnan(x) or math.isnan(y):
                 continue
-            xerr = None if math.isnan(s["within_class_marker_auc_ci"]) else \
-                s["within_class_marker_auc_ci"]
-            yerr = None if math.isnan(s[key + "_ci"]) else s[key + "_ci"]
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3)
+            xerr = error_bar(x, s["within_class_marker_auc_ci"],
+                             s.get("within_class_marker_auc_per_seed", []))
+            yerr = error_bar(y, s[key + "_ci"], s.get(key + "_per_seed", []))
+            ax.errorbar(x, y, xerr=None if xerr is None else [[xerr[0]], [xerr[1]]],
+                        yerr=None if yerr is None else [[yerr[0]], [yerr[1]]],
+                        fmt="o", capsize=3)
             # staggered labels: models with similar figures do not print over each other
             ax.annotate(s["model"], (x, y), textcoords="offset points",
                         xytext=(5, 4 if i % 2 == 0 else -11), fontsize=8)
         ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xlim(min(0.4, ax.get_xlim()[0]), 1.02)
+        ax.set_ylim(min(0.4, ax.get_ylim()[0]), 1.02)
         ax.set_xlabel("within-class marker AUC (0.5 = the marker is ignored)")
         ax.set_ylabel(label)
-    fig.suptitle(wrap_title(title, 110), fontsize=10)
+    fig.suptitle(wrap_title(title + bars, 110), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -222,3 +222,14 @@ def test_a_model_that_puts_every_test_image_in_one_class_is_named_in_a_warning()
                    "bn_recalibration)"]
     section["predictions"]["test_decorrelated"] = [0.2, 0.7, 0.8, 0.9]
     assert one_class_warnings("gain", section, {"test_decorrelated": both, "test": one}) == []
+
+
+def test_error_bars_are_the_range_with_two_seeds_and_the_clipped_t_interval_with_three():
+    from gfsr_tf.study.compare import _mean_ci, error_bar
+    assert error_bar(0.9, math.nan, [0.9]) is None                          # one seed
+    assert error_bar(0.9, 5.0, [0.85, 0.95]) == pytest.approx((0.05, 0.05))  # range, not ±5
+    mean, ci = _mean_ci([0.90, 0.95, 0.99])
+    below, above = error_bar(mean, ci, [0.90, 0.95, 0.99])
+    assert below == pytest.approx(ci)
+    assert above == pytest.approx(1.0 - mean)                              # clipped at 1
+    assert error_bar(0.55, 0.2, [0.4, 0.55, 0.7], bounds=(0.5, 1.0)) == pytest.approx((0.05, 0.2))
