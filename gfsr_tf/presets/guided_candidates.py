@@ -62,9 +62,9 @@ CANDIDATES = {
     # round 6: that row's lung misses (seed 2: 64 of 400) are pneumonia images it is unsure of,
     # whose true-class map peaks in the image's top-left corner - where the other class's map
     # peaks on every image. GFSR's loss also on that counterfactual map (the evidence against
-    # the class), at one third of lambda. Seed 2: worse on every goal (lung hit 0.767, 9 % empty
-    # maps, marker AUC 0.604): a lone positive border cell of a max-normalised map gets no
-    # gradient from GFSR's loss, so the network emptied maps instead; seeds 0-1 not run
+    # the class), at one third of lambda. Seed 2: worse on every verdict figure (lung hit 0.767,
+    # 9 % empty maps, marker AUC 0.604): a lone positive border cell of a max-normalised map gets
+    # no gradient from GFSR's loss, so the network emptied maps instead; seeds 0-1 not run
     # (docs/studies/right-reasons.md, round 6)
     "plus-lambda3-negative-evidence-counter-evidence": {
         **ROUND3_PLUS, "weight": 3.0, "negative_evidence_weight": 1.0,

@@ -91,8 +91,8 @@ class RelevanceConfig:
     # corner on ~every image, and that corner became the true-class map of the pneumonia images
     # it was unsure of (all 45 pneumonia test images with p < 0.5 on seed 2, 60 of its 64 lung
     # misses; docs/studies/right-reasons.md, round 6). No extra pass: z is already computed.
-    # Measured at weight 1 (seed 2): worse on every goal - a max-normalised map whose only
-    # positive cell is that corner gets no gradient there, and the network emptied maps instead.
+    # Measured at weight 1 (seed 2): worse on every verdict figure - a max-normalised map whose
+    # only positive cell is that corner gets no gradient there; the network emptied maps instead.
     counter_evidence_weight: float = 0.0
 
     def __post_init__(self):
