@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .relevance import mask_to_grid
+from .relevance import outside_share
 
 
 def dilate(mask: tf.Tensor, pixels: int) -> tf.Tensor:
@@ -55,9 +55,4 @@ def outside_attribution(activations: tf.Tensor, gradients: tf.Tensor,
     """Per image (N,): sum((1 - m) |g.A|) / (sum |g.A| + eps), g.A = sum_c A_c dS/dA_c at the
     target layer (signed, per cell); m = the mask area-resized to the layer's grid. In [0, 1];
     an image whose map is all zero scores 0 (no NaN)."""
-    attribution = tf.abs(tf.reduce_sum(activations * gradients, axis=-1))       # (N, h, w)
-    grid = attribution.shape[1:3] if None not in attribution.shape[1:3] else \
-        tf.shape(attribution)[1:3]
-    outside = 1.0 - tf.cast(mask_to_grid(mask, grid), attribution.dtype)
-    total = tf.reduce_sum(attribution, axis=[1, 2])
-    return tf.reduce_sum(outside * attribution, axis=[1, 2]) / (total + 1e-12)
+    return outside_share(tf.abs(tf.reduce_sum(activations * gradients, axis=-1)), mask)

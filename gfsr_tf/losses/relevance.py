@@ -55,9 +55,35 @@ def negative_evidence(activations: tf.Tensor, gradients: tf.Tensor, mask: tf.Ten
     gradient and the map stays empty; this term pulls z up inside the mask. The scale max|z| is
     a constant of the gradient (stop_gradient): otherwise raising z outside the mask would
     shrink the term."""
-    weights = tf.reduce_mean(gradients, axis=[1, 2])
-    z = tf.einsum("nhwc,nc->nhw", activations, weights)
-    grid = z.shape[1:3] if None not in z.shape[1:3] else tf.shape(z)[1:3]
-    m = tf.cast(mask_to_grid(mask, grid), z.dtype)
+    z = gradcam_before_relu(activations, gradients)
+    m = tf.cast(mask_to_grid(mask, _grid(z)), z.dtype)
     scale = tf.stop_gradient(tf.reduce_max(tf.abs(z), axis=[1, 2]))
     return tf.math.divide_no_nan(tf.reduce_mean(m * tf.nn.relu(-z), axis=[1, 2]), scale)
+
+
+def outside_evidence(activations: tf.Tensor, gradients: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Extension: per image, the share of the Grad-CAM's evidence of either sign (|z| before
+    its ReLU, z as in `negative_evidence`) that lies outside the mask, sum((1 - m)|z|) /
+    sum|z|, in [0, 1]. Why: GFSR's loss reads relu(z) / max relu(z), so a map whose only
+    positive cell is outside the mask is 1 there whatever that cell's value and has no gradient
+    to move it (measured, docs/studies/right-reasons.md round 6: the border cell where the
+    other class's evidence sits became the true-class map of the images the model misjudged).
+    This share has a gradient on every cell with z != 0, positive or negative."""
+    return outside_share(tf.abs(gradcam_before_relu(activations, gradients)), mask)
+
+
+def gradcam_before_relu(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
+    """z = sum_c mean_hw(dS/dA_c) A_c on the (N, h, w) grid: Grad-CAM before its ReLU."""
+    return tf.einsum("nhwc,nc->nhw", activations, tf.reduce_mean(gradients, axis=[1, 2]))
+
+
+def outside_share(magnitude: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Per image (N,): sum((1 - m) v) / (sum v + eps) of a non-negative (N, h, w) map v, m =
+    the mask area-resized to its grid. In [0, 1]; an all-zero map scores 0 (no NaN)."""
+    outside = 1.0 - tf.cast(mask_to_grid(mask, _grid(magnitude)), magnitude.dtype)
+    total = tf.reduce_sum(magnitude, axis=[1, 2])
+    return tf.reduce_sum(outside * magnitude, axis=[1, 2]) / (total + 1e-12)
+
+
+def _grid(maps: tf.Tensor):
+    return maps.shape[1:3] if None not in maps.shape[1:3] else tf.shape(maps)[1:3]

@@ -69,6 +69,16 @@ CANDIDATES = {
     "plus-lambda3-negative-evidence-counter-evidence": {
         **ROUND3_PLUS, "weight": 3.0, "negative_evidence_weight": 1.0,
         "counter_evidence_weight": 1.0},
+    # round 7, the same shortfall from two sides: (a) the share of the Grad-CAM's evidence of
+    # either sign outside the mask penalised (it has a gradient on that lone border cell and on
+    # the border's negative evidence); (b) the negative-evidence term three times as strong
+    # (scaled with lambda), which pulls the true class's evidence up inside the lungs - GFSR's
+    # loss can only move a map once some cell there is positive
+    "plus-lambda3-negative-evidence-outside-evidence": {
+        **ROUND3_PLUS, "weight": 3.0, "negative_evidence_weight": 1.0,
+        "outside_evidence_weight": 1.0},
+    "plus-lambda3-negative-evidence3x": {**ROUND3_PLUS, "weight": 3.0,
+                                         "negative_evidence_weight": 3.0},
 }
 
 

@@ -94,6 +94,13 @@ class RelevanceConfig:
     # Measured at weight 1 (seed 2): worse on every verdict figure - a max-normalised map whose
     # only positive cell is that corner gets no gradient there; the network emptied maps instead.
     counter_evidence_weight: float = 0.0
+    # Extension: the share of the Grad-CAM's evidence of either sign (|z| before its ReLU) that
+    # lies outside the mask (losses/relevance.py:outside_evidence). Why: round 6 found the
+    # misjudged images' true-class maps on a border cell where the other class's evidence sits
+    # on every image - a lone positive cell that GFSR's max-normalised loss cannot move (see
+    # counter_evidence_weight); this share has a gradient there, and on the negative border
+    # evidence that becomes the other class's map. No extra pass: z is already computed.
+    outside_evidence_weight: float = 0.0
 
     def __post_init__(self):
         choices = {"mask_source": MASK_SOURCES, "cam_class": ("true", "predicted"),
@@ -109,7 +116,8 @@ class RelevanceConfig:
                 raise ValueError(f"gfsr {key} must be >= 0, got {getattr(self, key)}")
         for key in ("weight", "input_gradient_weight", "consistency_weight",
                     "outside_attribution_weight", "replace_dilation",
-                    "negative_evidence_weight", "counter_evidence_weight"):
+                    "negative_evidence_weight", "counter_evidence_weight",
+                    "outside_evidence_weight"):
             if getattr(self, key) < 0:
                 raise ValueError(f"gfsr {key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.counterfactual_rate <= 1:
@@ -130,7 +138,8 @@ class RelevanceConfig:
         return any(v > 0 for v in (self.input_gradient_weight, self.counterfactual_rate,
                                    self.consistency_weight, self.outside_attribution_weight,
                                    self.negative_evidence_weight,
-                                   self.counter_evidence_weight))
+                                   self.counter_evidence_weight,
+                                   self.outside_evidence_weight))
 
     @property
     def guided(self) -> bool:

@@ -22,7 +22,9 @@ EXTENSIONS = {"input_gradient_weight": "input-gradient penalty outside the mask"
                                       "guided epoch"},
               "negative_evidence_weight": "penalty on negative evidence inside the mask",
               "counter_evidence_weight": "GFSR's loss on the counterfactual Grad-CAM (the "
-                                         "evidence against the class)"}
+                                         "evidence against the class)",
+              "outside_evidence_weight": "penalty on Grad-CAM evidence of either sign outside "
+                                         "the mask"}
 
 
 def extensions_of(options: dict) -> list[tuple[str, str]]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ...losses import (consistency_penalty, counterfactual_batch, input_gradient_penalty,
-                       negative_evidence, outside_attribution, relevance_loss)
+                       negative_evidence, outside_attribution, outside_evidence,
+                       relevance_loss)
 from ...saliency.gradcam import cam_from_gradients, full_precision, live_cells, score_gradients
 from ...training.step import TrainStep, accuracy, classification_loss
 from .config import RelevanceConfig
 
 METRICS = ("loss", "ce", "relevance", "input_grad", "consistency", "outside_attribution",
-           "negative_evidence", "counter_evidence", "acc")
+           "negative_evidence", "counter_evidence", "outside_evidence", "acc")
 
 
 class GfsrStep(TrainStep):
@@ -120,7 +121,7 @@ class GfsrStep(TrainStep):
         zero = tf.zeros(())
         terms = {"relevance": zero, "input_grad": zero, "consistency": zero,
                  "outside_attribution": zero, "negative_evidence": zero,
-                 "counter_evidence": zero}
+                 "counter_evidence": zero, "outside_evidence": zero}
         if self._fused is not None:
             from .fused import fused_gradients
             variables = self.model.trainable_variables
@@ -133,7 +134,7 @@ class GfsrStep(TrainStep):
         n = tf.shape(x)[0]
         # the terms read from the Grad-CAM's activations and channel weights
         on_cam = cfg.weight > 0 or cfg.negative_evidence_weight > 0 or \
-            cfg.counter_evidence_weight > 0
+            cfg.counter_evidence_weight > 0 or cfg.outside_evidence_weight > 0
         needs_gradients = on_cam or cfg.input_gradient_weight > 0 or \
             cfg.outside_attribution_weight > 0
         with tf.GradientTape() as tape:
@@ -162,6 +163,9 @@ class GfsrStep(TrainStep):
                     terms["counter_evidence"] = tf.reduce_mean(relevance_loss(
                         cam_from_gradients(a, -g), target_masks, cfg.alpha, cfg.beta,
                         cfg.focal_gamma))
+                if cfg.outside_evidence_weight > 0:
+                    terms["outside_evidence"] = tf.reduce_mean(outside_evidence(a, g,
+                                                                                target_masks))
                 if cfg.input_gradient_weight > 0:
                     terms["input_grad"] = tf.reduce_mean(input_gradient_penalty(out[3],
                                                                                 target_masks))
@@ -190,7 +194,9 @@ class GfsrStep(TrainStep):
                                    + cfg.negative_evidence_weight
                                    * terms["negative_evidence"]
                                    + cfg.counter_evidence_weight
-                                   * terms["counter_evidence"]) \
+                                   * terms["counter_evidence"]
+                                   + cfg.outside_evidence_weight
+                                   * terms["outside_evidence"]) \
                 + self.on_decision * cfg.consistency_weight * terms["consistency"]
             scaled = self.scaled(loss)
         self.apply_gradients(tape, scaled)

@@ -134,14 +134,17 @@ def test_the_report_names_the_batchnorm_extension_by_its_value():
         "penalty on negative evidence inside the mask (extension)")
 
 
-def test_counter_evidence_is_gfsr_loss_on_the_other_class_map_by_hand(data):
+def test_counter_and_outside_evidence_are_the_step_terms_by_hand(data):
     """The step's counter-evidence term = GFSR's loss on the Grad-CAM of the other class,
     computed here per image with its own tape and numpy (binary head: that class's score is
-    -logit); the relevance term, on the true class's, is computed the same way beside it."""
+    -logit); the relevance term, on the true class's, is computed the same way beside it, and
+    the outside-evidence term = the share of |z| (the true class's Grad-CAM before its ReLU)
+    outside the mask."""
     from gfsr_tf.models import CamModel
     train, _ = data
     model = build_classifier(2, (SIZE, SIZE, 3), weights=None, seed=0, backbone="small_cnn")
-    relevance = RelevanceConfig(weight=1.0, counter_evidence_weight=1.0, cam_mode="inference")
+    relevance = RelevanceConfig(weight=1.0, counter_evidence_weight=1.0,
+                                outside_evidence_weight=1.0, cam_mode="inference")
     step = GfsrStep(model, keras.optimizers.SGD(0.0), config=relevance,
                     target_layer="conv3_block4_out", batch_size=4)
     step.on.assign(1.0)
@@ -150,27 +153,61 @@ def test_counter_evidence_is_gfsr_loss_on_the_other_class_map_by_hand(data):
     cam_model = CamModel(model, "conv3_block4_out")
     x = np.asarray(preprocess(images), np.float32)
 
-    def gfsr_loss(sign_of_true_class):
+    def gfsr_loss(sign_of_true_class, outside_share=False):
         losses = []
         for i in range(len(x)):
             with tf.GradientTape() as tape:
                 a, z = cam_model(tf.constant(x[i:i + 1]), training=False)
                 score = (1 if labels[i] == 1 else -1) * sign_of_true_class * z[0, 0]
             g = tape.gradient(score, a).numpy()[0]
-            cam = np.maximum((a.numpy()[0] * g.mean((0, 1))).sum(-1), 0)
-            cam = cam / (cam.max() + 1e-7)
-            h = cam.shape[0]
+            before_relu = (a.numpy()[0] * g.mean((0, 1))).sum(-1)
+            h = before_relu.shape[0]
             m = masks[i].reshape(h, SIZE // h, h, SIZE // h).mean((1, 3))
+            if outside_share:
+                losses.append(((1 - m) * np.abs(before_relu)).sum() / np.abs(before_relu).sum())
+                continue
+            cam = np.maximum(before_relu, 0)
+            cam = cam / (cam.max() + 1e-7)
             losses.append(0.5 * np.abs(cam - m).mean() + 0.5 * ((cam - m) ** 2).mean()
                           + (m * (1 - cam) ** 2).mean())
         return np.mean(losses)
 
     # by hand first: the step's training-mode pass moves BatchNorm's running statistics
-    counter, true = gfsr_loss(-1), gfsr_loss(+1)
+    counter, true, outside = gfsr_loss(-1), gfsr_loss(+1), gfsr_loss(+1, outside_share=True)
     got = step({"image": tf.constant(images), "label": tf.constant(labels),
                 "mask": tf.constant(masks)})
     assert abs(counter - true) > 1e-3                 # two different maps
     np.testing.assert_allclose(float(got["counter_evidence"]), counter, rtol=1e-4)
     np.testing.assert_allclose(float(got["relevance"]), true, rtol=1e-4)
+    assert 0.05 < outside < 0.95                      # a share, not an edge case
+    np.testing.assert_allclose(float(got["outside_evidence"]), outside, rtol=1e-4)
     with pytest.raises(ValueError, match="counter_evidence_weight must be >= 0"):
         RelevanceConfig(counter_evidence_weight=-1.0)
+    with pytest.raises(ValueError, match="outside_evidence_weight must be >= 0"):
+        RelevanceConfig(outside_evidence_weight=-1.0)
+
+
+def test_outside_evidence_moves_a_lone_peak_that_gfsrs_loss_cannot():
+    """A map whose only positive cell lies outside the mask (round 6's corner maps): GFSR's
+    loss on it is flat in that cell's value; the outside-evidence share, checked by hand, has a
+    gradient, and a small step along it lowers the peak."""
+    from gfsr_tf.losses import outside_evidence
+    from gfsr_tf.saliency.gradcam import cam_from_gradients
+    mask = np.zeros((1, 8, 8), np.float32)
+    mask[:, 4:, 4:] = 1.0                                 # relevant: the lower-right quarter
+    a = np.full((1, 4, 4, 1), -1.0, np.float32)           # one channel, weight +1: z = a
+    a[0, 0, 0, 0] = 2.0                                   # the lone positive cell, outside
+    g = np.ones_like(a)
+    m = mask.reshape(1, 4, 2, 4, 2).mean((2, 4))
+    want = ((1 - m) * np.abs(a[..., 0])).sum() / np.abs(a[..., 0]).sum()
+    variable = tf.Variable(a)
+    with tf.GradientTape(persistent=True) as tape:
+        rel = tf.reduce_sum(relevance_loss(cam_from_gradients(variable, tf.constant(g)), mask))
+        share = tf.reduce_sum(outside_evidence(variable, tf.constant(g), tf.constant(mask)))
+    np.testing.assert_allclose(share.numpy(), want, rtol=1e-6)
+    assert abs(tape.gradient(rel, variable).numpy()[0, 0, 0, 0]) < 1e-5
+    d = tape.gradient(share, variable).numpy()[0, 0, 0, 0]
+    # d/dv of (v + c) / (v + t) at v = 2 (c, t: the other cells' outside and total |z|)
+    c, t = 11.0, 15.0
+    np.testing.assert_allclose(d, (t - c) / (2 + t) ** 2, rtol=1e-5)
+    assert d > 0                                          # descending it lowers the peak
