@@ -47,17 +47,22 @@ def evaluate(ctx) -> dict:
 
 
 def one_class_warnings(model: str, section: dict, splits: dict) -> list[str]:
-    """A warning per test split on which a binary model puts every image in one class at 0.5
-    although the split holds both: a prediction that is "right" on half the images while its
-    ranking may be good (seen after guided training in inference mode: the BatchNorm running
-    statistics describe batches the network never sees there)."""
+    """A warning per test split on which a binary model gives every image the same output, or
+    puts every image in one class at 0.5 although the split holds both: a prediction that is
+    "right" on half the images while its ranking may be good (seen after guided training in
+    inference mode: the BatchNorm running statistics describe batches the network never sees
+    there)."""
     out = []
     for name, probs in section.get("predictions", {}).items():
         probs, labels = np.asarray(probs), splits[name].labels
         if probs.ndim != 1 or len(np.unique(labels)) < 2:
             continue
         decided = set(np.unique(probs >= 0.5).tolist())
-        if len(decided) == 1:
+        if np.ptp(probs) == 0:   # seen: Group DRO, seed 2 of the comparison (p = 0.507 on all)
+            out.append(f"{model}: every {name} image gets the same output (p = {probs[0]:.3f}):"
+                       " the model is constant - its accuracy, AUC, audit and maps carry no "
+                       "information about the images")
+        elif len(decided) == 1:
             auc = section["metrics"][name]["auc"]
             out.append(f"{model}: every {name} image is predicted "
                        f"'{splits[name].class_names[int(decided.pop())]}' at threshold 0.5 "

@@ -256,7 +256,10 @@ def comparison_figure(summary: list[dict], path, title: str) -> None:
     seeds = max((len(s["seeds"]) for s in summary), default=0)
     bars = {1: "", 2: " (bars: range over the 2 seeds)"}.get(
         seeds, " (bars: 95% t intervals over the seeds)")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8), sharex=True)
+    # one colour and marker per model, named in one legend: models with similar figures sit on
+    # top of each other, and labels beside the points printed over each other (11 models)
+    colours, markers = plt.get_cmap("tab10").colors + ("black", "0.55"), "osD^vP*Xh<>p"
     for ax, key, label in ((axes[0], "decor_accuracy", "decorrelated test accuracy (at 0.5)"),
                            (axes[1], "decor_auc", "decorrelated test AUC")):
         for i, s in enumerate(summary):
@@ -268,17 +271,17 @@ def comparison_figure(summary: list[dict], path, title: str) -> None:
             yerr = error_bar(y, s[key + "_ci"], s.get(key + "_per_seed", []))
             ax.errorbar(x, y, xerr=None if xerr is None else [[xerr[0]], [xerr[1]]],
                         yerr=None if yerr is None else [[yerr[0]], [yerr[1]]],
-                        fmt="o", capsize=3)
-            # staggered labels: models with similar figures do not print over each other
-            ax.annotate(s["model"], (x, y), textcoords="offset points",
-                        xytext=(5, 4 if i % 2 == 0 else -11), fontsize=8)
+                        fmt=markers[i % len(markers)], color=colours[i % len(colours)],
+                        markersize=7, capsize=3, alpha=0.85, label=s["model"])
         ax.axvline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xlim(min(0.4, ax.get_xlim()[0]), 1.02)
         ax.set_ylim(min(0.4, ax.get_ylim()[0]), 1.02)
         ax.set_xlabel("within-class marker AUC (0.5 = the marker is ignored)")
         ax.set_ylabel(label)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
     fig.suptitle(wrap_title(title + bars, 110), fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.87, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -222,6 +222,11 @@ def test_a_model_that_puts_every_test_image_in_one_class_is_named_in_a_warning()
                    "bn_recalibration)"]
     section["predictions"]["test_decorrelated"] = [0.2, 0.7, 0.8, 0.9]
     assert one_class_warnings("gain", section, {"test_decorrelated": both, "test": one}) == []
+    # a constant model (the comparison's Group DRO, seed 2) is called that, not "one side"
+    section["predictions"]["test_decorrelated"] = [0.506815] * 4
+    assert one_class_warnings("group_dro", section, {"test_decorrelated": both, "test": one}) == [
+        "group_dro: every test_decorrelated image gets the same output (p = 0.507): the model "
+        "is constant - its accuracy, AUC, audit and maps carry no information about the images"]
 
 
 def test_error_bars_are_the_range_with_two_seeds_and_the_clipped_t_interval_with_three():
