@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from ..saliency.gradcam import gradcam_before_relu
+
 
 def mask_to_grid(mask: tf.Tensor, grid) -> tf.Tensor:
     """(N, H, W) soft mask -> (N, h, w) by area averaging (keeps the mask's mean). For integer
@@ -28,8 +30,7 @@ def mask_to_grid(mask: tf.Tensor, grid) -> tf.Tensor:
 def relevance_loss(cam: tf.Tensor, mask: tf.Tensor, alpha: float = 0.5, beta: float = 1.0,
                    gamma: float = 2.0) -> tf.Tensor:
     """Per-image loss (N,) between cam (N, h, w) in [0, 1] and mask (N, H, W) in [0, 1]."""
-    grid = cam.shape[1:3] if None not in cam.shape[1:3] else tf.shape(cam)[1:3]
-    mask = tf.cast(mask_to_grid(mask, grid), cam.dtype)
+    mask = tf.cast(mask_to_grid(mask, _grid(cam)), cam.dtype)
     diff = cam - mask
     mae = tf.reduce_mean(tf.abs(diff), axis=[1, 2])
     mse = tf.reduce_mean(tf.square(diff), axis=[1, 2])
@@ -70,11 +71,6 @@ def outside_evidence(activations: tf.Tensor, gradients: tf.Tensor, mask: tf.Tens
     other class's evidence sits became the true-class map of the images the model misjudged).
     This share has a gradient on every cell with z != 0, positive or negative."""
     return outside_share(tf.abs(gradcam_before_relu(activations, gradients)), mask)
-
-
-def gradcam_before_relu(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
-    """z = sum_c mean_hw(dS/dA_c) A_c on the (N, h, w) grid: Grad-CAM before its ReLU."""
-    return tf.einsum("nhwc,nc->nhw", activations, tf.reduce_mean(gradients, axis=[1, 2]))
 
 
 def outside_share(magnitude: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

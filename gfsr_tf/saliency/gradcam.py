@@ -49,11 +49,17 @@ def full_precision(t: tf.Tensor) -> tf.Tensor:
     return tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16) else t
 
 
+def gradcam_before_relu(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
+    """z = sum_c mean_hw(dS/dA_c) A_c: (N, h, w, C) activations and gradients -> the (N, h, w)
+    Grad-CAM before its ReLU (the losses that read negative evidence, HINT's importances)."""
+    weights = tf.reduce_mean(gradients, axis=[1, 2])                  # (N, C)
+    return tf.einsum("nhwc,nc->nhw", activations, weights)
+
+
 def cam_from_gradients(activations: tf.Tensor, gradients: tf.Tensor,
                        normalise: bool = True) -> tf.Tensor:
     """(N, h, w, C) activations and gradients -> (N, h, w) CAM."""
-    weights = tf.reduce_mean(gradients, axis=[1, 2])                  # (N, C)
-    cam = tf.nn.relu(tf.einsum("nhwc,nc->nhw", activations, weights))
+    cam = tf.nn.relu(gradcam_before_relu(activations, gradients))
     if normalise:
         cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + EPSILON)
     return cam

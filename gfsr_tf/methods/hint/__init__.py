@@ -28,7 +28,7 @@ import dataclasses
 import tensorflow as tf
 
 from ...losses.relevance import mask_to_grid
-from ...saliency.gradcam import full_precision, score_gradients
+from ...saliency.gradcam import full_precision, gradcam_before_relu, score_gradients
 from ..mask_guided import MaskGuided, PenaltyStep, check_mask_options
 from ..registry import register
 
@@ -51,8 +51,7 @@ class HintConfig:
 def importances(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
     """(N, h*w) network importance per Grad-CAM cell: Σ_c mean_hw(dS/dA_c) A_c, divided by its
     largest magnitude per image."""
-    weights = tf.reduce_mean(gradients, axis=[1, 2])
-    z = tf.einsum("nhwc,nc->nhw", activations, weights)
+    z = gradcam_before_relu(activations, gradients)
     z = tf.reshape(z, [tf.shape(z)[0], -1])
     return tf.math.divide_no_nan(z, tf.reduce_max(tf.abs(z), axis=1, keepdims=True))
 
