@@ -71,6 +71,22 @@ def normalise(x: np.ndarray, how: str, mean=None, std=None) -> np.ndarray:
     raise ValueError(f"normalise must be 'zscore', 'l2' or 'none', got {how!r}")
 
 
+def segment_positions(segments: np.ndarray) -> np.ndarray:
+    """Per segment (labels 0..max of each image, in order) its centroid's height and its
+    distance from the vertical midline, as fractions of the image: (n_segments_total, 2).
+    A label SLIC left unused gets the image centre (its row is never looked up)."""
+    n, height, width = segments.shape
+    yy, xx = np.mgrid[:height, :width]
+    rows = []
+    for labels in segments.reshape(n, -1):
+        count = np.bincount(labels, minlength=labels.max() + 1)
+        used = np.maximum(count, 1)
+        cy = np.bincount(labels, (yy.ravel() + 0.5) / height, len(count)) / used
+        cx = np.bincount(labels, (xx.ravel() + 0.5) / width, len(count)) / used
+        rows.append(np.where(count[:, None] > 0, np.stack([cy, np.abs(cx - 0.5)], 1), [0.5, 0.0]))
+    return np.concatenate(rows)
+
+
 def _smooth(masks: np.ndarray, sigma: float) -> np.ndarray:
     from ..datasets.raster import gaussian_blur
     return np.stack([gaussian_blur(m, sigma, mode="reflect") for m in masks]).astype(np.float32)
@@ -111,6 +127,9 @@ def propagate_masks(images: np.ndarray, annotations: dict, config: ConceptConfig
     timings["embeddings_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stacked = normalise(np.concatenate(embeddings), config.normalise)
+    if config.position_weight > 0:   # extension: see ConceptConfig.position_weight
+        stacked = np.concatenate([stacked, config.position_weight
+                                  * normalise(segment_positions(segments), "zscore")], 1)
     n_total = len(stacked)
     if config.k > n_total:
         raise ValueError(f"k={config.k} concepts but only {n_total} segments in the image set")

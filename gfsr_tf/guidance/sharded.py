@@ -449,6 +449,9 @@ def sharded_concepts(images, annotations: dict, config: ConceptConfig, cache_dir
     was interrupted) under cache_dir, returned with the fields of `concepts.ConceptMasks`
     (masks: a `ShardedMasks` row store; segments and concept maps read by index)."""
     from types import SimpleNamespace
+    if config.position_weight > 0:
+        raise ValueError("concepts.position_weight is not supported for streamed (sharded) "
+                         "images: set it to 0 or load the images into memory")
     # the images are named by their cache file (whose name is the digest of the source files)
     source = getattr(images, "filename", None) or id(images)
     key = hashlib.sha256(json.dumps([str(source), list(images.shape), dataclasses.asdict(config),
