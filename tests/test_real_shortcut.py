@@ -148,3 +148,41 @@ def test_mask_quality_leaves_out_parts_an_image_does_not_have(pneumonia, tmp_pat
     assert q["marker_box_mean"] == pytest.approx(0.5)
     from gfsr_tf.report.figures import plot_mask_quality
     assert plot_mask_quality({"masks": {"shortcut_relevance": q}}, tmp_path / "q.png")
+
+
+def test_mask_quality_experiment_judges_each_setting_as_a_study_would(tmp_path, capsys):
+    """experiments/mask_quality.py on a MedMNIST-layout file: per seed and setting one row; the
+    default row is what the study's own guidance (template annotations -> propagated masks ->
+    shortcut_relevance) gives on the same training split; a bad setting is one line, exit 1."""
+    import json
+    from conftest import experiment
+    from gfsr_tf.presets import preset
+    from gfsr_tf.study.data import load_data
+    from gfsr_tf.study.guidance import StudyGuidance
+    npz = tmp_path / "pneumoniamnist.npz"
+    _fake_medmnist(npz, 2)
+    mask_quality = experiment("mask_quality")
+    args = ["--smoke", "--data-dir", str(npz), "--seeds", "0,1", "--out", str(tmp_path / "runs"),
+            "--settings", "default;k=3,position_weight=16", "--quiet"]
+    assert mask_quality.main(args) == 0
+    out = tmp_path / "runs" / "mask_quality_pneumoniamnist_shortcut"
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["seed"], r["setting"]) for r in rows] == [
+        (0, "default"), (0, "k=3,position_weight=16"), (1, "default"),
+        (1, "k=3,position_weight=16")]
+    assert (out / "results.png").stat().st_size > 5_000
+    config = preset("real_shortcut", smoke=True)
+    config.data_dir, config.train.seed, config.benchmark.seed = str(npz), 1, 1
+    guidance = StudyGuidance(config, load_data(config)["train"], tmp_path / "study",
+                             tmp_path / "cache", [], verbose=0)
+    guidance.masks("gfsr", "annotations", 0.0)
+    quality = guidance.section["shortcut_relevance"]
+    assert rows[2]["marker_box"] == pytest.approx(quality["marker_box_mean"], abs=1e-6)
+    assert rows[2]["template_region"] == pytest.approx(quality["template_region_mean"], abs=1e-6)
+    assert rows[3]["template_region"] != pytest.approx(rows[2]["template_region"], abs=1e-6)
+    capsys.readouterr()
+    for bad, says in (("k=abc", "takes a number"), ("colour=3", "expected OPTION=VALUE"),
+                      ("position_weight=-1", "position_weight")):
+        assert mask_quality.main(args[:-3] + ["--settings", bad]) == 1
+        err = capsys.readouterr().err.strip()
+        assert says in err and len(err.splitlines()) == 1

@@ -19,6 +19,10 @@ def add_parser(sub):
     p.add_argument("--n-segments", type=int, help="SLIC segments per image (default 50)")
     p.add_argument("--compactness", type=float, help="SLIC compactness (default 0.2, chest X-ray)")
     p.add_argument("--layer", help="ResNet50 embedding layer (default conv2_block3_out)")
+    p.add_argument("--position-weight", type=float, help="extension (default 0, the paper): "
+                   "append each segment's position (height, distance from the midline) to its "
+                   "embedding with this weight, so concepts also group by where segments lie "
+                   "(16 with --k 15 on chest X-rays: docs/studies/real-shortcut.md)")
     p.add_argument("--weights", help="embedding weights: auto, imagenet, none, a path or a "
                    "trained .keras classifier")
     p.add_argument("--stream-above-mb", type=float, default=4096.0, help="--images whose pixels "
@@ -40,7 +44,8 @@ def run(args) -> dict:
     from ..guidance.masks import propagated_masks
     from ..report.figures import plot_concepts
     concepts = ConceptConfig(**{key: getattr(args, key) for key in
-                                ("k", "n_segments", "compactness", "layer")
+                                ("k", "n_segments", "compactness", "layer",
+                                 "position_weight")
                                 if getattr(args, key) is not None})
     if args.weights is not None:
         concepts.weights = None if args.weights.lower() == "none" else args.weights

@@ -63,6 +63,11 @@ def test_cli_masks_on_the_benchmark(tmp_path):
     assert len(list((tmp_path / "masks").glob("*.png"))) == 24
     assert (tmp_path / "concepts.png").exists() and section["lung_pixel_auc"] > 0.5
     assert json.loads((tmp_path / "masks.json").read_text())["n_annotated_images"] == 10
+    placed = cli(["masks", "--size", "32", "--n-images", "24", "--k", "4", "--n-segments", "20",
+                  "--weights", "none", "--position-weight", "16", "--out", str(tmp_path / "p"),
+                  "--quiet"])
+    assert placed["config"]["position_weight"] == 16
+    assert placed["concept_scores"] != section["concept_scores"]
     with pytest.raises(SystemExit, match="needs --annotations"):
         main(["masks", "--images", str(tmp_path / "masks"), "--out", str(tmp_path / "m2")])
 
