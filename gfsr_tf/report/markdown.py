@@ -200,6 +200,12 @@ def summary_markdown(report: dict, figures: list[str] | None = None) -> str:
                   + ", ".join(f"{v:.2f}" for v in m["concept_scores"])
                   + f"; {m['timings']['images_per_s']:.0f} images/s"
                   + (" (cached)" if m["cached"] else "") + "."]
+        concepts = m.get("config", {})
+        if concepts.get("position_weight", 0) > 0:
+            lines += ["", f"**Concepts with position (extension, not the paper):** each "
+                      f"segment's height and distance from the midline were appended to its "
+                      f"embedding with weight {concepts['position_weight']:g} before k-means "
+                      f"(k = {concepts['k']}); the paper's concepts see the embeddings only."]
         if "lung_pixel_auc" in m:
             rel = m["mean_relevance"]
             lines += ["", f"Lung-field pixel ROC-AUC {fmt(m['lung_pixel_auc'])}; mean relevance "

@@ -176,3 +176,24 @@ def test_panel_titles_are_wrapped_never_cut_and_map_panels_carry_a_colour_bar(tm
     # one colour bar per scale: the normalised maps (jet) and the signed patch map (red-blue)
     assert len(drawn["bars"]) == 2 and any("normalised" in b for b in drawn["bars"])
     assert "baseline: gradcam++@\nconv5_block3_out" in drawn["titles"]
+
+
+def test_masks_from_position_aware_concepts_are_named_an_extension(smoke_report, tmp_path):
+    """A run whose concepts saw the segments' positions says so under "Relevance masks"; one
+    with the paper's concepts does not."""
+    import shutil
+    from gfsr_tf.report import render_run
+    _, run = smoke_report
+    old = tmp_path / "run"
+    shutil.copytree(run, old)
+    report = json.loads((old / "report.json").read_text())
+    masks = {"annotator": "template", "note": "drawn by rule", "source": "template",
+             "n_annotated_segments": 40, "n_annotated_images": 10, "concept_scores": [1.0, 0.5],
+             "timings": {"images_per_s": 50.0}, "cached": False}
+    for weight, named in ((16.0, True), (0.0, False)):
+        report["masks"] = dict(masks, config={"k": 15, "position_weight": weight})
+        (old / "report.json").write_text(json.dumps(report))
+        render_run(old)
+        summary = (old / "summary.md").read_text()
+        assert ("**Concepts with position (extension, not the paper):**" in summary) == named
+        assert ("with weight 16 before k-means (k = 15)" in summary) == named
