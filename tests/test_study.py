@@ -170,6 +170,12 @@ def test_presets_load_and_unknown_is_clear():
     assert [preset(name).train.epochs for name in ("guided_candidates", "compare_methods",
                                                    "real_shortcut")] == [12, 12, 12]
     assert default.benchmark.image_size == 64
+    # real X-rays: position-aware concepts since round 4 of real-shortcut.md; the paper's
+    # concepts everywhere else (the setting lives in each preset's own ConceptConfig)
+    real = preset("real_shortcut")
+    assert (real.concepts.position_weight, real.concepts.k) == (16.0, 15)
+    assert (default.concepts.position_weight, default.concepts.k) == (0.0, 7)
+    assert preset("compare_methods").concepts.position_weight == 0.0
     # the smoke run drops the warm-up, so every guidance term runs in it
     smoke = get_method("gfsr").make_config(
         preset("benchmark", smoke=True).variant("gfsr_plus").options)
