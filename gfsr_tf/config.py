@@ -160,9 +160,9 @@ class ConceptConfig:
     # group by where a segment lies. Why: without ImageNet weights (none offline) the random
     # ResNet50's embeddings barely tell lung tissue from the rest of a real chest X-ray, and the
     # masks propagated from 5 template-annotated images per class were nearly flat (mean
-    # relevance 0.74 on the lung template, 0.60 elsewhere); with 16 and k = 15 they are not
-    # (0.63 / 0.11, PneumoniaMNIST, docs/studies/real-shortcut.md). The distance from the midline
-    # (not x itself) lets both lungs (or any left-right pair) share a concept.
+    # relevance 0.71-0.78 on the lung template, 0.59-0.60 elsewhere); with 16 and k = 15 they
+    # are not (0.62-0.64 / 0.09-0.15, seeds 0-2, docs/studies/real-shortcut.md). The distance
+    # from the midline (not x itself) lets both lungs (or any left-right pair) share a concept.
     position_weight: float = 0.0
 
     def __post_init__(self):
