@@ -6,8 +6,8 @@ relevance inside the planted marker's box, inside the template region (lung fiel
 and elsewhere on the marked images (`study.guidance.shortcut_relevance`, the report's "Relevance
 masks"), and the masks' pixel AUC for the template region over all training images:
 
-    python experiments/mask_quality.py --data-dir ../shared/data/pneumoniamnist/pneumoniamnist.npz \\
-        --seeds 0,1,2 --settings "default;k=15;k=15,position_weight=16" \\
+    python experiments/mask_quality.py \\
+        --data-dir ../shared/data/pneumoniamnist/pneumoniamnist.npz --seeds 0,1,2 --settings "default;k=15;k=15,position_weight=16" \\
         --set benchmark.marker_rate_pneumonia=0.95 --set benchmark.marker_rate_normal=0.05
 
 A setting is a comma-separated list of `concepts.*` options (ConceptConfig), "default" the
@@ -28,7 +28,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from gfsr_tf.cli import USER_ERRORS  # noqa: E402
-from gfsr_tf.cli.common import add_study_arguments, import_tensorflow_quietly, study_config  # noqa: E402,E501
+from gfsr_tf.cli.common import (add_study_arguments, import_tensorflow_quietly,  # noqa: E402
+                                study_config)
 
 
 def parse_settings(text: str) -> dict[str, dict]:
