@@ -8,8 +8,8 @@ masks"), and the masks' pixel AUC for the template region over all training imag
 
     python experiments/mask_quality.py \\
         --data-dir ../shared/data/pneumoniamnist/pneumoniamnist.npz --seeds 0,1,2 \\
-        --settings "default;k=15;k=15,position_weight=16" benchmark.marker_rate_pneumonia=0.95 \\
-        --set benchmark.marker_rate_normal=0.05
+        --settings "default;k=15;k=15,position_weight=16" \\
+        --set benchmark.marker_rate_pneumonia=0.95 --set benchmark.marker_rate_normal=0.05
 
 A setting is a comma-separated list of `concepts.*` options (ConceptConfig), "default" the
 preset's. Writes runs/<name>/results.{md,json,png} (name: mask_quality_<dataset>) and prints the
