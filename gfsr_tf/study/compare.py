@@ -176,7 +176,11 @@ def summary_by_model(rows: list[dict]) -> list[dict]:
         for r in mine:
             for goal, ok in r["met"].items():
                 goals.setdefault(goal, []).append(ok)
-        entry["goals_met"] = {g: f"{sum(bool(v) for v in oks)}/{len(oks)}"
+        # a goal the verdict could not judge (None: the map goal on real images, which have no
+        # lung masks) is left out of the count, "–" when no seed could judge it
+        entry["goals_met"] = {g: f"{sum(bool(v) for v in oks if v is not None)}/"
+                                 f"{sum(v is not None for v in oks)}"
+                              if any(v is not None for v in oks) else "–"
                               for g, oks in goals.items()}
         out.append(entry)
     return out

@@ -40,6 +40,13 @@ def test_rows_from_the_smoke_run_and_the_summary_over_seeds_by_hand(smoke_report
     assert plus["within_class_marker_auc"] == pytest.approx(0.6)
     assert plus["within_class_marker_auc_ci"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.1
                                                               / math.sqrt(3))
+    # goals per seed: counted where judged; a goal no seed could judge (None: no lung masks)
+    for r, met in zip([r for r in seeded if r["model"] == "gfsr_plus"],
+                      ({"decision": True, "anatomy": None}, {"decision": False, "anatomy": None},
+                       {"decision": True, "anatomy": None})):
+        r["met"] = met
+    judged = next(s for s in summary_by_model(seeded) if s["model"] == "gfsr_plus")
+    assert judged["goals_met"] == {"decision": "2/3", "anatomy": "–"}
     table = comparison_markdown(summary, "t")
     assert "| gfsr_plus | 0,1,2 |" in table and "0.600 ± 0.248" in table
     write_comparison([report], tmp_path / "cmp", "smoke")
