@@ -37,7 +37,7 @@ def parse_settings(text: str) -> dict[str, dict]:
     """"default;k=15,position_weight=16" -> {"default": {}, "k=15,position_weight=16": {...}},
     values parsed and checked as ConceptConfig fields; ValueError on an unknown option."""
     import dataclasses
-    from gfsr_tf.config import ConceptConfig
+    from gfsr_tf.config import ConceptConfig, checked_value
     fields = {f.name: f for f in dataclasses.fields(ConceptConfig)}
     out = {}
     for item in (s.strip() for s in text.split(";")):
@@ -50,13 +50,20 @@ def parse_settings(text: str) -> dict[str, dict]:
                 if not sep or key not in fields:
                     raise ValueError(f"--settings {item!r}: expected OPTION=VALUE with OPTION one "
                                      f"of {', '.join(fields)}")
-                kind = type(getattr(ConceptConfig(), key))
+                # parsed as `--set` parses (JSON when it parses, else a string), typed by the
+                # same check as every config field
                 try:
-                    options[key] = kind(float(value)) if kind in (int, float) else \
-                        (None if value.lower() == "none" else value)
-                except ValueError:
-                    raise ValueError(f"--settings {item!r}: {key} takes a number, got "
-                                     f"{value!r}") from None
+                    parsed = json.loads(value)
+                except json.JSONDecodeError:
+                    parsed = value
+                try:
+                    options[key] = checked_value("concepts", fields[key], parsed)
+                except ValueError as exc:
+                    default = getattr(ConceptConfig(), key)
+                    whole = " (a whole number)" if isinstance(default, int) else ""
+                    raise ValueError(f"--settings {item!r}: {key} takes a number{whole}, got "
+                                     f"{value!r}" if isinstance(default, (int, float))
+                                     else f"--settings {item!r}: {exc}") from None
             dataclasses.replace(ConceptConfig(), **options)   # checked like a preset's
         out[item] = options
     if not out:
@@ -80,22 +87,23 @@ def judge(config, settings: dict, out: Path, verbose: bool) -> list[dict]:
                                              out / f"template_annotations_seed{seed}",
                                              config.annotations_per_class)
     region = np.stack([template_mask(template, im) > 0.5 for im in train.images]).ravel()
+    example = np.flatnonzero(train.has_marker)[0]     # the figure's marked training image
     rows = []
     for name, options in settings.items():
         concepts = dataclasses.replace(config.concepts, **options)
         result, _ = propagated_masks(train, concepts, str(annotations),
                                      per_class=config.annotations_per_class, seed=seed,
-                                     cache_dir=out / "cache", verbose=0, warnings=[])
+                                     cache_dir=out / "cache", verbose=int(verbose), warnings=[])
         q = shortcut_relevance(result.masks, train, template)
         rows.append({"seed": seed, "setting": name, "marker_box": q["marker_box_mean"],
                      "template_region": q["template_region_mean"], "elsewhere": q["outside_mean"],
                      "template_pixel_auc": float(roc_auc_score(region, result.masks.ravel())),
-                     "example": result.masks[np.flatnonzero(train.has_marker)[0]].tolist()})
+                     "example": result.masks[example].tolist()})
         if verbose:
             print(f"seed {seed} {name}: box {q['marker_box_mean']:.3f} / template "
                   f"{q['template_region_mean']:.3f} / elsewhere {q['outside_mean']:.3f}",
                   file=sys.stderr)
-    rows[0]["example_image"] = train.images[np.flatnonzero(train.has_marker)[0]].tolist()
+    rows[0]["example_image"] = train.images[example].tolist()
     return rows
 
 

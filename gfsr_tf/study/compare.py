@@ -178,10 +178,9 @@ def summary_by_model(rows: list[dict]) -> list[dict]:
                 goals.setdefault(goal, []).append(ok)
         # a goal the verdict could not judge (None: the map goal on real images, which have no
         # lung masks) is left out of the count, "–" when no seed could judge it
-        entry["goals_met"] = {g: f"{sum(bool(v) for v in oks if v is not None)}/"
-                                 f"{sum(v is not None for v in oks)}"
-                              if any(v is not None for v in oks) else "–"
-                              for g, oks in goals.items()}
+        judged = {g: [ok for ok in oks if ok is not None] for g, oks in goals.items()}
+        entry["goals_met"] = {g: f"{sum(map(bool, oks))}/{len(oks)}" if oks else "–"
+                              for g, oks in judged.items()}
         out.append(entry)
     return out
 
