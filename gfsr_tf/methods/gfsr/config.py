@@ -47,6 +47,12 @@ class RelevanceConfig:
     # forward and backward pass). cam_cells "live": only the cells the next stage reads.
     cam_mode: str = "training"
     cam_cells: str = "all"
+    # Which images of a doubled counterfactual batch (consistency_weight > 0) the map terms
+    # (GFSR's loss and the map extensions) read: "all" (the clean images and their
+    # counterfactual twins) or "clean" (the clean half only: with cam_mode "inference" its extra
+    # forward and backward pass runs on half the images; the twins still carry the CE and the
+    # consistency). An extension when "clean" (the paper has no twins to choose from).
+    cam_images: str = "all"
     # Extensions that constrain the decision, not the CAM's shape (losses/counterfactual.py):
     # (a) counterfactual_rate: share of images whose out-of-mask region is replaced by another
     #     batch image's (augmentation; the mask dilated by replace_dilation of the image side);
@@ -106,6 +112,7 @@ class RelevanceConfig:
         choices = {"mask_source": MASK_SOURCES, "cam_class": ("true", "predicted"),
                    "fused_cam": ("logit", "log_probability"),
                    "cam_mode": ("training", "inference"), "cam_cells": ("all", "live"),
+                   "cam_images": ("all", "clean"),
                    "batchnorm": ("batch", "held", "frozen")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -21,6 +21,9 @@ EXTENSIONS = {"input_gradient_weight": "input-gradient penalty outside the mask"
                             "frozen": "BatchNorm frozen on statistics re-estimated in each "
                                       "guided epoch"},
               "negative_evidence_weight": "penalty on negative evidence inside the mask",
+              # by value ("all" reads every image of the batch, as the paper's loss does)
+              "cam_images": {"clean": "the map terms on the clean images only (their "
+                                      "counterfactual twins: the decision terms)"},
               "counter_evidence_weight": "GFSR's loss on the counterfactual Grad-CAM (the "
                                          "evidence against the class)",
               "outside_evidence_weight": "penalty on Grad-CAM evidence of either sign outside "

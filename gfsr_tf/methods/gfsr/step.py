@@ -141,11 +141,21 @@ class GfsrStep(TrainStep):
             if needs_gradients:
                 # The CAM explains the true class by default; "predicted" follows the model.
                 cls = targets if cfg.cam_class == "true" else None
-                out = score_gradients(self.cam_model, inputs, cls,
-                                      training=cfg.cam_mode == "training",
+                inference = cfg.cam_mode == "inference"
+                # cam_images "clean": the map terms read the clean half of a doubled batch
+                # (in inference mode the extra pass then runs on it alone)
+                clean = cfg.cam_images == "clean"
+                cam_inputs = inputs[:n] if clean and inference else inputs
+                if clean and inference and cls is not None:
+                    cls = cls[:n]
+                out = score_gradients(self.cam_model, cam_inputs, cls, training=not inference,
                                       input_gradients=cfg.input_gradient_weight > 0)
-                activations, logits, d_act = out[:3]
-                if cfg.cam_mode == "inference":  # the CE still trains on batch statistics
+                logits = out[1]  # every image's (training mode; replaced in inference mode)
+                if clean:
+                    target_masks = target_masks[:n]
+                    out = tuple(t[:n] for t in out)
+                activations, d_act = out[0], out[2]
+                if inference:  # the CE still trains on batch statistics
                     _, logits = self.cam_model(inputs, training=True)
                 if on_cam:
                     a = full_precision(activations)

@@ -154,23 +154,8 @@ def test_counter_and_outside_evidence_are_the_step_terms_by_hand(data):
     x = np.asarray(preprocess(images), np.float32)
 
     def gfsr_loss(sign_of_true_class, outside_share=False):
-        losses = []
-        for i in range(len(x)):
-            with tf.GradientTape() as tape:
-                a, z = cam_model(tf.constant(x[i:i + 1]), training=False)
-                score = (1 if labels[i] == 1 else -1) * sign_of_true_class * z[0, 0]
-            g = tape.gradient(score, a).numpy()[0]
-            before_relu = (a.numpy()[0] * g.mean((0, 1))).sum(-1)
-            h = before_relu.shape[0]
-            m = masks[i].reshape(h, SIZE // h, h, SIZE // h).mean((1, 3))
-            if outside_share:
-                losses.append(((1 - m) * np.abs(before_relu)).sum() / np.abs(before_relu).sum())
-                continue
-            cam = np.maximum(before_relu, 0)
-            cam = cam / (cam.max() + 1e-7)
-            losses.append(0.5 * np.abs(cam - m).mean() + 0.5 * ((cam - m) ** 2).mean()
-                          + (m * (1 - cam) ** 2).mean())
-        return np.mean(losses)
+        return _gfsr_loss_by_hand(cam_model, x, labels, masks, sign_of_true_class,
+                                  outside_share)
 
     # by hand first: the step's training-mode pass moves BatchNorm's running statistics
     counter, true, outside = gfsr_loss(-1), gfsr_loss(+1), gfsr_loss(+1, outside_share=True)
@@ -185,6 +170,63 @@ def test_counter_and_outside_evidence_are_the_step_terms_by_hand(data):
         RelevanceConfig(counter_evidence_weight=-1.0)
     with pytest.raises(ValueError, match="outside_evidence_weight must be >= 0"):
         RelevanceConfig(outside_evidence_weight=-1.0)
+
+
+def _gfsr_loss_by_hand(cam_model, x, labels, masks, sign_of_true_class=1, outside_share=False):
+    """GFSR's loss (or the outside-evidence share) on each image's inference-mode Grad-CAM,
+    per image with its own tape and numpy, averaged over the images."""
+    losses = []
+    for i in range(len(x)):
+        with tf.GradientTape() as tape:
+            a, z = cam_model(tf.constant(x[i:i + 1]), training=False)
+            score = (1 if labels[i] == 1 else -1) * sign_of_true_class * z[0, 0]
+        g = tape.gradient(score, a).numpy()[0]
+        before_relu = (a.numpy()[0] * g.mean((0, 1))).sum(-1)
+        h = before_relu.shape[0]
+        m = masks[i].reshape(h, SIZE // h, h, SIZE // h).mean((1, 3))
+        if outside_share:
+            losses.append(((1 - m) * np.abs(before_relu)).sum() / np.abs(before_relu).sum())
+            continue
+        cam = np.maximum(before_relu, 0)
+        cam = cam / (cam.max() + 1e-7)
+        losses.append(0.5 * np.abs(cam - m).mean() + 0.5 * ((cam - m) ** 2).mean()
+                      + (m * (1 - cam) ** 2).mean())
+    return np.mean(losses)
+
+
+def test_the_map_terms_read_the_clean_images_or_both_halves_of_the_doubled_batch(data):
+    """cam_images="clean": GFSR's loss in a doubled counterfactual batch is the by-hand loss of
+    the clean images alone; "all" (the default): of the clean images and their counterfactual
+    twins (each image's background from the next image's, as `counterfactual_batch` builds them)."""
+    from gfsr_tf.losses import counterfactual_batch
+    from gfsr_tf.models import CamModel
+    train, _ = data
+    images, labels = train.images[:4], train.labels[:4].astype(np.int32)
+    masks = relevance_masks(train)[:4].astype(np.float32)
+    x = np.asarray(preprocess(images), np.float32)
+    twins = counterfactual_batch(tf.constant(x), tf.constant(masks),
+                                 int(round(RelevanceConfig().replace_dilation * SIZE))).numpy()
+    got = {}
+    for cam_images in ("clean", "all"):
+        model = build_classifier(2, (SIZE, SIZE, 3), weights=None, seed=0, backbone="small_cnn")
+        cam_model = CamModel(model, "conv3_block4_out")
+        # by hand first: the step's training-mode pass moves BatchNorm's running statistics
+        clean = _gfsr_loss_by_hand(cam_model, x, labels, masks)
+        both = _gfsr_loss_by_hand(cam_model, np.concatenate([x, twins]),
+                                  np.concatenate([labels, labels]),
+                                  np.concatenate([masks, masks]))
+        step = GfsrStep(model, keras.optimizers.SGD(0.0), target_layer="conv3_block4_out",
+                        config=RelevanceConfig(cam_mode="inference", consistency_weight=0.1,
+                                               cam_images=cam_images), batch_size=4)
+        step.on.assign(1.0)
+        step.on_decision.assign(1.0)
+        got[cam_images] = float(step({"image": tf.constant(images), "label": tf.constant(labels),
+                                      "mask": tf.constant(masks)})["relevance"])
+        np.testing.assert_allclose(got[cam_images], clean if cam_images == "clean" else both,
+                                   rtol=1e-4)
+    assert abs(got["clean"] - got["all"]) > 1e-3     # the twins' maps are different maps
+    with pytest.raises(ValueError, match="cam_images must be one of all, clean"):
+        RelevanceConfig(cam_images="twins")
 
 
 def test_outside_evidence_moves_a_lone_peak_that_gfsrs_loss_cannot():
