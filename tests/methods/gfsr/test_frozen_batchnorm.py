@@ -122,7 +122,7 @@ def test_frozen_batchnorm_is_refused_where_it_cannot_hold():
                     batchnorm="frozen")
 
 
-def test_the_report_names_the_batchnorm_extension_by_its_value():
+def test_the_report_names_the_extensions_set_by_value():
     from gfsr_tf.methods.gfsr.describe import heading
     assert heading({"weight": 1.0}) == "GFSR (the paper's relevance loss)"
     assert heading({"weight": 1.0, "batchnorm": "batch"}) == "GFSR (the paper's relevance loss)"
@@ -132,6 +132,10 @@ def test_the_report_names_the_batchnorm_extension_by_its_value():
     assert "BatchNorm frozen on statistics" in heading({"weight": 1.0, "batchnorm": "frozen"})
     assert heading({"weight": 1.0, "negative_evidence_weight": 1.0}).endswith(
         "penalty on negative evidence inside the mask (extension)")
+    assert heading({"weight": 1.0, "cam_images": "all"}) == "GFSR (the paper's relevance loss)"
+    assert "the map terms on the clean images only" in heading({"weight": 3.0,
+                                                                "consistency_weight": 0.1,
+                                                                "cam_images": "clean"})
 
 
 def test_counter_and_outside_evidence_are_the_step_terms_by_hand(data):
