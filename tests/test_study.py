@@ -43,6 +43,10 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
         assert set(loc["by_layer"]) == {"conv2_block3_out", "conv3_block4_out", "conv4_block6_out"}
         assert loc["by_layer"]["conv3_block4_out"]["lesion_hit_rate"] == loc["lesion_hit_rate"]
     assert len(on_disk["gfsr"]["predictions"]["test_decorrelated"]) == 8
+    # what each evaluator of the study cost, per model (the main job's time goal reads them)
+    seconds = on_disk["gfsr"]["evaluation_seconds"]
+    assert list(seconds) == list(on_disk["config"]["evaluators"])
+    assert all(v >= 0 for v in seconds.values()) and sum(seconds.values()) > 0
     # per-image labels and marker flags: the audit can be recomputed from the stored predictions
     split = on_disk["data"]["test_decorrelated"]
     assert len(split["labels"]) == len(split["has_marker"]) == 8

@@ -3,6 +3,8 @@ takes an `EvalContext` and returns the keys it adds to the model's report sectio
 compute are cached in the context and saved as `<variant>/explanations.npz`."""
 from __future__ import annotations
 
+import time
+
 from . import audit, classification, examples, focus, gaze, localization, maps, robustness
 from .comparison import compare, compare_models
 from .context import EvalContext, decide
@@ -23,8 +25,13 @@ def evaluate_model(ctx: EvalContext, names=tuple(EVALUATORS)) -> dict:
     """The model's report section from the named evaluators, in order; saves its maps."""
     check_names(names)
     section: dict = {}
+    seconds = {}
     for name in names:
+        t0 = time.perf_counter()
         section.update(EVALUATORS[name](ctx))
+        # what each evaluator costs (maps computed once are charged to the first that asks)
+        seconds[name] = time.perf_counter() - t0
+    section["evaluation_seconds"] = seconds
     for key in ("metrics", "robustness", "localization", "predictions"):
         section.setdefault(key, {})  # report.json always had these keys
     ctx.save()
