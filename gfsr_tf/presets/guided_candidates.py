@@ -88,7 +88,11 @@ CANDIDATES = {
     # the doubled counterfactual batch): the map terms on the clean images only (their twins
     # keep the CE and the consistency; 0.78x gfsr_plus's step), and the same with the Grad-CAM
     # channel weights as constants (first order: no double backward; 0.61x). At 18 epochs
-    # (--epochs 18), the main job's
+    # (--epochs 18), the main job's. Seed 0 (guided epoch 2.79x / 2.30x the baseline's against
+    # gfsr_plus's 3.63x, measured in one run): both kept the decision and the accuracy but lost
+    # the map - lung hit 0.887 (CAM-fooling 0.030) and 0.593 (30 % all-zero maps) where
+    # gfsr_plus gave 0.950 (0.015) on the same seed and machine; not carried to seeds 1-2, not
+    # adopted (docs/studies/right-reasons.md, round 8)
     "plus-lambda3-negative-evidence-clean-cam": {
         **ROUND3_PLUS, "weight": 3.0, "negative_evidence_weight": 1.0, "cam_images": "clean"},
     "plus-lambda3-negative-evidence-clean-cam-first-order": {
