@@ -81,6 +81,20 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
     per_image = np.subtract(on_disk["gfsr_plus"]["audit"]["deletion_per_image"],
                             on_disk["baseline"]["audit"]["deletion_per_image"])
     assert faith["estimate"] == pytest.approx(per_image.mean(), abs=1e-4)
+    # each deletion curve starts at the model's probability of the true class for the unmodified
+    # image (the predictions, computed apart), and the drop difference is start minus AUC, paired
+    labels = np.asarray(on_disk["data"]["test_decorrelated"]["labels"])
+    removed = {}
+    for model in ("gfsr_plus", "baseline"):
+        audit = on_disk[model]["audit"]
+        p = np.asarray(on_disk[model]["predictions"]["test_decorrelated"])[:8]
+        np.testing.assert_allclose(audit["deletion_start_per_image"],
+                                   np.where(labels[:8] == 1, p, 1 - p), atol=1e-4)
+        removed[model] = np.subtract(audit["deletion_start_per_image"],
+                                     audit["deletion_per_image"])
+    drop = on_disk["comparisons"]["gfsr_plus"]["faithfulness"]["deletion_drop_difference"]
+    assert drop["estimate"] == pytest.approx((removed["gfsr_plus"] - removed["baseline"]).mean(),
+                                             abs=1e-4)
     text = (run / "summary.md").read_text()
     assert "| gfsr |" in text and "| baseline |" in text and "sensitivity" in text
     assert "## Verdict (decorrelated test split)" in text

@@ -129,4 +129,9 @@ def evaluate(ctx) -> dict:
         # per image, for the paired comparison with the baseline (comparison.compare_faithfulness)
         for key in ("deletion", "insertion"):
             out[f"{key}_per_image"] = [round(float(v), 5) for v in faith["per_image"][key]]
+        # where each deletion curve starts (the class probability of the unmodified image): a
+        # model surer of its images starts higher, which the deletion AUC alone counts against
+        # its map (comparison.compare_faithfulness: the probability the deletion removes)
+        out["deletion_start_per_image"] = [round(float(v), 5)
+                                           for v in faith["curves"]["deletion"][:, 0]]
     return {"audit": out}

@@ -28,6 +28,15 @@ def compare_faithfulness(a: dict, b: dict) -> dict:
         pa, pb = audit_a.get(f"{key}_per_image"), audit_b.get(f"{key}_per_image")
         if pa is not None and pb is not None and len(pa) == len(pb):
             out[f"{key}_auc_difference"] = mean_ci(np.asarray(pa, float) - np.asarray(pb, float))
+    # A diagnostic beside the goal, not a goal: the probability the deletion removes (curve
+    # start minus deletion AUC; higher = the map's top pixels matter more). The deletion AUC
+    # also rises with the start, so a model surer of the unmodified images (a better decision)
+    # can lose on it with a map that removes more (docs/studies/right-reasons.md, round 8).
+    starts = audit_a.get("deletion_start_per_image"), audit_b.get("deletion_start_per_image")
+    if "deletion_auc_difference" in out and None not in starts:
+        removed = [np.asarray(s, float) - np.asarray(audit["deletion_per_image"], float)
+                   for s, audit in zip(starts, (audit_a, audit_b))]
+        out["deletion_drop_difference"] = mean_ci(removed[0] - removed[1])
     return out
 
 

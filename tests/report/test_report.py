@@ -117,6 +117,13 @@ def test_verdict_judges_each_goal_against_hand_made_models():
     assert rows["near"]["met"] == {"decision": False, "anatomy": False, "faithful": False,
                                    "accuracy": False}
     assert rows["near"]["deletion_difference"]["estimate"] == pytest.approx(0.03)
+    # the diagnostic beside it: a model surer of the unmodified images (start 0.9 against 0.7)
+    # whose deletion AUC is 0.03 worse removes 0.17 more probability
+    base["audit"]["deletion_start_per_image"] = [0.7] * 4
+    near["audit"]["deletion_start_per_image"] = [0.9] * 4
+    drop = compare_faithfulness(near, base)["deletion_drop_difference"]
+    assert drop["estimate"] == pytest.approx((0.9 - 0.53) - (0.7 - 0.5))
+    assert "deletion_drop_difference" not in compare_faithfulness(good, base)  # no start: none
     text = "\n".join(verdict_markdown(report))
     assert "| good | 0.580 | 0.100 | yes | 0.920 | 0.000 | 0.000 | yes |" in text
     # no twins (real data): no verdict
