@@ -83,7 +83,7 @@ CANDIDATES = {
         "outside_evidence_weight": 1.0},
     "plus-lambda3-negative-evidence3x": {**ROUND3_PLUS, "weight": 3.0,
                                          "negative_evidence_weight": 3.0},
-    # round 8, the time goal (a guided step of the main job's gfsr_plus costs 3.8x a baseline
+    # round 8, the time goal (a guided step of the main job's gfsr_plus costs 3.6-3.8x a baseline
     # step on 2 cores: the inference-mode Grad-CAM's extra forward and double backward run on
     # the doubled counterfactual batch): the map terms on the clean images only (their twins
     # keep the CE and the consistency; 0.78x gfsr_plus's step), and the same with the Grad-CAM

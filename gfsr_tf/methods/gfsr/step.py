@@ -145,9 +145,9 @@ class GfsrStep(TrainStep):
                 # cam_images "clean": the map terms read the clean half of a doubled batch
                 # (in inference mode the extra pass then runs on it alone)
                 clean = cfg.cam_images == "clean"
-                cam_inputs = inputs[:n] if clean and inference else inputs
-                if clean and inference and cls is not None:
-                    cls = cls[:n]
+                cam_inputs = inputs
+                if clean and inference:
+                    cam_inputs, cls = inputs[:n], None if cls is None else cls[:n]
                 out = score_gradients(self.cam_model, cam_inputs, cls, training=not inference,
                                       input_gradients=cfg.input_gradient_weight > 0)
                 logits = out[1]  # every image's (training mode; replaced in inference mode)
