@@ -17,13 +17,13 @@ SIZE = 32
 W, C = 12.0, -1.0   # the constructed model's logit: W * mean(top-left 8x8 pixels / 255) + C
 
 
-def corner_model():
-    """z = W * (mean of the top-left 8x8 corner, pixels / 255) + C: a model that reads nothing
-    but the corner where the marker sits."""
+def corner_model(corner: int = 8):
+    """z = W * (mean of the top-left corner x corner pixels, / 255) + C: a model that reads
+    nothing but the corner where the marker sits (corner = SIZE: the whole image's mean)."""
     inputs = keras.Input((SIZE, SIZE, 1))
     # an identity 1x1 conv: the full-size map Grad-CAM reads ("features" = the pixels)
     features = keras.layers.Conv2D(1, 1, use_bias=False, name="features")(inputs)
-    corner = keras.layers.Cropping2D(((0, SIZE - 8), (0, SIZE - 8)))(features)
+    corner = keras.layers.Cropping2D(((0, SIZE - corner), (0, SIZE - corner)))(features)
     pooled = keras.layers.GlobalAveragePooling2D()(corner)
     logits = keras.layers.Dense(1, name="logits")(pooled)
     model = keras.Model(inputs, keras.layers.Activation("sigmoid")(logits))
@@ -33,8 +33,8 @@ def corner_model():
     return model
 
 
-def _corner_logit(images):
-    return W * images[:, :8, :8, 0].astype(np.float64).mean((1, 2)) / 255.0 + C
+def _corner_logit(images, corner: int = 8):
+    return W * images[:, :corner, :corner, 0].astype(np.float64).mean((1, 2)) / 255.0 + C
 
 
 def test_benchmark_counterfactuals_differ_only_at_the_marker():
@@ -92,6 +92,53 @@ def test_audit_of_a_model_that_reads_only_the_marker_corner():
         shares.append(image[y0:y1, x0:x1].sum() / image.sum())
     assert a["cam_marker_mass"]["estimate"] == pytest.approx(np.mean(shares), rel=1e-3)
     assert 0 <= a["deletion_auc"] <= 1 and 0 <= a["insertion_auc"] <= 1
+
+
+def test_where_the_deletion_ends_and_what_blurring_the_lesions_removes_by_hand():
+    """The removal check beside deletion: every curve ends on the fully blurred image, and the
+    change of the true class's probability when only the lesions are blurred, for a model
+    that reads the whole image's mean (the answers by hand)."""
+    import cv2
+    data = make_split(BenchmarkConfig(image_size=SIZE), "test_decorrelated", 40)
+    ctx = EvalContext(corner_model(SIZE), get_preprocessor("none"), {"test_decorrelated": data},
+                      preset("smoke"), "features")
+    a = audit(ctx)["audit"]
+    labels = data.labels
+
+    def p_true(x):
+        p = 1 / (1 + np.exp(-_corner_logit(x, SIZE)))
+        return np.where(labels == 1, p, 1 - p)
+
+    blurred = np.stack([cv2.GaussianBlur(im.astype(np.float32), (0, 0), SIZE / 16)
+                        for im in data.images])[..., None]
+    np.testing.assert_allclose(a["deletion_start_per_image"], p_true(data.images), atol=2e-5)
+    np.testing.assert_allclose(a["deletion_end_per_image"], p_true(blurred), atol=2e-5)
+    lesion = data.lesions[..., None] > 0
+    has = lesion.reshape(len(data), -1).any(1)
+    assert has.any() and labels[has].all()      # the benchmark's lesions: pneumonia images
+    change = (p_true(np.where(lesion, blurred, data.images.astype(np.float32)))
+              - p_true(data.images))[has]
+    assert abs(change.mean()) > 1e-4            # the blur does move the image's mean a little
+    assert a["lesion_replaced_change"]["estimate"] == pytest.approx(change.mean(), abs=2e-5)
+    # deletion towards the exact lesion-free twin, by hand: the pneumonia images' Grad-CAM at
+    # the identity layer is the image itself (a positive constant weight), so the pixels go
+    # brightest first; each deleted pixel takes the twin's value
+    twin = data.lesion_removed.astype(np.float32)
+    lesion_images = np.flatnonzero((twin != data.images).reshape(len(data), -1).any(1))
+    assert a["lesion_twin_images"] == len(lesion_images) == has.sum()
+    bounds = np.linspace(0, SIZE * SIZE, 13).round().astype(int)
+    expected = []
+    for i in lesion_images:
+        image = data.images[i].astype(np.float32)
+        order = np.argsort(-image.ravel(), kind="stable")
+        curve = []
+        for bound in bounds:
+            x = image.ravel().copy()
+            x[order[:bound]] = twin[i].ravel()[order[:bound]]
+            z = W * x.mean() / 255.0 + C
+            curve.append(1 / (1 + np.exp(-z)))
+        expected.append(np.trapezoid(curve, bounds / (SIZE * SIZE)))
+    np.testing.assert_allclose(a["lesion_twin_deletion_per_image"], expected, atol=1e-4)
 
 
 def test_audit_on_real_data_pastes_a_marker():

@@ -95,6 +95,19 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
     drop = on_disk["comparisons"]["gfsr_plus"]["faithfulness"]["deletion_drop_difference"]
     assert drop["estimate"] == pytest.approx((removed["gfsr_plus"] - removed["baseline"]).mean(),
                                              abs=1e-4)
+    # the removal checks beside it: where each curve ends, and the curves towards each lesion
+    # image's lesion-free twin, paired against the baseline on the same (pneumonia) images
+    pneumonia = int((labels[:8] == 1).sum())
+    lesion_twin = {}
+    for model in ("gfsr_plus", "baseline"):
+        audit = on_disk[model]["audit"]
+        assert len(audit["deletion_end_per_image"]) == 8
+        assert audit["lesion_twin_images"] == pneumonia > 0
+        lesion_twin[model] = np.asarray(audit["lesion_twin_deletion_per_image"])
+    twin = on_disk["comparisons"]["gfsr_plus"]["faithfulness"][
+        "lesion_twin_deletion_auc_difference"]
+    assert twin["estimate"] == pytest.approx((lesion_twin["gfsr_plus"]
+                                              - lesion_twin["baseline"]).mean(), abs=1e-4)
     text = (run / "summary.md").read_text()
     assert "| gfsr |" in text and "| baseline |" in text and "sensitivity" in text
     assert "## Verdict (decorrelated test split)" in text

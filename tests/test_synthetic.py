@@ -47,6 +47,23 @@ def test_same_seed_same_anatomy_with_and_without_pneumonia():
     assert changed.any() and not (changed & (a["lungs"] == 0)).any()
 
 
+
+def test_the_lesion_free_twin_is_the_same_image_without_its_opacities(split):
+    """`lesion_removed`: normal images unchanged; each pneumonia image differs, only inside its
+    lung fields and only darker (the opacities are added light), and equals the same case
+    rendered without pneumonia (seeds as make_split draws them; no text overlay by default)."""
+    pneumonia = split.labels == 1
+    np.testing.assert_array_equal(split.lesion_removed[~pneumonia], split.images[~pneumonia])
+    diff = split.images.astype(int) - split.lesion_removed.astype(int)
+    assert all(diff[i].any() for i in np.flatnonzero(pneumonia))
+    assert not diff[..., 0][split.lungs == 0].any() and (diff >= 0).all()
+    i = int(np.flatnonzero(pneumonia)[0])
+    case = render_case(48, False, bool(split.has_marker[i]), False, 0.3, (3, 0, i))
+    np.testing.assert_array_equal(split.lesion_removed[i, ..., 0],
+                                  np.round(case["image"] * 255).astype(np.uint8))
+    np.testing.assert_array_equal(split.subset([i]).lesion_removed, split.lesion_removed[[i]])
+
+
 def test_scribbles_are_coarse_marks_mostly_on_the_lungs(split):
     marks = simulate_scribbles(split.lungs[:6], seed=0)
     assert marks.shape == (6, 48, 48) and set(np.unique(marks)) <= {0, 1}

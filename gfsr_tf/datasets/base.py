@@ -18,6 +18,10 @@ class ImageSet:
       twins       uint8   like images        - exact counterfactual without the shortcut marker
       marker_added uint8  like images        - exact counterfactual with the marker drawn (the
                                                image itself where it already has one)
+      lesion_removed uint8 like images       - exact counterfactual without the lesions (the
+                                               same random draws, the finding not drawn; the
+                                               image itself where it has none): what deleting
+                                               the evidence means on the benchmark
       has_marker  bool    (N,)
       marker_boxes int    (N, 4) y0, x0, y1, x1 of the marker glyph
       regions     {name: float32 (N, H, W)}     - anatomical masks (EGD-CXR: left_lung,
@@ -53,6 +57,7 @@ class ImageSet:
     class_masks: np.ndarray | None = None
     prompts: np.ndarray | None = None
     original_shapes: np.ndarray | None = None
+    lesion_removed: np.ndarray | None = None
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
@@ -62,7 +67,7 @@ class ImageSet:
         per_image = {key: getattr(self, key) for key in (
             "lungs", "lesions", "twins", "has_marker", "marker_boxes", "gaze", "marker_added",
             "fixations", "transcripts", "label_sets", "class_masks", "prompts",
-            "original_shapes")}
+            "original_shapes", "lesion_removed")}
         per_image.update({f"regions[{k}]": v for k, v in (self.regions or {}).items()})
         for key, value in per_image.items():
             if value is not None and len(value) != len(self.images):
@@ -101,4 +106,4 @@ class ImageSet:
                         {k: v[index] for k, v in self.regions.items()},
                         listed(self.fixations), listed(self.transcripts),
                         pick(self.label_sets), pick(self.class_masks), pick(self.prompts),
-                        pick(self.original_shapes))
+                        pick(self.original_shapes), pick(self.lesion_removed))

@@ -190,17 +190,23 @@ def make_split(config: BenchmarkConfig, split: str, n: int | None = None) -> Ima
     lungs = np.empty((n, s, s), np.float32)
     lesions = np.empty((n, s, s), bool)
     boxes = np.empty((n, 4), np.int32)
+    lesion_removed = np.empty_like(images)
     for i in range(n):
-        case = render_case(s, bool(labels[i]), bool(has_marker[i]),
-                           config.text_overlay and bool(has_text[i]), config.lesion_opacity,
-                           (config.seed, _SPLIT_IDS[split], i))
+        args = (s, bool(labels[i]), bool(has_marker[i]),
+                config.text_overlay and bool(has_text[i]), config.lesion_opacity,
+                (config.seed, _SPLIT_IDS[split], i))
+        case = render_case(*args)
         images[i, ..., 0] = _to_uint8(case["image"])
+        # every draw is made whether or not the lesions are drawn: the same case without them
+        lesion_removed[i, ..., 0] = (_to_uint8(render_case(*args[:1], False, *args[2:])["image"])
+                                     if labels[i] else images[i, ..., 0])
         twins[i, ..., 0] = _to_uint8(case["twin"])
         added[i, ..., 0] = _to_uint8(case["with_marker"])
         lungs[i], lesions[i], boxes[i] = case["lungs"], case["lesions"], case["marker_box"]
     data = ImageSet(images, labels.astype(np.int64), ("normal", "pneumonia"), lungs=lungs,
                     lesions=lesions, twins=twins, has_marker=has_marker, marker_boxes=boxes,
-                    names=[f"{split}_{i:05d}" for i in range(n)], marker_added=added)
+                    names=[f"{split}_{i:05d}" for i in range(n)], marker_added=added,
+                    lesion_removed=lesion_removed)
     if config.second_finding:
         data = add_second_finding(data, config.lesion_opacity, (config.seed, _SPLIT_IDS[split]))
     return data

@@ -21,10 +21,11 @@ def compare_models(a: dict, b: dict, data: dict, n_resamples: int = 1000) -> dic
 
 def compare_faithfulness(a: dict, b: dict) -> dict:
     """Deletion and insertion AUC of model a's maps minus model b's, on the same test images:
-    the mean of the per-image differences with a seeded bootstrap CI over images (paired)."""
+    the mean of the per-image differences with a seeded bootstrap CI over images (paired);
+    the same for the lesion-twin curves where the audit has them."""
     audit_a, audit_b = a.get("audit", {}), b.get("audit", {})
     out = {}
-    for key in ("deletion", "insertion"):
+    for key in ("deletion", "insertion", "lesion_twin_deletion", "lesion_twin_insertion"):
         pa, pb = audit_a.get(f"{key}_per_image"), audit_b.get(f"{key}_per_image")
         if pa is not None and pb is not None and len(pa) == len(pb):
             out[f"{key}_auc_difference"] = mean_ci(np.asarray(pa, float) - np.asarray(pb, float))

@@ -126,6 +126,35 @@ def test_verdict_judges_each_goal_against_hand_made_models():
     assert "deletion_drop_difference" not in compare_faithfulness(good, base)  # no start: none
     text = "\n".join(verdict_markdown(report))
     assert "| good | 0.580 | 0.100 | yes | 0.920 | 0.000 | 0.000 | yes |" in text
+    assert "Caution on the deletion" not in text      # no curve ends recorded (older runs)
+    # the deletion's removal read as pneumonia (the fully blurred image keeps p(pneumonia) high
+    # on pneumonia images: 0.9 and 0.7 -> mean 0.80), not as normal (0.2 and 0.4 -> 0.30)
+    report.update(class_names=["normal", "pneumonia"],
+                  data={"test_decorrelated": {"labels": [0, 1, 0, 1, 1]}})
+    base["audit"].update(split="test_decorrelated", deletion_end_per_image=[0.2, 0.9, 0.4, 0.7],
+                         lesion_replaced_change={"estimate": -0.01, "ci_low": -0.02,
+                                                 "ci_high": 0.0})
+    good["audit"]["deletion_end_per_image"] = [0.1, 0.95, 0.1, 0.95]
+    caution = [line for line in verdict_markdown(report) if "Caution" in line]
+    assert len(caution) == 1
+    assert "read as pneumonia. With every pixel blurred, baseline gives the 2 pneumonia images " \
+        "of the deletion p(pneumonia) = 0.80 on average (good 0.95)" in caution[0]
+    assert "by -0.010 [-0.020, +0.000]: the blur leaves the lesions in place." in caution[0]
+    base["audit"]["deletion_end_per_image"] = [0.2, 0.3, 0.4, 0.1]      # removed: no caution
+    assert not [line for line in verdict_markdown(report) if "Caution" in line]
+    # deletion / insertion towards the lesion-free twin, paired per lesion image (not a goal)
+    assert not [line for line in verdict_markdown(report) if "lesion-free twin" in line]
+    base["audit"].update(lesion_twin_images=2, lesion_twin_deletion_per_image=[0.6, 0.4],
+                         lesion_twin_insertion_per_image=[0.5, 0.7])
+    good["audit"].update(lesion_twin_deletion_per_image=[0.5, 0.2],
+                         lesion_twin_insertion_per_image=[0.6, 0.7])
+    faith = compare_faithfulness(good, base)
+    assert faith["lesion_twin_deletion_auc_difference"]["estimate"] == pytest.approx(-0.15)
+    assert faith["lesion_twin_insertion_auc_difference"]["estimate"] == pytest.approx(0.05)
+    report["comparisons"]["good"]["faithfulness"] = faith
+    twin = [line for line in verdict_markdown(report) if "lesion-free twin" in line]
+    assert len(twin) == 1 and "the 2 lesion images" in twin[0]
+    assert "good -0.150 [-0.200, -0.100] / +0.050 [+0.000, +0.100]" in twin[0]
     # no twins (real data): no verdict
     del base["robustness"]["marker_removed"]
     assert verdict(report) == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 # The paper's GFSR configuration (Contreras & Bocklitz, chest X-ray): what "paper-faithful" means.
 PAPER_GFSR = {"target_layer": "conv3_block4_out", "weight": 1.0, "alpha": 0.5, "beta": 1.0,
               "focal_gamma": 2.0, "second_order": True, "cam_class": "true", "warmup_epochs": 0,
@@ -277,6 +279,7 @@ def verdict_markdown(report: dict) -> list[str]:
             f"{diff(r['deletion_difference'])} | {diff(r['insertion_difference'])} | "
             f"{judged('faithful')} | {_fmt(r['decor_accuracy'])} / "
             f"{_fmt(r['corr_accuracy'])} | {judged('accuracy')} | {r['train_seconds']:.0f} |")
+    lines += deletion_caution(report) + lesion_twin_lines(report)
     total = report.get("timing", {}).get("total_seconds")
     if total:
         trained = sum(r["train_seconds"] for r in rows)
@@ -286,6 +289,67 @@ def verdict_markdown(report: dict) -> list[str]:
                   f"warm-up count in both). Goal for the three-model main job from the command "
                   f"line: <= {g['main_job_seconds'] / 60:.0f} min on 2 CPU cores."]
     return lines
+
+
+def deletion_caution(report: dict, reference: str = "baseline") -> list[str]:
+    """Say so where the deletion's removal does not remove a class's evidence: with every pixel
+    replaced by the blurred image, the reference model still gives that class's images p >= 0.5
+    on average (on the benchmark a blurred lung reads as an opacity: docs/studies/
+    right-reasons.md, round 9). There the deletion AUC reads how sure the model is of the
+    unmodified image - where its curve starts - more than its map. [] when every class's
+    evidence is removed, or for runs from before the curve ends were recorded."""
+    audit = report.get(reference, {}).get("audit", {})
+    ends = audit.get("deletion_end_per_image")
+    labels = report.get("data", {}).get(audit.get("split"), {}).get("labels")
+    names = report.get("class_names")
+    if ends is None or labels is None or not names:
+        return []
+    ends, labels = np.asarray(ends, float), np.asarray(labels[:len(ends)], int)
+    others = [(m, np.asarray(sec["audit"]["deletion_end_per_image"], float))
+              for m, sec in report.items() if m != reference and isinstance(sec, dict)
+              and "deletion_end_per_image" in sec.get("audit", {})]
+    lines = []
+    for c, name in enumerate(names):
+        at = labels == c
+        if not at.any() or ends[at].mean() < 0.5:
+            continue
+        rest = ", ".join(f"{m} {e[at].mean():.2f}" for m, e in others if len(e) == len(ends))
+        lines += ["", f"Caution on the deletion figures: the deletion's removal (the blurred "
+                  f"image) is itself read as {name}. With every pixel blurred, {reference} gives "
+                  f"the {at.sum()} {name} images of the deletion p({name}) = {ends[at].mean():.2f} "
+                  f"on average" + (f" ({rest})" if rest else "") + f", so the deletion cannot "
+                  f"remove {name} evidence: on those images its AUC measures how sure the model "
+                  f"is of the unmodified image more than where its map points."]
+    change = audit.get("lesion_replaced_change")
+    if lines and change and math.isfinite(change["estimate"]):
+        lines[-1] += (f" Blurring only the lesions changes {reference}'s probability of the true "
+                      f"class on the lesion images by {change['estimate']:+.3f} "
+                      f"[{change['ci_low']:+.3f}, {change['ci_high']:+.3f}]"
+                      + (": the blur leaves the lesions in place." if change["estimate"] > -0.05
+                         else "."))
+    return lines
+
+
+def lesion_twin_lines(report: dict, reference: str = "baseline") -> list[str]:
+    """Beside the goals, not a goal: deletion and insertion towards each lesion image's exact
+    lesion-free counterpart (audit.lesion_twin_*), paired against the reference. []: no such
+    curves (real data, older runs)."""
+    n = report.get(reference, {}).get("audit", {}).get("lesion_twin_images")
+    rows = []
+    for model, c in report.get("comparisons", {}).items():
+        faith = c.get("faithfulness", {})
+        if "lesion_twin_deletion_auc_difference" in faith:
+            d, i = (faith[f"lesion_twin_{k}_auc_difference"] for k in ("deletion", "insertion"))
+            rows.append(f"{model} {d['estimate']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+                        f" / {i['estimate']:+.3f} [{i['ci_low']:+.3f}, {i['ci_high']:+.3f}]")
+    if not n or not rows:
+        return []
+    return ["", f"Deletion / insertion towards the lesion-free twin (not a goal; the {n} lesion "
+            f"images among the deletion's: each deleted pixel takes its value in the same image "
+            f"rendered without its lesions, so the curve ends where no lesion evidence is left), "
+            f"minus {reference}'s, paired (lower deletion and higher insertion: the map's top "
+            f"pixels hold more of the lesion evidence the decision uses): " + "; ".join(rows)
+            + "."]
 
 
 def describe(report: dict, variant: str) -> list[str]:
