@@ -137,8 +137,11 @@ def test_where_the_deletion_ends_and_what_blurring_the_lesions_removes_by_hand()
             x[order[:bound]] = twin[i].ravel()[order[:bound]]
             z = W * x.mean() / 255.0 + C
             curve.append(1 / (1 + np.exp(-z)))
-        expected.append(np.trapezoid(curve, bounds / (SIZE * SIZE)))
-    np.testing.assert_allclose(a["lesion_twin_deletion_per_image"], expected, atol=1e-4)
+        expected.append((np.trapezoid(curve, bounds / (SIZE * SIZE)), curve[0], curve[-1]))
+    expected = np.asarray(expected)
+    for column, key in enumerate(("deletion", "start", "end")):
+        np.testing.assert_allclose(a[f"lesion_twin_{key}_per_image"], expected[:, column],
+                                   atol=1e-4)
 
 
 def test_audit_on_real_data_pastes_a_marker():

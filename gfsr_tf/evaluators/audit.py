@@ -170,6 +170,12 @@ def evaluate(ctx) -> dict:
                 lesion = deletion_insertion(probabilities, images[has], ctx.heatmaps(name)[:k][has],
                                             labels[:k][has], twin[has], FAITHFULNESS_STEPS)
                 out["lesion_twin_images"] = int(has.sum())
+                # the curve runs from P(true class) of the image to that of its lesion-free twin:
+                # a model whose decision does not use the lesion (the marker's) has little to
+                # lose, so (AUC - end) / (start - end) is the map's share, read beside the AUC
+                for key, column in (("start", 0), ("end", -1)):
+                    out[f"lesion_twin_{key}_per_image"] = [
+                        round(float(v), 5) for v in lesion["curves"]["deletion"][:, column]]
                 for key in ("deletion", "insertion"):
                     out[f"lesion_twin_{key}_auc"] = lesion[f"{key}_auc"]
                     out[f"lesion_twin_{key}_per_image"] = [round(float(v), 5)

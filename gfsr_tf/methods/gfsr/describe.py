@@ -348,8 +348,9 @@ def lesion_twin_lines(report: dict, reference: str = "baseline") -> list[str]:
             f"images among the deletion's: each deleted pixel takes its value in the same image "
             f"rendered without its lesions, so the curve ends where no lesion evidence is left), "
             f"minus {reference}'s, paired (lower deletion and higher insertion: the map's top "
-            f"pixels hold more of the lesion evidence the decision uses): " + "; ".join(rows)
-            + "."]
+            f"pixels hold more of the lesion evidence the decision uses; a decision that uses "
+            f"the lesion less has less to lose, so read it beside the decision columns): "
+            + "; ".join(rows) + "."]
 
 
 def describe(report: dict, variant: str) -> list[str]:
