@@ -337,6 +337,8 @@ def lesion_twin_lines(report: dict, reference: str = "baseline") -> list[str]:
     n = report.get(reference, {}).get("audit", {}).get("lesion_twin_images")
     rows = []
     for model, c in report.get("comparisons", {}).items():
+        if not isinstance(report.get(model), dict):
+            continue        # a model the report no longer holds (a rewritten old run)
         faith = c.get("faithfulness", {})
         if "lesion_twin_deletion_auc_difference" in faith:
             d, i = (faith[f"lesion_twin_{k}_auc_difference"] for k in ("deletion", "insertion"))
