@@ -38,7 +38,33 @@ def compare_faithfulness(a: dict, b: dict) -> dict:
         removed = [np.asarray(s, float) - np.asarray(audit["deletion_per_image"], float)
                    for s, audit in zip(starts, (audit_a, audit_b))]
         out["deletion_drop_difference"] = mean_ci(removed[0] - removed[1])
+    # The lesion-twin curve's share the map leaves, (AUC - end) / (start - end): 0 = its first
+    # pixels remove all the lesion does to the decision, 1 = none until the last. Paired over
+    # the images where the lesion moves both decisions by >= LESION_EFFECT_FLOOR (below that
+    # the ratio divides by round-off), so a decision that uses the lesion less is not
+    # rewarded for having less to lose.
+    shares = [lesion_twin_share(audit) for audit in (audit_a, audit_b)]
+    if None not in shares and len(shares[0][0]) == len(shares[1][0]):
+        both = shares[0][1] & shares[1][1]
+        if both.any():
+            out["lesion_twin_remaining_share_difference"] = {
+                **mean_ci(shares[0][0][both] - shares[1][0][both]), "n": int(both.sum())}
     return out
+
+
+LESION_EFFECT_FLOOR = 0.2
+
+
+def lesion_twin_share(audit: dict):
+    """Per lesion image, (AUC - end) / (start - end) of the lesion-twin deletion curve and
+    whether start - end >= LESION_EFFECT_FLOOR; None without those curves."""
+    keys = [f"lesion_twin_{k}_per_image" for k in ("deletion", "start", "end")]
+    if any(k not in audit for k in keys):
+        return None
+    auc, start, end = (np.asarray(audit[k], float) for k in keys)
+    effect = start - end
+    moved = effect >= LESION_EFFECT_FLOOR
+    return np.where(moved, (auc - end) / np.where(moved, effect, 1.0), np.nan), moved
 
 
 def compare(report: dict, variants: list[str], data: dict, reference: str = "baseline") -> dict:

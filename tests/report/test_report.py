@@ -154,7 +154,19 @@ def test_verdict_judges_each_goal_against_hand_made_models():
     report["comparisons"]["good"]["faithfulness"] = faith
     twin = [line for line in verdict_markdown(report) if "lesion-free twin" in line]
     assert len(twin) == 1 and "the 2 lesion images" in twin[0]
-    assert "good -0.150 [-0.200, -0.100] / +0.050 [+0.000, +0.100]" in twin[0]
+    assert "good -0.150 [-0.200, -0.100] / +0.050 [+0.000, +0.100]." in twin[0]
+    # the share of the lesion's effect the map leaves, (AUC - end) / (start - end), paired where
+    # the lesion moves both decisions by >= 0.2: image 1 only (the baseline's image 2 moves 0.1)
+    base["audit"].update(lesion_twin_start_per_image=[0.9, 0.5],
+                         lesion_twin_end_per_image=[0.1, 0.4])
+    good["audit"].update(lesion_twin_start_per_image=[0.9, 0.9],
+                         lesion_twin_end_per_image=[0.1, 0.1])
+    share = compare_faithfulness(good, base)["lesion_twin_remaining_share_difference"]
+    assert share["n"] == 1
+    assert share["estimate"] == pytest.approx((0.5 - 0.1) / 0.8 - (0.6 - 0.1) / 0.8)
+    report["comparisons"]["good"]["faithfulness"] = compare_faithfulness(good, base)
+    twin = [line for line in verdict_markdown(report) if "lesion-free twin" in line][0]
+    assert "share of the lesion's effect its map leaves -0.125 [-0.125, -0.125] (n = 1)" in twin
     # no twins (real data): no verdict
     del base["robustness"]["marker_removed"]
     assert verdict(report) == []

@@ -334,6 +334,7 @@ def lesion_twin_lines(report: dict, reference: str = "baseline") -> list[str]:
     """Beside the goals, not a goal: deletion and insertion towards each lesion image's exact
     lesion-free counterpart (audit.lesion_twin_*), paired against the reference. []: no such
     curves (real data, older runs)."""
+    from ...evaluators.comparison import LESION_EFFECT_FLOOR
     n = report.get(reference, {}).get("audit", {}).get("lesion_twin_images")
     rows = []
     for model, c in report.get("comparisons", {}).items():
@@ -344,6 +345,11 @@ def lesion_twin_lines(report: dict, reference: str = "baseline") -> list[str]:
             d, i = (faith[f"lesion_twin_{k}_auc_difference"] for k in ("deletion", "insertion"))
             rows.append(f"{model} {d['estimate']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
                         f" / {i['estimate']:+.3f} [{i['ci_low']:+.3f}, {i['ci_high']:+.3f}]")
+            share = faith.get("lesion_twin_remaining_share_difference")
+            if share:
+                rows[-1] += (f", share of the lesion's effect its map leaves "
+                             f"{share['estimate']:+.3f} [{share['ci_low']:+.3f}, "
+                             f"{share['ci_high']:+.3f}] (n = {share['n']})")
     if not n or not rows:
         return []
     return ["", f"Deletion / insertion towards the lesion-free twin (not a goal; the {n} lesion "
@@ -351,7 +357,9 @@ def lesion_twin_lines(report: dict, reference: str = "baseline") -> list[str]:
             f"rendered without its lesions, so the curve ends where no lesion evidence is left), "
             f"minus {reference}'s, paired (lower deletion and higher insertion: the map's top "
             f"pixels hold more of the lesion evidence the decision uses; a decision that uses "
-            f"the lesion less has less to lose, so read it beside the decision columns): "
+            f"the lesion less has less to lose, hence beside them the share of the lesion's "
+            f"effect, start minus end, that the curve leaves, (AUC - end) / (start - end), on "
+            f"the images where the lesion moves both decisions by >= {LESION_EFFECT_FLOOR}): "
             + "; ".join(rows) + "."]
 
 
