@@ -167,17 +167,18 @@ def evaluate(ctx) -> dict:
             twin = data.lesion_removed[:k].astype(np.float32)
             has = (twin != images).reshape(k, -1).any(1)
             if has.any():
-                lesion = deletion_insertion(probabilities, images[has], ctx.heatmaps(name)[:k][has],
-                                            labels[:k][has], twin[has], FAITHFULNESS_STEPS)
+                curves = deletion_insertion(probabilities, images[has],
+                                            ctx.heatmaps(name)[:k][has], labels[:k][has],
+                                            twin[has], FAITHFULNESS_STEPS)
                 out["lesion_twin_images"] = int(has.sum())
                 # the curve runs from P(true class) of the image to that of its lesion-free twin:
                 # a model whose decision does not use the lesion (the marker's) has little to
                 # lose, so (AUC - end) / (start - end) is the map's share, read beside the AUC
                 for key, column in (("start", 0), ("end", -1)):
                     out[f"lesion_twin_{key}_per_image"] = [
-                        round(float(v), 5) for v in lesion["curves"]["deletion"][:, column]]
+                        round(float(v), 5) for v in curves["curves"]["deletion"][:, column]]
                 for key in ("deletion", "insertion"):
-                    out[f"lesion_twin_{key}_auc"] = lesion[f"{key}_auc"]
+                    out[f"lesion_twin_{key}_auc"] = curves[f"{key}_auc"]
                     out[f"lesion_twin_{key}_per_image"] = [round(float(v), 5)
-                                                           for v in lesion["per_image"][key]]
+                                                           for v in curves["per_image"][key]]
     return {"audit": out}
