@@ -196,6 +196,8 @@ def study_config(args):
         set_value(config, key.strip(), value.strip())
     for section in (config, config.benchmark, config.model, config.train, config.concepts):
         section.__post_init__()  # options set above are validated like a preset's
+    if config.data_dir and not Path(config.data_dir).exists():   # before TensorFlow loads
+        raise FileNotFoundError(f"data directory not found: {config.data_dir}")
     return config
 
 
