@@ -7,6 +7,12 @@
 Prints one markdown table: per model and seed, the figures the issue "Guided focus that is right
 for the right reasons" judges (methods.gfsr.describe.verdict: decision, map on the anatomy,
 faithfulness against the baseline, accuracy, time), and per model how many seeds meet each goal.
+With --removal, a third table: does the deletion's removal remove anything (round 9 of
+docs/studies/right-reasons.md)? Per model and seed, by class: the mean probability of class 1
+with every pixel blurred (each deletion curve's end), where the curves start, the deletion AUC
+minus the baseline's; the change when only the lesions are blurred; and the deletion / insertion
+towards the lesion-free twin minus the baseline's, with the share of the lesion's effect the
+curve leaves (paired).
 """
 from __future__ import annotations
 
@@ -22,13 +28,43 @@ def fmt(v, sign=False):
     return f"{v:+.3f}" if sign else f"{v:.3f}"
 
 
+def removal_row(report: dict, model: str) -> list[str] | None:
+    """The --removal table's cells for one model of one run (None: no curve ends recorded)."""
+    import numpy as np
+    audit, base = report[model].get("audit", {}), report["baseline"].get("audit", {})
+    if "deletion_end_per_image" not in audit:
+        return None
+    ends, starts = (np.asarray(audit[k], float) for k in ("deletion_end_per_image",
+                                                           "deletion_start_per_image"))
+    labels = np.asarray(report["data"][audit["split"]]["labels"][:len(ends)], int)
+    # a class-0 image's curve ends at p(class 0): p(class 1) = 1 - end
+    class1 = np.where(labels == 1, ends, 1 - ends)
+    difference = np.asarray(audit["deletion_per_image"], float) - np.asarray(
+        base["deletion_per_image"], float)
+    by_class = [labels == c for c in (0, 1)]
+    ci = (lambda c: "–" if not c else
+          f"{fmt(c['estimate'], True)} [{fmt(c['ci_low'], True)}, {fmt(c['ci_high'], True)}]")
+    faith = report.get("comparisons", {}).get(model, {}).get("faithfulness", {})
+    share = faith.get("lesion_twin_remaining_share_difference")
+    return [" / ".join(fmt(class1[m].mean()) for m in by_class),
+            " / ".join(fmt(starts[m].mean()) for m in by_class),
+            "–" if model == "baseline" else
+            " / ".join(fmt(difference[m].mean(), True) for m in by_class),
+            ci(audit.get("lesion_replaced_change")),
+            ci(faith.get("lesion_twin_deletion_auc_difference")),
+            ci(faith.get("lesion_twin_insertion_auc_difference")),
+            "–" if not share else f"{ci(share)} ({share['n']})"]
+
+
 def main(argv=None) -> int:
     from gfsr_tf.methods.gfsr.describe import verdict
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders holding report.json")
+    parser.add_argument("--removal", action="store_true",
+                        help="also the table: does the deletion's removal remove anything?")
     args = parser.parse_args(argv)
-    rows, met = [], {}
+    rows, met, removal = [], {}, []
     for run in args.runs:
         path = Path(run) / "report.json"
         if not path.exists():
@@ -43,6 +79,9 @@ def main(argv=None) -> int:
                   "benchmark's counterfactual twins): left out", file=sys.stderr)
         for r in judged:
             rows.append((r["model"], seed, r, minutes))
+            cells = removal_row(report, r["model"]) if args.removal else None
+            if cells:
+                removal.append((r["model"], seed, cells))
             for goal, ok in r.get("met", {}).items():
                 met.setdefault(r["model"], {}).setdefault(goal, []).append(ok)
     print("| model | seed | marker AUC | marker/lesion | lung hit (all) | all-zero maps | "
@@ -68,6 +107,15 @@ def main(argv=None) -> int:
     for model, goals in met.items():
         print(f"| {model} | " + " | ".join(
             count(goals[g]) for g in ("decision", "anatomy", "faithful", "accuracy")) + " |")
+    if args.removal:
+        print()
+        print("| model | seed | every pixel blurred: p(class 1), class 0 / 1 images | curve start "
+              "(p(true class)), class 0 / 1 | deletion − base, class 0 / 1 | only the lesions "
+              "blurred: change of p(true class) | lesion-twin deletion − base | lesion-twin "
+              "insertion − base | share of the lesion's effect left − base (n) |")
+        print("|" + "---|" * 9)
+        for model, seed, cells in sorted(removal, key=lambda t: (t[0] != "baseline", t[0], t[1])):
+            print(f"| {model} | {seed} | " + " | ".join(cells) + " |")
     return 0
 
 

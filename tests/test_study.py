@@ -383,3 +383,30 @@ def test_map_misses_agrees_with_the_report_and_refuses_a_missing_model(smoke_rep
     assert "| other class |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no such model"):
         map_misses.main([str(run), "--model", "nope"])
+
+
+def test_verdict_over_seeds_removal_table_reads_the_report(smoke_report, capsys):
+    """benchmarks/verdict_over_seeds.py --removal, from the run folder alone: the blurred
+    image's p(class 1) per class is each deletion curve's end turned to class 1 (by hand from
+    report.json), and the lesion-twin differences are the report's paired ones."""
+    import importlib.util
+    report, run = smoke_report
+    spec = importlib.util.spec_from_file_location(
+        "verdict_over_seeds", REPO / "benchmarks" / "verdict_over_seeds.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--removal", str(run)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| gfsr_plus | ")]
+    assert len(rows) == 3          # the verdict, the goal count and, printed last, the removal
+    cells = [c.strip() for c in rows[-1].split("|")[3:-1]]
+    on_disk = json.loads((run / "report.json").read_text())
+    audit = on_disk["gfsr_plus"]["audit"]
+    ends = np.asarray(audit["deletion_end_per_image"])
+    labels = np.asarray(on_disk["data"][audit["split"]]["labels"][:len(ends)])
+    expected = [(1 - ends[labels == 0]).mean(), ends[labels == 1].mean()]
+    assert cells[0] == " / ".join(f"{v:.3f}" for v in expected)
+    twin = on_disk["comparisons"]["gfsr_plus"]["faithfulness"][
+        "lesion_twin_deletion_auc_difference"]
+    assert cells[4].startswith(f"{twin['estimate']:+.3f} [")
+    assert script.main(["--removal", str(run / "missing")]) == 1
