@@ -144,8 +144,8 @@ def evaluate(ctx) -> dict:
         # Does the deletion's removal remove evidence? Where each curve ends (every pixel
         # replaced by the blurred image's) and, on lesion images, the change of the true
         # class's probability when only the lesion's pixels are replaced. Measured on the
-        # benchmark (docs/studies/right-reasons.md, round 9): every model calls the blurred image
-        # pneumonia and blurring the lesion leaves it in place, so on pneumonia images the
+        # benchmark (docs/studies/right-reasons.md, round 9): the models there call the blurred
+        # image pneumonia and blurring the lesion leaves it in place, so on pneumonia images the
         # deletion cannot remove the evidence and its AUC reads the curve's start, not the map
         # (the verdict says so: describe.deletion_caution).
         out["deletion_end_per_image"] = [round(float(v), 5)
