@@ -192,13 +192,12 @@ def make_split(config: BenchmarkConfig, split: str, n: int | None = None) -> Ima
     boxes = np.empty((n, 4), np.int32)
     lesion_removed = np.empty_like(images)
     for i in range(n):
-        args = (s, bool(labels[i]), bool(has_marker[i]),
-                config.text_overlay and bool(has_text[i]), config.lesion_opacity,
-                (config.seed, _SPLIT_IDS[split], i))
-        case = render_case(*args)
+        rest = (bool(has_marker[i]), config.text_overlay and bool(has_text[i]),
+                config.lesion_opacity, (config.seed, _SPLIT_IDS[split], i))
+        case = render_case(s, bool(labels[i]), *rest)
         images[i, ..., 0] = _to_uint8(case["image"])
         # every draw is made whether or not the lesions are drawn: the same case without them
-        lesion_removed[i, ..., 0] = (_to_uint8(render_case(*args[:1], False, *args[2:])["image"])
+        lesion_removed[i, ..., 0] = (_to_uint8(render_case(s, False, *rest)["image"])
                                      if labels[i] else images[i, ..., 0])
         twins[i, ..., 0] = _to_uint8(case["twin"])
         added[i, ..., 0] = _to_uint8(case["with_marker"])

@@ -130,17 +130,15 @@ def evaluate(ctx) -> dict:
         blurred = blurred_baseline(images)
         faith = deletion_insertion(probabilities, images, ctx.heatmaps(name)[:k], labels[:k],
                                    blurred, FAITHFULNESS_STEPS)
-        out["deletion_auc"] = faith["deletion_auc"]
-        out["insertion_auc"] = faith["insertion_auc"]
+        # the means and, per image, for the paired comparison with the baseline
+        # (comparison.compare_faithfulness)
+        out.update(_curve_figures(faith))
         out["faithfulness_images"] = k
-        # per image, for the paired comparison with the baseline (comparison.compare_faithfulness)
-        for key in ("deletion", "insertion"):
-            out[f"{key}_per_image"] = [round(float(v), 5) for v in faith["per_image"][key]]
         # where each deletion curve starts (the class probability of the unmodified image): a
         # model surer of its images starts higher, which the deletion AUC alone counts against
         # its map (comparison.compare_faithfulness: the probability the deletion removes)
-        out["deletion_start_per_image"] = [round(float(v), 5)
-                                           for v in faith["curves"]["deletion"][:, 0]]
+        starts = faith["curves"]["deletion"][:, 0]
+        out["deletion_start_per_image"] = _per_image(starts)
         # Does the deletion's removal remove evidence? Where each curve ends (every pixel
         # replaced by the blurred image's) and, on lesion images, the change of the true
         # class's probability when only the lesion's pixels are replaced. Measured on the
@@ -148,17 +146,15 @@ def evaluate(ctx) -> dict:
         # image pneumonia and blurring the lesion leaves it in place, so on pneumonia images the
         # deletion cannot remove the evidence and its AUC reads the curve's start, not the map
         # (the verdict says so: describe.deletion_caution).
-        out["deletion_end_per_image"] = [round(float(v), 5)
-                                         for v in faith["curves"]["deletion"][:, -1]]
+        out["deletion_end_per_image"] = _per_image(faith["curves"]["deletion"][:, -1])
         if data.lesions is not None:
             lesion = data.lesions[:k] > 0
             has = lesion.reshape(k, -1).any(1)
             if has.any():
                 cls = np.asarray(labels[:k][has], int)
                 replaced = np.where(lesion[has][..., None], blurred[has], images[has])
-                p_true = probabilities(images[has])[np.arange(has.sum()), cls]
                 p_replaced = probabilities(replaced)[np.arange(has.sum()), cls]
-                out["lesion_replaced_change"] = mean_ci(p_replaced - p_true)
+                out["lesion_replaced_change"] = mean_ci(p_replaced - starts[has])
         if data.lesion_removed is not None:
             # The benchmark's own removal: each deleted pixel takes its value in the image's
             # exact lesion-free counterpart (inserted pixels: the image's, into that
@@ -175,10 +171,19 @@ def evaluate(ctx) -> dict:
                 # a model whose decision does not use the lesion (the marker's) has little to
                 # lose, so (AUC - end) / (start - end) is the map's share, read beside the AUC
                 for key, column in (("start", 0), ("end", -1)):
-                    out[f"lesion_twin_{key}_per_image"] = [
-                        round(float(v), 5) for v in curves["curves"]["deletion"][:, column]]
-                for key in ("deletion", "insertion"):
-                    out[f"lesion_twin_{key}_auc"] = curves[f"{key}_auc"]
-                    out[f"lesion_twin_{key}_per_image"] = [round(float(v), 5)
-                                                           for v in curves["per_image"][key]]
+                    out[f"lesion_twin_{key}_per_image"] = _per_image(
+                        curves["curves"]["deletion"][:, column])
+                out.update(_curve_figures(curves, "lesion_twin_"))
     return {"audit": out}
+
+
+def _per_image(values) -> list[float]:
+    """Per-image figures as report.json keeps them (5 decimals)."""
+    return [round(float(v), 5) for v in values]
+
+
+def _curve_figures(faith: dict, prefix: str = "") -> dict:
+    """<prefix>deletion_auc / insertion_auc and their per-image lists from deletion_insertion."""
+    return {f"{prefix}{key}{part}": value for key in ("deletion", "insertion")
+            for part, value in (("_auc", faith[f"{key}_auc"]),
+                                ("_per_image", _per_image(faith["per_image"][key])))}
