@@ -61,6 +61,51 @@ def test_matches_tf_keras_vis_gradcam():
                                norm, atol=1e-4)
 
 
+def test_layercam_matches_tf_keras_vis_on_a_keras_application_with_its_own_head():
+    """LayerCAM (rule "layercam") against tf-keras-vis' Layercam at an inner layer of Keras'
+    MobileNetV2 with its own linear 3-class head, unnormalised at the layer's grid; and explain's
+    maps are those, max-normalised and resized; a nested backbone gives its flat twin's maps."""
+    tkv = pytest.importorskip("tf_keras_vis.layercam")
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+    keras.utils.set_random_seed(1)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35,
+                                           classes=3, classifier_activation=None)
+    x = np.random.default_rng(2).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+    cls = [0, 2, 1]
+    layer = "block_6_expand_relu"
+    try:
+        theirs = tkv.Layercam(model, model_modifier=ReplaceToLinear(), clone=True)(
+            CategoricalScore(cls), x, penultimate_layer=layer, seek_penultimate_conv_layer=False,
+            normalize_cam=False, expand_cam=False)
+    except Exception as exc:  # tf-keras-vis predates Keras 3 in places
+        pytest.skip(f"tf-keras-vis cannot run this Keras model: {exc}")
+    theirs = np.asarray(theirs)
+    ours = gradcam(CamModel(model, layer), x, np.array(cls), normalise=False,
+                   rule="layercam")[0].numpy()
+    assert theirs.max() > 0 and ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6 * theirs.max())
+    grad_cam = gradcam(CamModel(model, layer), x, np.array(cls), normalise=False)[0].numpy()
+    assert not np.allclose(grad_cam, theirs, atol=1e-3 * theirs.max())   # a different map
+    e = explain(model, x, layer=layer, class_index=cls, rule="layercam")
+    want = tf.image.resize((theirs / theirs.max(axis=(1, 2), keepdims=True))[..., None],
+                           (32, 32))[..., 0].numpy()
+    np.testing.assert_allclose(e.heatmaps, want, atol=1e-4)
+    # transfer-learning shape: the headless application nested as a sub-model, then a head;
+    # the flat twin calls the same layers in one graph
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35,
+                                          input_shape=(32, 32, 3))
+    pool, head = keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)
+    inputs = keras.Input((32, 32, 3))
+    nested = keras.Model(inputs, head(pool(base(inputs))))
+    flat = keras.Model(base.input, head(pool(base.output)))
+    np.testing.assert_allclose(
+        explain(nested, x, layer=layer, class_index=cls, rule="layercam").heatmaps,
+        explain(flat, x, layer=layer, class_index=cls, rule="layercam").heatmaps, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown saliency rule"):
+        explain(model, x, layer=layer, rule="layer-cam")
+
+
 def test_second_order_gradient_matches_finite_differences():
     model = tiny_classifier(dtype="float64")
     cam_model = CamModel(model, "target")

@@ -19,9 +19,9 @@ def add_parser(sub):
     p.add_argument("inputs", nargs="+", help="image files or folders (PNG, JPEG, BMP, TIFF; "
                    "8/16-bit; gray, RGB, RGBA)")
     p.add_argument("--out", default="explanations")
-    p.add_argument("--method", default="gradcam", help="gradcam (ours, in-graph; default), or "
-                   "for comparison gradcam++, scorecam, smoothgrad (tf-keras-vis), lime, "
-                   "eigencam")
+    p.add_argument("--method", help="gradcam or layercam (ours, in-graph; default: the map the "
+                   "model card says the model was trained towards, else gradcam), or for "
+                   "comparison gradcam++, scorecam, smoothgrad (tf-keras-vis), lime, eigencam")
     p.add_argument("--layer", help="target layer (default: the model card's, else the last 4-D "
                    "layer - inside a nested backbone too)")
     p.add_argument("--class-index", type=int, help="class to explain (default: predicted)")
@@ -88,6 +88,8 @@ def run(args) -> list[dict]:
         raise ValueError(f"the model takes {model_channels} channels; these images have "
                          f"{x.shape[-1]} after preprocessing '{how}' (use --channels)")
     layer = args.layer or card.get("target_layer")
+    # the map the model was trained towards (a LayerCAM-trained gfsr model: LayerCAM)
+    args.method = args.method or card.get("saliency", "gradcam")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

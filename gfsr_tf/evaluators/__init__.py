@@ -32,6 +32,7 @@ def evaluate_model(ctx: EvalContext, names=tuple(EVALUATORS)) -> dict:
         # what each evaluator costs (maps computed once are charged to the first that asks)
         seconds[name] = time.perf_counter() - t0
     section["evaluation_seconds"] = seconds
+    section["saliency"] = ctx.saliency  # which map every map figure of the section reads
     for key in ("metrics", "robustness", "localization", "predictions"):
         section.setdefault(key, {})  # report.json always had these keys
     ctx.save()

@@ -42,6 +42,9 @@ class EvalContext:
                                            # it (e.g. the gaze U-Net's decoder output)
     batch_size: int = 128
     verbose: int = 0                       # progress bars of the long evaluators (maps)
+    # the map rule the evaluators read ("gradcam"; "layercam" for a model trained towards its
+    # LayerCAM: the goals judge the map the model was trained and is shown with)
+    saliency: str = "gradcam"
     _probs: dict = field(default_factory=dict)
     maps: dict = field(default_factory=dict)
 
@@ -81,6 +84,10 @@ class EvalContext:
             data = self.splits[split]
             x = np.asarray(self.preprocess(data.images))
             explain = (self.method or Method()).explain  # no method: plain Grad-CAM
+            if self.saliency != "gradcam":
+                from functools import partial
+                from ..saliency import explain as saliency_explain
+                explain = partial(saliency_explain, rule=self.saliency)
             self.maps[key] = explain(self.model, x, layer=layer, class_index=data.labels,
                                      batch_size=self.batch_size).heatmaps.astype(np.float32)
         return self.maps[key]

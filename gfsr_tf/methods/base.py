@@ -99,6 +99,11 @@ class Method:
         return model
 
     # ---------------------------------------------------------------------------- explaining
+    def saliency_for(self, config) -> str:
+        """The map rule of `gfsr_tf.saliency` the variant's maps are read with (the model card
+        records it, so `gfsr explain` shows the same): Grad-CAM unless a method trains another."""
+        return "gradcam"
+
     def explain(self, model, x: np.ndarray, *, layer: str | None = None, class_index=None,
                 batch_size: int = 32):
         """Heatmaps (N, H, W) in [0, 1] for preprocessed inputs `x`: Grad-CAM by default."""

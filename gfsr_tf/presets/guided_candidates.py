@@ -98,6 +98,14 @@ CANDIDATES = {
     "plus-lambda3-negative-evidence-clean-cam-first-order": {
         **ROUND3_PLUS, "weight": 3.0, "negative_evidence_weight": 1.0, "cam_images": "clean",
         "second_order": False},
+    # round 10, which map the loss trains and the report evaluates: the main job's gfsr_plus
+    # with GFSR's loss on the inference-mode LayerCAM instead of the Grad-CAM (extension; the
+    # maps of its report, its explanations and `gfsr explain` read LayerCAM too). Why: at conv3
+    # the Grad-CAM's channel-mean weights cancel, and LayerCAM of the same untrained-for-it
+    # models already pointed into the lungs (../shared/notes/right-reasons.md). Everything
+    # else as gfsr_plus (the negative-evidence term still reads the Grad-CAM before its ReLU)
+    "plus-lambda3-negative-evidence-layercam": {
+        **ROUND3_PLUS, "weight": 3.0, "negative_evidence_weight": 1.0, "saliency": "layercam"},
 }
 
 

@@ -58,10 +58,11 @@ def _saved_maps(run_dir: Path, names) -> dict:
     return {n: maps for n, maps in saved.items() if maps is not None}
 
 
-def plot_gradcam_grid(run_dir, names, path) -> bool:
+def plot_gradcam_grid(run_dir, names, path, label: str = "Grad-CAM") -> bool:
     """The paper's Fig 9 layout from the saved examples: one row per image (both classes, with
     and without the marker), one column per variant (its true-class map; "EMPTY" when the map is
-    all zero), then the input with the lesion outline. The title names the split."""
+    all zero), then the input with the lesion outline. The title names the split and the map
+    (`label`: "Grad-CAM", or which models show the LayerCAM they were trained towards)."""
     run_dir = Path(run_dir)
     examples = _load_npz(run_dir / "examples.npz")
     if examples is None or len(examples["index"]) == 0:
@@ -97,7 +98,7 @@ def plot_gradcam_grid(run_dir, names, path) -> bool:
         axes[r][-1].set_title(f"input: {class_names[labels[r]]}{status}", fontsize=7)
         for ax in axes[r]:
             ax.axis("off")
-    fig.suptitle(f"True-class Grad-CAM (inference mode) per model, {split}", fontsize=9)
+    fig.suptitle(f"True-class {label} (inference mode) per model, {split}", fontsize=9)
     return save_figure(fig, path)
 
 

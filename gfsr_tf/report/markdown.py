@@ -15,6 +15,13 @@ def variants(report: dict) -> list[str]:
     return sorted(names, key=lambda n: (MODEL_ORDER.index(n) if n in MODEL_ORDER else 99, n))
 
 
+def map_label(report: dict, names) -> str:
+    """What the map figures of `names` show: "Grad-CAM", or which models are read with the
+    LayerCAM they were trained towards (report key `saliency`; older reports: Grad-CAM)."""
+    other = [n for n in names if report[n].get("saliency", "gradcam") != "gradcam"]
+    return "Grad-CAM" if not other else f"Grad-CAM (LayerCAM for {', '.join(other)})"
+
+
 def method_of(report: dict, variant: str) -> str:
     """The variant's method (reports from before methods existed: GFSR if it had a relevance
     weight, else the baseline)."""
@@ -155,7 +162,8 @@ def summary_markdown(report: dict, figures: list[str] | None = None) -> str:
     lines += _audit_table(report, names)
     if names and report[names[0]].get("localization"):
         layer = report[names[0]]["localization"].get("layer")
-        lines += ["", "## Grad-CAM localization (true class, images with a lesion mask, layer "
+        lines += ["", f"## {map_label(report, names)} localization (true class, images with a "
+                  "lesion mask, layer "
                   f"`{layer}`)", "",
                   "| model | lesion hit rate | lesion mIoU (Otsu) | lesion IoU@top5% | lesion AUITC "
                   "| lung hit rate | marker hit rate (marked) |",

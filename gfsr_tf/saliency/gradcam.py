@@ -3,6 +3,10 @@
 Conventions: the score is the class *logit* (single-unit binary head: +z for class 1, -z for
 class 0); channel weights are the spatial mean of d score / dA per image and channel; CAM =
 ReLU(sum_c w_c A_c), normalised per image by its max + eps (an all-zero CAM stays zero, no NaN).
+LayerCAM (Jiang et al. 2021, rule "layercam") weights every cell by its own positive gradient
+instead: ReLU(sum_c ReLU(dS/dA_c) A_c). tf-keras-vis has both, but not inside an outer tape (the
+training loss differentiates through the map) nor on nested backbones; its Layercam is the
+reference the tests compare these against.
 """
 from __future__ import annotations
 
@@ -65,6 +69,21 @@ def cam_from_gradients(activations: tf.Tensor, gradients: tf.Tensor,
     return cam
 
 
+def layercam_from_gradients(activations: tf.Tensor, gradients: tf.Tensor,
+                            normalise: bool = True) -> tf.Tensor:
+    """(N, h, w, C) activations and gradients -> (N, h, w) LayerCAM: each cell's channels weighted
+    by their own positive gradient (no channel mean, so evidence in one place is not cancelled
+    by the opposite gradient elsewhere - the reason Grad-CAM at conv3 empties, right-reasons.md)."""
+    cam = tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))
+    if normalise:
+        cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + EPSILON)
+    return cam
+
+
+# the map rules a model can be trained towards and explained by (RelevanceConfig.saliency)
+SALIENCY_RULES = {"gradcam": cam_from_gradients, "layercam": layercam_from_gradients}
+
+
 def scale_free(cam: tf.Tensor) -> tf.Tensor:
     """An explanation's (N, h, w) CAM divided by its own max: the maps users see (explain, the
     exported `explain` signature). Unlike the training CAM's fixed epsilon, this does not turn a
@@ -118,7 +137,7 @@ def live_cells(t: tf.Tensor) -> tf.Tensor:
 
 def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bool = False,
             second_order: bool = True, normalise: bool = True, input_gradients: bool = False,
-            cells: str = "all"):
+            cells: str = "all", rule: str = "gradcam"):
     """Grad-CAM that can sit inside an outer GradientTape.
 
     second_order=True differentiates the CAM's dependence on the channel weights (the inner
@@ -126,6 +145,7 @@ def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bo
     constants. class_index None = predicted class. With input_gradients, also returns
     d score / d x. In training mode BatchNorm couples the images of a batch (`score_gradients`).
     cells="live": the CAM on the (h/2, w/2) sub-grid the next stage reads (`live_cells`).
+    rule: "gradcam" or "layercam" (SALIENCY_RULES).
 
     Returns (cam (N, h, w), logits, activations[, input_gradients]).
     """
@@ -138,8 +158,15 @@ def gradcam(cam_model: CamModel, x: tf.Tensor, class_index=None, *, training: bo
     elif cells != "all":
         raise ValueError(f"cells must be 'all' or 'live', got {cells!r}")
     # mixed precision: the CAM (and so the relevance loss) in float32
-    cam = cam_from_gradients(full_precision(activations), full_precision(dA), normalise)
+    cam = saliency_rule(rule)(full_precision(activations), full_precision(dA), normalise)
     return (cam, logits, activations) + tuple(out[3:])
+
+
+def saliency_rule(rule: str):
+    if rule not in SALIENCY_RULES:
+        raise ValueError(f"unknown saliency rule {rule!r}; choose one of "
+                         f"{', '.join(SALIENCY_RULES)}")
+    return SALIENCY_RULES[rule]
 
 
 @dataclass
@@ -153,33 +180,36 @@ class Explanation:
 _EXPLAINERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _explainer(model, layer):
-    """One traced Grad-CAM function per (model, layer), reused across `explain` calls."""
+def _explainer(model, layer, rule="gradcam"):
+    """One traced map function per (model, layer, rule), reused across `explain` calls."""
+    saliency_rule(rule)
     if isinstance(model, CamModel):
         model, layer = model.model, model.layer_name
     per_model = _EXPLAINERS.setdefault(model, {})
-    if layer not in per_model:
+    if (layer, rule) not in per_model:
         cam_model = CamModel(model, layer)
 
         @tf.function(reduce_retracing=True)
         def run(x, cls):
-            cam, logits, _ = gradcam(cam_model, x, cls, second_order=False, normalise=False)
+            cam, logits, _ = gradcam(cam_model, x, cls, second_order=False, normalise=False,
+                                     rule=rule)
             heat = tf.image.resize(scale_free(cam)[..., None], tf.shape(x)[1:3])[..., 0]
             return heat, logits, tf.where(cls < 0, predicted_class(logits), cls)
 
-        per_model[layer] = (cam_model, run)
-    return per_model[layer]
+        per_model[(layer, rule)] = (cam_model, run)
+    return per_model[(layer, rule)]
 
 
 def explain(model, images, *, layer: str | None = None, class_index=None,
-            batch_size: int = 32) -> Explanation:
-    """Grad-CAM heatmaps and probabilities for any Keras classifier with reachable logits.
+            batch_size: int = 32, rule: str = "gradcam") -> Explanation:
+    """Grad-CAM (or, with rule="layercam", LayerCAM) heatmaps and probabilities for any Keras
+    classifier with reachable logits.
 
     images: what the model takes as input (for gfsr_tf classifiers: `preprocessing.preprocess`d).
     layer: target layer (default: the last layer with a 4-D output). class_index: None (the
     predicted class), an int, or one int per image.
     """
-    cam_model, run = _explainer(model, layer)
+    cam_model, run = _explainer(model, layer, rule)
     images = np.asarray(images, np.float32)
     n = len(images)
     if class_index is None:

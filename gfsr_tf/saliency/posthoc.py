@@ -14,7 +14,7 @@ import tensorflow as tf
 from .cam_model import output_tensor
 from .gradcam import Explanation, explain
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad", "lime", "eigencam",
+METHODS = ("gradcam", "layercam", "gradcam++", "scorecam", "smoothgrad", "lime", "eigencam",
            "expected_gradients", "guided_backprop", "deconvnet", "gradient")
 
 
@@ -43,8 +43,9 @@ def explain_posthoc(model, images, method: str = "gradcam", *, layer: str | None
     from `images` - SegX draws them from validation), n_samples (50), seed (0)."""
     if method not in METHODS:
         raise ValueError(f"unknown explainer {method!r}; choose one of {METHODS}")
-    if method == "gradcam":
-        return explain(model, images, layer=layer, class_index=class_index, batch_size=batch_size)
+    if method in ("gradcam", "layercam"):  # ours (in-graph; nested backbones)
+        return explain(model, images, layer=layer, class_index=class_index, batch_size=batch_size,
+                       rule=method)
     if method in ("guided_backprop", "deconvnet", "gradient"):
         from .input_gradients import explain_rule
         return explain_rule(model, images, method, class_index, batch_size)

@@ -31,7 +31,7 @@ def evaluate_saved_model(model, card: dict, config, out_dir="runs", *, layer: st
     run_root = Path(out_dir) / config.name
     run_root.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(model, get_preprocessor(preprocessor), data, config, layer, method,
-                      run_root / "model")
+                      run_root / "model", saliency=card.get("saliency", "gradcam"))
     (run_root / "model").mkdir(exist_ok=True)
     section = evaluate_model(ctx, config.evaluators)
     section["training"] = {"history": [], "seconds": 0.0, "method": card.get("method"),

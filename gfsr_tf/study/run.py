@@ -94,7 +94,8 @@ def train_variant(config: StudyConfig, method, options, data: dict, targets: dic
                      options=dataclasses.asdict(options), class_names=train.class_names,
                      image_size=size, channels=train.images.shape[-1],
                      preprocessor=preprocessor, target_layer=method.layer_for(config, options),
-                     config=config.to_dict(), extra={**method.training_fields(options),
+                     config=config.to_dict(), extra={"saliency": method.saliency_for(options),
+                                                     **method.training_fields(options),
                                                      **(finished or {})})
     return model, history, seconds
 
@@ -167,7 +168,8 @@ def run_study(config: StudyConfig, out_dir: str | Path = "runs", *,
         ctx = EvalContext(method.classifier_view(model),
                           get_preprocessor(method.preprocessor_for(options)), data, config,
                           method.layer_for(config, options), method, run_dir,
-                          full_model=model, verbose=verbose)
+                          full_model=model, verbose=verbose,
+                          saliency=method.saliency_for(options))
         if used == "annotations" and guidance.concepts is not None:
             # Fig 8 shows this model's map on training images that were not annotated
             ctx.splits = {**data, "concept_examples": train.subset(guidance.concept_examples())}

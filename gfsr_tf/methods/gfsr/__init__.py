@@ -50,6 +50,9 @@ class Gfsr(Baseline):
                         preprocessor=self.preprocessor, batch_size=study.train.batch_size,
                         mixed_precision=study.train.mixed_precision)
 
+    def saliency_for(self, config):
+        return config.saliency
+
     def training_fields(self, config):
         return {"relevance": dataclasses.asdict(config)}
 

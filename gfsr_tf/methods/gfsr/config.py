@@ -109,13 +109,21 @@ class RelevanceConfig:
     # counter_evidence_weight); this share has a gradient there, and on the negative border
     # evidence that becomes the other class's map. No extra pass: z is already computed.
     outside_evidence_weight: float = 0.0
+    # Extension: the map GFSR's loss trains (and the report evaluates, and `gfsr explain` shows
+    # for the saved model): "gradcam" (the paper) or "layercam" (Jiang et al. 2021: each cell's
+    # channels weighted by their own positive gradient, saliency/gradcam.py). Why: at conv3 the
+    # Grad-CAM's channel-mean weights cancel (half of a guided model's maps were empty) while
+    # LayerCAM of the same models pointed into the lungs (../shared/notes/right-reasons.md). The
+    # extension terms above stay defined on the Grad-CAM before its ReLU.
+    saliency: str = "gradcam"
 
     def __post_init__(self):
         choices = {"mask_source": MASK_SOURCES, "cam_class": ("true", "predicted"),
                    "fused_cam": ("logit", "log_probability"),
                    "cam_mode": ("training", "inference"), "cam_cells": ("all", "live"),
                    "cam_images": ("all", "clean"),
-                   "batchnorm": ("batch", "held", "frozen")}
+                   "batchnorm": ("batch", "held", "frozen"),
+                   "saliency": ("gradcam", "layercam")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"gfsr {key} must be one of {', '.join(allowed)}, got "
@@ -133,9 +141,10 @@ class RelevanceConfig:
             raise ValueError(f"gfsr counterfactual_rate must be in [0, 1], got "
                              f"{self.counterfactual_rate}")
         if self.fused and (self.second_order or self.cam_class != "true" or self.extended
-                           or self.cam_mode != "training" or self.cam_cells != "all"):
+                           or self.cam_mode != "training" or self.cam_cells != "all"
+                           or self.saliency != "gradcam"):
             raise ValueError("gfsr fused needs second_order=False, cam_class='true', the "
-                             "training-mode CAM on all cells and no extension term")
+                             "training-mode Grad-CAM on all cells and no extension term")
         if self.batchnorm == "frozen" and self.bn_recalibration:
             raise ValueError("gfsr batchnorm='frozen' trains with the statistics it re-estimates "
                              "each epoch; bn_recalibration would change them after the last "

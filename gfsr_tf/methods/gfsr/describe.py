@@ -29,7 +29,10 @@ EXTENSIONS = {"input_gradient_weight": "input-gradient penalty outside the mask"
               "counter_evidence_weight": "GFSR's loss on the counterfactual Grad-CAM (the "
                                          "evidence against the class)",
               "outside_evidence_weight": "penalty on Grad-CAM evidence of either sign outside "
-                                         "the mask"}
+                                         "the mask",
+              # by value (the paper's loss trains the Grad-CAM)
+              "saliency": {"layercam": "GFSR's loss on the LayerCAM (evaluated and explained "
+                                       "with LayerCAM too)"}}
 
 
 def extensions_of(options: dict) -> list[tuple[str, str]]:

@@ -10,7 +10,8 @@ import tensorflow as tf
 from ...losses import (consistency_penalty, counterfactual_batch, input_gradient_penalty,
                        negative_evidence, outside_attribution, outside_evidence,
                        relevance_loss)
-from ...saliency.gradcam import cam_from_gradients, full_precision, live_cells, score_gradients
+from ...saliency.gradcam import (cam_from_gradients, full_precision, live_cells, saliency_rule,
+                                 score_gradients)
 from ...training.step import TrainStep, accuracy, classification_loss
 from .config import RelevanceConfig
 
@@ -162,9 +163,9 @@ class GfsrStep(TrainStep):
                     g = full_precision(d_act if cfg.second_order else tf.stop_gradient(d_act))
                     if cfg.cam_cells == "live":
                         a, g = live_cells(a), live_cells(g)
-                if cfg.weight > 0:
+                if cfg.weight > 0:  # the paper's Grad-CAM, or LayerCAM (extension)
                     terms["relevance"] = tf.reduce_mean(relevance_loss(
-                        cam_from_gradients(a, g), target_masks, cfg.alpha, cfg.beta,
+                        saliency_rule(cfg.saliency)(a, g), target_masks, cfg.alpha, cfg.beta,
                         cfg.focal_gamma))
                 if cfg.negative_evidence_weight > 0:
                     terms["negative_evidence"] = tf.reduce_mean(

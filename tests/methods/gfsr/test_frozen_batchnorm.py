@@ -176,9 +176,11 @@ def test_counter_and_outside_evidence_are_the_step_terms_by_hand(data):
         RelevanceConfig(outside_evidence_weight=-1.0)
 
 
-def _gfsr_loss_by_hand(cam_model, x, labels, masks, sign_of_true_class=1, outside_share=False):
-    """GFSR's loss (or the outside-evidence share) on each image's inference-mode Grad-CAM,
-    per image with its own tape and numpy, averaged over the images."""
+def _gfsr_loss_by_hand(cam_model, x, labels, masks, sign_of_true_class=1, outside_share=False,
+                       layercam=False):
+    """GFSR's loss (or the outside-evidence share) on each image's inference-mode Grad-CAM (or
+    LayerCAM: each cell's channels weighted by their own positive gradient), per image with its
+    own tape and numpy, averaged over the images."""
     losses = []
     for i in range(len(x)):
         with tf.GradientTape() as tape:
@@ -191,7 +193,8 @@ def _gfsr_loss_by_hand(cam_model, x, labels, masks, sign_of_true_class=1, outsid
         if outside_share:
             losses.append(((1 - m) * np.abs(before_relu)).sum() / np.abs(before_relu).sum())
             continue
-        cam = np.maximum(before_relu, 0)
+        cam = np.maximum((a.numpy()[0] * np.maximum(g, 0)).sum(-1) if layercam else before_relu,
+                         0)
         cam = cam / (cam.max() + 1e-7)
         losses.append(0.5 * np.abs(cam - m).mean() + 0.5 * ((cam - m) ** 2).mean()
                       + (m * (1 - cam) ** 2).mean())
@@ -257,3 +260,30 @@ def test_outside_evidence_moves_a_lone_peak_that_gfsrs_loss_cannot():
     c, t = 11.0, 15.0
     np.testing.assert_allclose(d, (t - c) / (2 + t) ** 2, rtol=1e-5)
     assert d > 0                                          # descending it lowers the peak
+
+
+def test_the_layercam_relevance_loss_is_gfsrs_loss_on_each_images_layercam(data):
+    """saliency="layercam" (extension): the step's relevance term is GFSR's loss on the
+    inference-mode LayerCAM computed per image by hand - not on the Grad-CAM, which gives
+    another value on the same model; the fused step refuses it."""
+    from gfsr_tf.models import CamModel
+    train, _ = data
+    images, labels = train.images[:4], train.labels[:4].astype(np.int32)
+    masks = relevance_masks(train)[:4].astype(np.float32)
+    x = np.asarray(preprocess(images), np.float32)
+    model = build_classifier(2, (SIZE, SIZE, 3), weights=None, seed=0, backbone="small_cnn")
+    cam_model = CamModel(model, "conv3_block4_out")
+    layercam = _gfsr_loss_by_hand(cam_model, x, labels, masks, layercam=True)
+    grad_cam = _gfsr_loss_by_hand(cam_model, x, labels, masks)
+    step = GfsrStep(model, keras.optimizers.SGD(0.0), target_layer="conv3_block4_out",
+                    config=RelevanceConfig(cam_mode="inference", saliency="layercam"),
+                    batch_size=4)
+    step.on.assign(1.0)
+    got = float(step({"image": tf.constant(images), "label": tf.constant(labels),
+                      "mask": tf.constant(masks)})["relevance"])
+    np.testing.assert_allclose(got, layercam, rtol=1e-4)
+    assert abs(layercam - grad_cam) > 1e-3
+    with pytest.raises(ValueError, match="saliency must be one of gradcam, layercam"):
+        RelevanceConfig(saliency="scorecam")
+    with pytest.raises(ValueError, match="fused needs"):
+        RelevanceConfig(fused=True, second_order=False, saliency="layercam")
