@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .html import write_html
 from .io import clean, read_report, write_json
-from .markdown import map_label, summary_markdown, variants
+from .markdown import summary_markdown, variants
 
 FIGURES = (("roc.png", "ROC curves"), ("confusion.png", "Confusion matrices"),
            ("gradcam_grid.png", "Grad-CAM per variant | input (lesion outline)"),
@@ -52,7 +52,8 @@ def render_run(run_dir) -> Path:
         drawn["confusion.png"] = figures.plot_confusion(
             report, names, report.get("class_names") or ["0", "1"], run_dir / "confusion.png")
         drawn["gradcam_grid.png"] = figures.plot_gradcam_grid(
-            run_dir, names, run_dir / "gradcam_grid.png", map_label(report, names))
+            run_dir, names, run_dir / "gradcam_grid.png",
+            {n: report[n].get("saliency", "gradcam") for n in names})
         drawn["training.png"] = figures.plot_training(report, names, run_dir / "training.png")
         drawn["concepts.png"] = figures.plot_run_concepts(report, run_dir, names,
                                                           run_dir / "concepts.png")

@@ -58,11 +58,13 @@ def _saved_maps(run_dir: Path, names) -> dict:
     return {n: maps for n, maps in saved.items() if maps is not None}
 
 
-def plot_gradcam_grid(run_dir, names, path, label: str = "Grad-CAM") -> bool:
+def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None) -> bool:
     """The paper's Fig 9 layout from the saved examples: one row per image (both classes, with
     and without the marker), one column per variant (its true-class map; "EMPTY" when the map is
-    all zero), then the input with the lesion outline. The title names the split and the map
-    (`label`: "Grad-CAM", or which models show the LayerCAM they were trained towards)."""
+    all zero), then the input with the lesion outline. The title names the split and the map;
+    `rules` {variant: "gradcam" | "layercam"} (report key `saliency`): a model trained towards
+    its LayerCAM is shown with it, and its column says so."""
+    rules = rules or {}
     run_dir = Path(run_dir)
     examples = _load_npz(run_dir / "examples.npz")
     if examples is None or len(examples["index"]) == 0:
@@ -89,7 +91,8 @@ def plot_gradcam_grid(run_dir, names, path, label: str = "Grad-CAM") -> bool:
             ax.imshow(image, cmap="gray")
             empty = float(heat[r].max()) <= 0
             ax.imshow(heat[r], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            ax.set_title(f"{n}\np(true)={p_true[r]:.2f}" + ("  EMPTY map" if empty else ""),
+            shown = " (LayerCAM)" if rules.get(n, "gradcam") == "layercam" else ""
+            ax.set_title(f"{n}{shown}\np(true)={p_true[r]:.2f}" + ("  EMPTY map" if empty else ""),
                          fontsize=7, color="red" if empty else "black")
         axes[r][-1].imshow(image, cmap="gray")
         if lesions is not None:
@@ -98,6 +101,7 @@ def plot_gradcam_grid(run_dir, names, path, label: str = "Grad-CAM") -> bool:
         axes[r][-1].set_title(f"input: {class_names[labels[r]]}{status}", fontsize=7)
         for ax in axes[r]:
             ax.axis("off")
+    label = "Grad-CAM" if set(rules.values()) <= {"gradcam"} else "map"
     fig.suptitle(f"True-class {label} (inference mode) per model, {split}", fontsize=9)
     return save_figure(fig, path)
 

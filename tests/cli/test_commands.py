@@ -45,6 +45,40 @@ def test_cli_explain_any_image_format_matches_model_predictions(smoke_report, tm
         main(["explain", "--model", str(tmp_path / "none.keras"), str(folder)])
 
 
+def test_explain_shows_the_map_the_model_card_says_the_model_was_trained_towards(smoke_report,
+                                                                               tmp_path):
+    """A model card with saliency "layercam" (a gfsr model trained towards its LayerCAM): `gfsr
+    explain` overlays LayerCAM by default - pixel for pixel the overlay of
+    `explain(..., rule="layercam")` - and `--method gradcam` still gives the Grad-CAM."""
+    import keras
+    from gfsr_tf.cli import run as cli
+    from gfsr_tf.cli.explain import overlay
+    from gfsr_tf.datasets.images import read_image
+    from gfsr_tf.preprocessing import preprocess
+    from gfsr_tf.saliency import explain
+    _, run = smoke_report
+    model_path = tmp_path / "layercam.keras"
+    model_path.write_bytes((run / "gfsr" / "best.keras").read_bytes())
+    card = json.loads((run / "gfsr" / "best.json").read_text())
+    assert card["saliency"] == "gradcam"          # what the run wrote for the paper's loss
+    (tmp_path / "layercam.json").write_text(json.dumps({**card, "saliency": "layercam"}))
+    image = make_split(preset("smoke").benchmark, "test_decorrelated", 1).images[0]
+    cv2.imwrite(str(tmp_path / "x.png"), image)
+    model = keras.models.load_model(model_path)
+    x = preprocess(image[None].astype(np.float32)).numpy()
+    shown = {}
+    for method in (None, "gradcam"):
+        out = tmp_path / f"out_{method}"
+        rows = cli(["explain", "--model", str(model_path), str(tmp_path / "x.png"), "--out",
+                    str(out), "--quiet"] + (["--method", method] if method else []))
+        shown[method] = cv2.imread(rows[0]["overlay"])[..., ::-1]
+    for method, rule in ((None, "layercam"), ("gradcam", "gradcam")):
+        heat = explain(model, x, layer=card["target_layer"], rule=rule).heatmaps[0]
+        want = overlay(read_image(tmp_path / "x.png", 1), heat.clip(0, 1))
+        np.testing.assert_array_equal(shown[method], want)
+    assert not np.array_equal(shown[None], shown["gradcam"])
+
+
 def test_cli_evaluate(smoke_report, tmp_path):  # export: the console-script test below
     from gfsr_tf.cli import run as cli
     report, run = smoke_report

@@ -36,6 +36,12 @@ def test_report_says_which_gfsr_configuration_it_is():
     assert heading(old).endswith("only, GFSR's relevance loss off (extension)")
     extension = dict(paper, input_gradient_weight=1.0)
     assert gfsr_configuration(extension, "conv3_block4_out").startswith("extension beyond the paper")
+    layercam = {**plus, "saliency": "layercam"}
+    assert heading(layercam).endswith("+ GFSR's loss on the LayerCAM (evaluated and explained "
+                                      "with LayerCAM too) (extension)")
+    assert gfsr_configuration({**paper, "saliency": "layercam"}, layer) == (
+        "extension beyond the paper: GFSR's loss on the LayerCAM (evaluated and explained with "
+        "LayerCAM too) (saliency layercam)")
 
 
 def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp_path):
@@ -61,6 +67,16 @@ def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp
     assert maps["examples/heatmaps"].shape == (2, 32, 32)
     assert {"test_decorrelated/conv2_block3_out", "test_decorrelated/conv3_block4_out"} <= \
         set(maps.files)
+    # a model read with the LayerCAM it was trained towards: the map heading says which
+    from gfsr_tf.report import render_run
+    assert "## Grad-CAM localization (true class" in (copy / "summary.md").read_text()
+    report = json.loads((copy / "report.json").read_text())
+    assert report["gfsr"]["saliency"] == "gradcam"
+    report["gfsr"]["saliency"] = "layercam"
+    (copy / "report.json").write_text(json.dumps(report))
+    render_run(copy)
+    assert "## Grad-CAM (LayerCAM for gfsr) localization (true class" in \
+        (copy / "summary.md").read_text()
     r = gfsr_console("audit", "--model", str(run / "baseline" / "best.keras"), "--out", str(tmp_path),
               "--name", "aud")
     assert r.returncode == 0, r.stderr[-2000:]
