@@ -111,6 +111,11 @@ class ModelConfig:
     backbone: str = "resnet50"
     weights: str | None = "auto"        # "auto" | "imagenet" | None | path to weights
     target_layer: str = "conv3_block4_out"
+    # The head: GlobalMaxPool -> Dense(dense_units, ReLU) -> Dropout -> logits (the paper's).
+    # pooling "avg" with dense_units 0 and dropout 0 is a CAM head (Zhou et al. 2016: GAP ->
+    # linear), whose Grad-CAM at the last stage sums exactly to the logit minus its bias; at any
+    # earlier layer (conv3, where the goals read the map) it is no decomposition.
+    pooling: str = "max"
     dense_units: int = 128
     dropout: float = 0.3
     # Keras' ResNet50 uses BatchNorm momentum 0.99, whose running statistics need ~1000 steps to
@@ -124,7 +129,11 @@ class ModelConfig:
         if self.backbone not in ("resnet50", "small_cnn"):
             raise ValueError(f"model.backbone must be resnet50 or small_cnn, got "
                              f"{self.backbone!r}")
-        _positive("model", dense_units=self.dense_units)
+        if self.pooling not in ("max", "avg"):
+            raise ValueError(f"model.pooling must be max or avg, got {self.pooling!r}")
+        if self.dense_units < 0:
+            raise ValueError(f"model.dense_units must be >= 0 (0: no hidden layer), got "
+                             f"{self.dense_units}")
         _fraction("model", dropout=self.dropout)
 
 

@@ -195,3 +195,30 @@ def test_explain_opens_a_nested_backbone_like_transfer_learning_code_builds_it()
     assert explain(nested, x).heatmaps.shape == (3, 32, 32)  # default: the base's 4-D output
     with pytest.raises(ValueError, match="not in model"):
         explain(nested, x, layer="no_such_layer")
+
+
+def test_a_cam_head_makes_the_last_stage_grad_cam_an_exact_decomposition_of_the_logit():
+    """model.pooling "avg", dense_units 0, dropout 0 (a CAM head, Zhou et al. 2016): Grad-CAM
+    before its ReLU at the last stage sums over its cells to the logit minus the head's bias
+    (the channel weights are w_c / HW); at conv3, where the goals read the map, it does not."""
+    from gfsr_tf.config import ModelConfig
+    from gfsr_tf.models import build_classifier
+    from gfsr_tf.saliency.gradcam import gradcam_before_relu, score_gradients
+    model = build_classifier(2, (64, 64, 3), weights=None, seed=0, pooling="avg",
+                             dense_units=0, dropout=0.0)
+    assert [layer.name for layer in model.layers[-3:]] == ["global_avg_pool", "logits",
+                                                           "probabilities"]
+    x = tf.constant(_images(3, 64) * 50)
+    bias = float(model.get_layer("logits").bias.numpy()[0])
+    sums = {}
+    for layer in ("conv5_block3_out", "conv3_block4_out"):
+        a, logits, g = score_gradients(CamModel(model, layer), x, np.ones(3, np.int32))
+        sums[layer] = gradcam_before_relu(a, g).numpy().sum((1, 2))
+    z = logits.numpy()[:, 0]
+    np.testing.assert_allclose(sums["conv5_block3_out"], z - bias, rtol=1e-4,
+                               atol=1e-5 * np.abs(z).max())
+    assert not np.allclose(sums["conv3_block4_out"], z - bias, rtol=1e-2)
+    with pytest.raises(ValueError, match="pooling must be max or avg"):
+        ModelConfig(pooling="mean")
+    with pytest.raises(ValueError, match="dense_units must be >= 0"):
+        ModelConfig(dense_units=-1)

@@ -105,6 +105,8 @@ def build_classifier(num_classes: int = 2, input_shape=(128, 128, 3), weights="a
     head: "single" (the above) or "multilabel": K sigmoid units for any K >= 2, trained with
     the mean BCE over images x classes on `ImageSet.label_matrix()`.
     pooling: "max" (GFSR's GlobalMaxPool) or "avg" (SegX's GAP).
+    dense_units: the hidden Dense layer's width; 0 = none (with pooling "avg" and dropout 0: a
+    CAM head, GAP -> linear logits).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -136,7 +138,8 @@ def _build(num_classes, input_shape, weights, dense_units, dropout, bn_momentum,
     pool = keras.layers.GlobalMaxPooling2D(name="global_max_pool") if pooling == "max" else \
         keras.layers.GlobalAveragePooling2D(name="global_avg_pool")
     x = pool(backbone.output)
-    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    if dense_units:
+        x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     multi = head == "multilabel"

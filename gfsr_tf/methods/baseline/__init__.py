@@ -32,7 +32,8 @@ class Baseline(Method):
                                 dropout=m.dropout, bn_momentum=m.bn_momentum,
                                 seed=study.train.seed, warnings=warnings,
                                 mixed_precision=study.train.mixed_precision,
-                                backbone=m.backbone, multi_label=m.multi_label)
+                                backbone=m.backbone, multi_label=m.multi_label,
+                                pooling=m.pooling)
 
     def make_step(self, model, optimizer, study, config):
         return BaselineStep(model, optimizer, preprocessor=self.preprocessor,
