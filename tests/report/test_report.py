@@ -75,8 +75,10 @@ def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp
     report["gfsr"]["saliency"] = "layercam"
     (copy / "report.json").write_text(json.dumps(report))
     render_run(copy)
-    assert "## Grad-CAM (LayerCAM for gfsr) localization (true class" in \
-        (copy / "summary.md").read_text()
+    summary = (copy / "summary.md").read_text()
+    assert "## Grad-CAM (LayerCAM for gfsr) localization (true class" in summary
+    assert "Maps: true-class Grad-CAM (LayerCAM for gfsr: the map it was trained towards), " \
+        "inference mode" in summary
     r = gfsr_console("audit", "--model", str(run / "baseline" / "best.keras"), "--out", str(tmp_path),
               "--name", "aud")
     assert r.returncode == 0, r.stderr[-2000:]

@@ -250,6 +250,10 @@ def verdict_markdown(report: dict) -> list[str]:
         return []
     g = GOALS
     yes = {True: "yes", False: "**no**", None: "n/a (no lung masks)"}
+    # a model trained towards its LayerCAM is judged on it (report key `saliency`)
+    layercam = [r["model"] for r in rows if report[r["model"]].get("saliency") == "layercam"]
+    maps = "Grad-CAM" + (f" (LayerCAM for {', '.join(layercam)}: the map it was trained towards)"
+                         if layercam else "")
     lines = ["", "## Verdict (decorrelated test split)", "",
              f"Goals: decision — within-class marker AUC <= {g['marker_auc']:.2f} and marker / "
              f"lesion effect <= {g['ratio_factor']} x the baseline's; map on the anatomy — lung "
@@ -259,7 +263,7 @@ def verdict_markdown(report: dict) -> list[str]:
              f"most {g['insertion_margin']} below it (upper / lower 95% bound of the paired "
              f"difference); accuracy — decorrelated >= baseline + {g['accuracy_gain']:.2f}, "
              f"correlated >= baseline - {g['corr_accuracy_cost']:.2f}. Maps: true-class "
-             "Grad-CAM, inference mode, at each model's layer.", "",
+             f"{maps}, inference mode, at each model's layer.", "",
              "| model | marker AUC (within class) | marker / lesion | decision ignores the "
              "marker | lung hit (all) | all-zero maps | CAM-fooling | map on the anatomy | "
              "deletion − baseline | insertion − baseline | faithful | accuracy decor / corr | "
