@@ -12,7 +12,9 @@ docs/studies/right-reasons.md)? Per model and seed, by class: the mean probabili
 with every pixel blurred (each deletion curve's end), where the curves start, the deletion AUC
 minus the baseline's; the change when only the lesions are blurred; and the deletion / insertion
 towards the lesion-free twin minus the baseline's, with the share of the lesion's effect the
-curve leaves (paired).
+curve leaves (paired); and does the map depend on the image (round 10): its maps' correlation
+with the model's class template (the mean of its maps over the class) and the lesion-twin
+deletion and share with that template as every image's map, own maps minus template (paired).
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ def removal_row(report: dict, model: str) -> list[str] | None:
           f"{fmt(c['estimate'], True)} [{fmt(c['ci_low'], True)}, {fmt(c['ci_high'], True)}]")
     faith = report.get("comparisons", {}).get(model, {}).get("faithfulness", {})
     share = faith.get("lesion_twin_remaining_share_difference")
+    template_share = audit.get("lesion_twin_template_share_difference")
+    correlation = audit.get("map_template_correlation")
     return [" / ".join(fmt(class1[m].mean()) for m in by_class),
             " / ".join(fmt(starts[m].mean()) for m in by_class),
             "–" if model == "baseline" else
@@ -53,7 +57,10 @@ def removal_row(report: dict, model: str) -> list[str] | None:
             ci(audit.get("lesion_replaced_change")),
             ci(faith.get("lesion_twin_deletion_auc_difference")),
             ci(faith.get("lesion_twin_insertion_auc_difference")),
-            "–" if not share else f"{ci(share)} ({share['n']})"]
+            "–" if not share else f"{ci(share)} ({share['n']})",
+            "–" if not correlation else fmt(correlation["estimate"]),
+            ci(audit.get("lesion_twin_template_deletion_difference")),
+            "–" if not template_share else f"{ci(template_share)} ({template_share['n']})"]
 
 
 def main(argv=None) -> int:
@@ -112,8 +119,10 @@ def main(argv=None) -> int:
         print("| model | seed | every pixel blurred: p(class 1), class 0 / 1 images | curve start "
               "(p(true class)), class 0 / 1 | deletion − base, class 0 / 1 | only the lesions "
               "blurred: change of p(true class) | lesion-twin deletion − base | lesion-twin "
-              "insertion − base | share of the lesion's effect left − base (n) |")
-        print("|" + "---|" * 9)
+              "insertion − base | share of the lesion's effect left − base (n) | maps' "
+              "correlation with their class template | lesion-twin deletion, own maps − "
+              "template | share left, own maps − template (n) |")
+        print("|" + "---|" * 12)
         for model, seed, cells in sorted(removal, key=lambda t: (t[0] != "baseline", t[0], t[1])):
             print(f"| {model} | {seed} | " + " | ".join(cells) + " |")
     return 0

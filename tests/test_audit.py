@@ -142,6 +142,43 @@ def test_where_the_deletion_ends_and_what_blurring_the_lesions_removes_by_hand()
     for column, key in enumerate(("deletion", "start", "end")):
         np.testing.assert_allclose(a[f"lesion_twin_{key}_per_image"], expected[:, column],
                                    atol=1e-4)
+    # the template control, by hand: the pneumonia images' maps are the images over their max,
+    # the normal images' are empty (the score falls with every pixel); the class template is
+    # the mean map of the class, and the same curves run with it as every image's map
+    pneumonia = labels == 1
+    maps = data.images[..., 0].astype(np.float64) / data.images.reshape(len(data), -1).max(1)[
+        :, None, None]
+    template = maps[pneumonia].mean(0)
+    corr = [np.corrcoef(maps[i].ravel(), template.ravel())[0, 1] for i in np.flatnonzero(pneumonia)]
+    got = a["map_template_correlation"]
+    assert got["estimate"] == pytest.approx(np.mean(corr), abs=1e-4)
+    assert got["constant_maps"] == int((~pneumonia).sum()) > 0    # the empty maps: excluded
+    order = np.argsort(-template.ravel(), kind="stable")
+    by_template = []
+    for i in lesion_images:
+        image, curve = data.images[i].astype(np.float32).ravel(), []
+        for bound in bounds:
+            x = image.copy()
+            x[order[:bound]] = twin[i].ravel()[order[:bound]]
+            curve.append(1 / (1 + np.exp(-(W * x.mean() / 255.0 + C))))
+        by_template.append(np.trapezoid(curve, bounds / (SIZE * SIZE)))
+    np.testing.assert_allclose(a["lesion_twin_template_deletion_per_image"], by_template,
+                               atol=1e-4)
+    assert a["lesion_twin_template_deletion_difference"]["estimate"] == pytest.approx(
+        np.mean(expected[:, 0] - by_template), abs=1e-4)
+    # this model's decision is the image's mean: the brightest pixels first (its own map)
+    # remove more of the lesion's effect, earlier, than the template's order does
+    assert a["lesion_twin_template_deletion_difference"]["ci_high"] < 0
+    effect = expected[:, 1] - expected[:, 2]
+    moved = effect >= 0.2
+    share = ((expected[:, 0] - expected[:, 2]) - (np.asarray(by_template) - expected[:, 2])) / \
+        np.where(moved, effect, 1)
+    if moved.any():
+        assert a["lesion_twin_template_share_difference"]["n"] == moved.sum()
+        assert a["lesion_twin_template_share_difference"]["estimate"] == pytest.approx(
+            share[moved].mean(), abs=1e-4)
+    else:
+        assert "lesion_twin_template_share_difference" not in a
 
 
 def test_audit_on_real_data_pastes_a_marker():

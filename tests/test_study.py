@@ -108,7 +108,17 @@ def test_smoke_main_job_writes_a_complete_report(smoke_report):
         "lesion_twin_deletion_auc_difference"]
     assert twin["estimate"] == pytest.approx((lesion_twin["gfsr_plus"]
                                               - lesion_twin["baseline"]).mean(), abs=1e-4)
+    # does the map depend on the image: the same curves with the model's class template as
+    # every image's map, own minus template per image; the correlation of each map with it
+    for model in ("gfsr_plus", "baseline"):
+        audit = on_disk[model]["audit"]
+        template = np.asarray(audit["lesion_twin_template_deletion_per_image"])
+        assert len(template) == pneumonia
+        assert audit["lesion_twin_template_deletion_difference"]["estimate"] == pytest.approx(
+            (lesion_twin[model] - template).mean(), abs=1e-4)
+        assert -1 <= audit["map_template_correlation"]["estimate"] <= 1
     text = (run / "summary.md").read_text()
+    assert "Does the map depend on the image?" in text
     assert "| gfsr |" in text and "| baseline |" in text and "sensitivity" in text
     assert "## Verdict (decorrelated test split)" in text
     assert text.index("## Verdict") < text.index("## Classification")
@@ -409,4 +419,7 @@ def test_verdict_over_seeds_removal_table_reads_the_report(smoke_report, capsys)
     twin = on_disk["comparisons"]["gfsr_plus"]["faithfulness"][
         "lesion_twin_deletion_auc_difference"]
     assert cells[4].startswith(f"{twin['estimate']:+.3f} [")
+    assert cells[7] == f"{audit['map_template_correlation']['estimate']:.3f}"
+    template = audit["lesion_twin_template_deletion_difference"]["estimate"]
+    assert cells[8].startswith(f"{template:+.3f} [")
     assert script.main(["--removal", str(run / "missing")]) == 1

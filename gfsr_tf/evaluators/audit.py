@@ -25,6 +25,13 @@ class 1):
   lesion_twin_deletion_auc / lesion_twin_insertion_auc   the same curves on the lesion images,
                            the removed pixels taking their values in the exact lesion-free
                            counterpart (benchmark: `lesion_removed`)
+  map_template_correlation, lesion_twin_template_*   does the map depend on the image? Each
+                           map's correlation with the model's class template (the mean of its
+                           maps over the split's images of that class), and the lesion-twin
+                           curves with that one template in place of every image's own map,
+                           paired against the own maps (a sanity check in the spirit of Adebayo
+                           et al. 2018: a map that explains this image should remove this
+                           image's evidence faster than a map drawn without looking at it)
 Real data without twins gets only the marker-added figures, with a laterality "R" pasted into
 the top-left corner of every test image (`paste_marker`): "does my model react to an R?".
 """
@@ -174,7 +181,52 @@ def evaluate(ctx) -> dict:
                     out[f"lesion_twin_{key}_per_image"] = _per_image(
                         curves["curves"]["deletion"][:, column])
                 out.update(_curve_figures(curves, "lesion_twin_"))
+                out.update(_template_control(ctx.heatmaps(name), data.labels, k, has,
+                                             lambda maps: deletion_insertion(
+                                                 probabilities, images[has], maps,
+                                                 labels[:k][has], twin[has],
+                                                 FAITHFULNESS_STEPS), out))
     return {"audit": out}
+
+
+def class_templates(maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each image's class template: the mean of the maps of the images of its class - what the
+    maps say with the image reduced to its label."""
+    labels = np.asarray(labels)
+    template = np.empty_like(maps, dtype=np.float32)
+    for c in np.unique(labels):
+        template[labels == c] = maps[labels == c].mean(0)
+    return template
+
+
+def _template_control(maps, labels, k, has, curves_for, audit: dict) -> dict:
+    """map_template_correlation over the whole split (maps without spread: excluded, counted);
+    the lesion-twin curves of the first k images' lesion images with the class template as
+    their map, and the own maps' (`audit`'s lesion_twin_* lists) minus the template's per image:
+    deletion, insertion, and the share of the lesion's effect the curve leaves
+    (comparison.lesion_twin_share; start and end are the same for both maps)."""
+    from .comparison import lesion_twin_share
+    template = class_templates(maps, labels)
+    flat, flat_t = maps.reshape(len(maps), -1), template.reshape(len(maps), -1)
+    spread = flat.std(1) > 0
+    corr = np.full(len(maps), np.nan)
+    a = flat[spread] - flat[spread].mean(1, keepdims=True)
+    b = flat_t[spread] - flat_t[spread].mean(1, keepdims=True)
+    corr[spread] = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-12)
+    out = {"map_template_correlation": {**mean_ci(corr), "constant_maps": int((~spread).sum())}}
+    curves = curves_for(np.ascontiguousarray(template[:k][has]))
+    out.update(_curve_figures(curves, "lesion_twin_template_"))
+    for key in ("deletion", "insertion"):
+        out[f"lesion_twin_template_{key}_difference"] = mean_ci(
+            np.asarray(audit[f"lesion_twin_{key}_per_image"])
+            - np.asarray(out[f"lesion_twin_template_{key}_per_image"]))
+    own, moved = lesion_twin_share(audit)
+    by_template, _ = lesion_twin_share(
+        {**audit, "lesion_twin_deletion_per_image": out["lesion_twin_template_deletion_per_image"]})
+    if moved.any():
+        out["lesion_twin_template_share_difference"] = {
+            **mean_ci(own[moved] - by_template[moved]), "n": int(moved.sum())}
+    return out
 
 
 def _per_image(values) -> list[float]:

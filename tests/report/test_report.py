@@ -185,6 +185,19 @@ def test_verdict_judges_each_goal_against_hand_made_models():
     report["comparisons"]["good"]["faithfulness"] = compare_faithfulness(good, base)
     twin = [line for line in verdict_markdown(report) if "lesion-free twin" in line][0]
     assert "share of the lesion's effect its map leaves -0.125 [-0.125, -0.125] (n = 1)" in twin
+    # does the map depend on the image? (the audit's template figures, as written into the line)
+    assert not [line for line in verdict_markdown(report) if "class template" in line]
+    good["audit"].update(
+        map_template_correlation={"estimate": 0.98, "ci_low": 0.97, "ci_high": 0.99},
+        lesion_twin_template_deletion_difference={"estimate": 0.04, "ci_low": 0.02,
+                                                  "ci_high": 0.06},
+        lesion_twin_template_share_difference={"estimate": 0.05, "ci_low": 0.03,
+                                               "ci_high": 0.09, "n": 91})
+    template = [line for line in verdict_markdown(report) if "class template" in line]
+    assert len(template) == 1 and template[0].endswith(
+        "good r = 0.980 [0.970, 0.990], deletion +0.040 [+0.020, +0.060], share +0.050 "
+        "[+0.030, +0.090] (n = 91).")
+    assert "baseline r =" not in template[0]       # no template figures: not listed
     # no twins (real data): no verdict
     del base["robustness"]["marker_removed"]
     assert verdict(report) == []

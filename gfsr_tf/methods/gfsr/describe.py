@@ -240,6 +240,11 @@ def verdict(report: dict, reference: str = "baseline") -> list[dict]:
     return rows
 
 
+def _signed(c: dict) -> str:
+    """A difference with its CI: +0.012 [-0.003, +0.027]."""
+    return f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+
+
 def _known(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
@@ -270,7 +275,7 @@ def verdict_markdown(report: dict) -> list[str]:
              "accuracy goal | training s |", "|" + "---|" * 14]
 
     def diff(c):
-        return "–" if not c else f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+        return "–" if not c else _signed(c)
 
     for r in rows:
         met = r.get("met")
@@ -286,7 +291,7 @@ def verdict_markdown(report: dict) -> list[str]:
             f"{diff(r['deletion_difference'])} | {diff(r['insertion_difference'])} | "
             f"{judged('faithful')} | {_fmt(r['decor_accuracy'])} / "
             f"{_fmt(r['corr_accuracy'])} | {judged('accuracy')} | {r['train_seconds']:.0f} |")
-    lines += deletion_caution(report) + lesion_twin_lines(report)
+    lines += deletion_caution(report) + lesion_twin_lines(report) + template_lines(rows, report)
     total = report.get("timing", {}).get("total_seconds")
     if total:
         trained = sum(r["train_seconds"] for r in rows)
@@ -330,8 +335,7 @@ def deletion_caution(report: dict, reference: str = "baseline") -> list[str]:
     change = audit.get("lesion_replaced_change")
     if lines and change and math.isfinite(change["estimate"]):
         lines[-1] += (f" Blurring only the lesions changes {reference}'s probability of the true "
-                      f"class on the lesion images by {change['estimate']:+.3f} "
-                      f"[{change['ci_low']:+.3f}, {change['ci_high']:+.3f}]"
+                      f"class on the lesion images by {_signed(change)}"
                       + (": the blur leaves the lesions in place." if change["estimate"] > -0.05
                          else "."))
     return lines
@@ -350,13 +354,11 @@ def lesion_twin_lines(report: dict, reference: str = "baseline") -> list[str]:
         faith = c.get("faithfulness", {})
         if "lesion_twin_deletion_auc_difference" in faith:
             d, i = (faith[f"lesion_twin_{k}_auc_difference"] for k in ("deletion", "insertion"))
-            rows.append(f"{model} {d['estimate']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
-                        f" / {i['estimate']:+.3f} [{i['ci_low']:+.3f}, {i['ci_high']:+.3f}]")
+            rows.append(f"{model} {_signed(d)} / {_signed(i)}")
             share = faith.get("lesion_twin_remaining_share_difference")
             if share:
-                rows[-1] += (f", share of the lesion's effect its map leaves "
-                             f"{share['estimate']:+.3f} [{share['ci_low']:+.3f}, "
-                             f"{share['ci_high']:+.3f}] (n = {share['n']})")
+                rows[-1] += (f", share of the lesion's effect its map leaves {_signed(share)} "
+                             f"(n = {share['n']})")
     if not n or not rows:
         return []
     return ["", f"Deletion / insertion towards the lesion-free twin (not a goal; the {n} lesion "
@@ -368,6 +370,35 @@ def lesion_twin_lines(report: dict, reference: str = "baseline") -> list[str]:
             f"effect, start minus end, that the curve leaves, (AUC - end) / (start - end), on "
             f"the images where the lesion moves both decisions by >= {LESION_EFFECT_FLOOR}): "
             + "; ".join(rows) + "."]
+
+
+def template_lines(rows: list[dict], report: dict) -> list[str]:
+    """Beside the goals, not a goal: does each model's map depend on the image? Its maps'
+    correlation with its class template (the mean of its maps over the class) and the
+    lesion-twin deletion with that one template in place of every image's map, own minus
+    template, paired (audit.map_template_correlation, lesion_twin_template_*). []: no such
+    figures (real data, older runs)."""
+    parts = []
+    for row in rows:
+        audit = report[row["model"]].get("audit", {})
+        if "lesion_twin_template_deletion_difference" not in audit:
+            continue
+        share = audit.get("lesion_twin_template_share_difference")
+        r = audit["map_template_correlation"]
+        parts.append(f"{row['model']} r = {r['estimate']:.3f} [{r['ci_low']:.3f}, "
+                     f"{r['ci_high']:.3f}], deletion "
+                     f"{_signed(audit['lesion_twin_template_deletion_difference'])}"
+                     + (f", share {_signed(share)} (n = {share['n']})" if share else ""))
+    if not parts:
+        return []
+    return ["", "Does the map depend on the image? (not a goal) Each model's maps against its "
+            "class template — the mean of its own maps over the test images of that class, one "
+            "map drawn without looking at the image: their correlation r (1: every map is the "
+            "template), and the lesion-twin deletion with the template as every image's map, own "
+            "maps minus template, paired, with the share of the lesion's effect left likewise "
+            "(below 0: the image's own map finds its lesion evidence faster than the template; "
+            "a map that points at the lungs without following the lesion does no better than "
+            "it): " + "; ".join(parts) + "."]
 
 
 def describe(report: dict, variant: str) -> list[str]:
