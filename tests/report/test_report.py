@@ -68,9 +68,12 @@ def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp
     assert {"test_decorrelated/conv2_block3_out", "test_decorrelated/conv3_block4_out"} <= \
         set(maps.files)
     # a model read with the LayerCAM it was trained towards: the map heading says which
+    from gfsr_tf.report.markdown import summary_markdown
     assert "## Grad-CAM localization (true class" in (copy / "summary.md").read_text()
-    assert json.loads((copy / "report.json").read_text())["gfsr"]["saliency"] == "gradcam"
-    summary = _rerendered(copy, lambda report: report["gfsr"].update(saliency="layercam"))
+    report = json.loads((copy / "report.json").read_text())
+    assert report["gfsr"]["saliency"] == "gradcam"
+    report["gfsr"]["saliency"] = "layercam"
+    summary = summary_markdown(report)
     assert "## Grad-CAM (LayerCAM for gfsr) localization (true class" in summary
     assert "Maps: true-class Grad-CAM (LayerCAM for gfsr: the map it was trained towards), " \
         "inference mode" in summary
@@ -198,31 +201,22 @@ def test_verdict_judges_each_goal_against_hand_made_models():
     assert verdict(report) == []
 
 
-def _rerendered(run_dir, edit) -> str:
-    """summary.md of a run folder rendered again after `edit(report)` changed its report.json."""
-    from gfsr_tf.report import render_run
-    report = json.loads((run_dir / "report.json").read_text())
-    edit(report)
-    (run_dir / "report.json").write_text(json.dumps(report))
-    render_run(run_dir)
-    return (run_dir / "summary.md").read_text()
-
-
 def test_an_old_run_whose_gfsr_had_the_relevance_loss_off_renders_and_says_so(smoke_report,
                                                                                tmp_path):
     """Runs from before the honest names (their `gfsr` = consistency only, weight 0) still render
     with `gfsr report`, and the report tells the reader which `gfsr` it is."""
     import shutil
+    from gfsr_tf.report import render_run
     _, run = smoke_report
     old = tmp_path / "old_run"
     shutil.copytree(run, old)
-
-    def make_old(report):
-        report["gfsr"]["training"]["relevance"] = dict(
-            report["gfsr"]["training"]["relevance"], weight=0.0, consistency_weight=0.1)
-        del report["gfsr_plus"]
-
-    summary = _rerendered(old, make_old)
+    report = json.loads((old / "report.json").read_text())
+    report["gfsr"]["training"]["relevance"] = dict(
+        report["gfsr"]["training"]["relevance"], weight=0.0, consistency_weight=0.1)
+    del report["gfsr_plus"]
+    (old / "report.json").write_text(json.dumps(report))
+    render_run(old)
+    summary = (old / "summary.md").read_text()
     assert "**Old run:** this `gfsr` was trained with GFSR's relevance loss switched off" in summary
     assert "## gfsr: logit consistency under counterfactual backgrounds only, GFSR's relevance " \
         "loss off (extension)" in summary
