@@ -170,9 +170,11 @@ def evaluate(ctx) -> dict:
             twin = data.lesion_removed[:k].astype(np.float32)
             has = (twin != images).reshape(k, -1).any(1)
             if has.any():
-                curves = deletion_insertion(probabilities, images[has],
-                                            ctx.heatmaps(name)[:k][has], labels[:k][has],
-                                            twin[has], FAITHFULNESS_STEPS)
+                def twin_curves(maps):  # the image's own maps, and the template control's
+                    return deletion_insertion(probabilities, images[has], maps,
+                                              labels[:k][has], twin[has], FAITHFULNESS_STEPS)
+
+                curves = twin_curves(ctx.heatmaps(name)[:k][has])
                 out["lesion_twin_images"] = int(has.sum())
                 # the curve runs from P(true class) of the image to that of its lesion-free twin:
                 # a model whose decision does not use the lesion (the marker's) has little to
@@ -182,10 +184,7 @@ def evaluate(ctx) -> dict:
                         curves["curves"]["deletion"][:, column])
                 out.update(_curve_figures(curves, "lesion_twin_"))
                 out.update(_template_control(ctx.heatmaps(name), data.labels, k, has,
-                                             lambda maps: deletion_insertion(
-                                                 probabilities, images[has], maps,
-                                                 labels[:k][has], twin[has],
-                                                 FAITHFULNESS_STEPS), out))
+                                             twin_curves, out))
     return {"audit": out}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..methods.gfsr.describe import verdict_markdown
+from ..methods.gfsr.describe import layercam_models, verdict_markdown
 from .basics import ci, fmt
 
 MODEL_ORDER = ("baseline", "gfsr", "gfsr_plus")
@@ -18,7 +18,7 @@ def variants(report: dict) -> list[str]:
 def map_label(report: dict, names) -> str:
     """What the map figures of `names` show: "Grad-CAM", or which models are read with the
     LayerCAM they were trained towards (report key `saliency`; older reports: Grad-CAM)."""
-    other = [n for n in names if report[n].get("saliency", "gradcam") != "gradcam"]
+    other = layercam_models(report, names)
     return "Grad-CAM" if not other else f"Grad-CAM (LayerCAM for {', '.join(other)})"
 
 

@@ -240,6 +240,12 @@ def verdict(report: dict, reference: str = "baseline") -> list[dict]:
     return rows
 
 
+def layercam_models(report: dict, names) -> list[str]:
+    """The models of `names` whose maps are read with the LayerCAM they were trained towards
+    (report key `saliency`; older reports: Grad-CAM for every model)."""
+    return [n for n in names if report[n].get("saliency", "gradcam") == "layercam"]
+
+
 def _signed(c: dict) -> str:
     """A difference with its CI: +0.012 [-0.003, +0.027]."""
     return f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
@@ -256,7 +262,7 @@ def verdict_markdown(report: dict) -> list[str]:
     g = GOALS
     yes = {True: "yes", False: "**no**", None: "n/a (no lung masks)"}
     # a model trained towards its LayerCAM is judged on it (report key `saliency`)
-    layercam = [r["model"] for r in rows if report[r["model"]].get("saliency") == "layercam"]
+    layercam = layercam_models(report, [r["model"] for r in rows])
     maps = "Grad-CAM" + (f" (LayerCAM for {', '.join(layercam)}: the map it was trained towards)"
                          if layercam else "")
     lines = ["", "## Verdict (decorrelated test split)", "",
