@@ -106,6 +106,16 @@ CANDIDATES = {
     # else as gfsr_plus (the negative-evidence term still reads the Grad-CAM before its ReLU)
     "plus-lambda3-negative-evidence-layercam": {
         **ROUND3_PLUS, "weight": 3.0, "negative_evidence_weight": 1.0, "saliency": "layercam"},
+    # round 11, the map that is one lung template (round 10): GFSR's loss pulls every cell of the
+    # map towards the blurred lung mask, which is itself nearly one template, so the map cannot
+    # follow an image's lesion inside the lungs. Here GFSR's loss is off and only where the
+    # evidence lies is constrained: the share of the Grad-CAM's evidence of either sign outside
+    # the mask penalised at lambda's 3 (round 7's term), the negative-evidence term against
+    # empty maps, the same decision constraint. Inside the lungs the map is the network's own.
+    # Not `gfsr` (no GFSR loss): an extension, its heading says so
+    "outside-evidence3-negative-evidence": {
+        **ROUND3_PLUS, "weight": 0.0, "negative_evidence_weight": 1.0,
+        "outside_evidence_weight": 3.0},
 }
 
 
