@@ -116,6 +116,11 @@ CANDIDATES = {
     "outside-evidence3-negative-evidence": {
         **ROUND3_PLUS, "weight": 0.0, "negative_evidence_weight": 1.0,
         "outside_evidence_weight": 3.0},
+    # the same with the outside share at 10: does a stronger pull keep the map image-dependent
+    # and bring it onto the lungs?
+    "outside-evidence10-negative-evidence": {
+        **ROUND3_PLUS, "weight": 0.0, "negative_evidence_weight": 1.0,
+        "outside_evidence_weight": 10.0},
 }
 
 
