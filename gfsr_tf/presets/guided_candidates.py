@@ -112,10 +112,11 @@ CANDIDATES = {
     # evidence lies is constrained: the share of the Grad-CAM's evidence of either sign outside
     # the mask penalised at lambda's 3 (round 7's term), the negative-evidence term against
     # empty maps, the same decision constraint. Inside the lungs the map is the network's own.
-    # Not `gfsr` (no GFSR loss): an extension, its heading says so. Seed 2: the map follows the
-    # image (own - template lesion-twin deletion -0.087, the first guided map to beat its
-    # template) but its pneumonia maps sit on the lung fields' edges, off the lesions (lung hit
-    # 0.705, lesion hit 0.06, 3.5 % empty): anatomy and faithfulness goals missed; not adopted
+    # Not `gfsr` (no GFSR loss): an extension, its heading says so. Seeds 0-2: the map follows
+    # the image (own - template lesion-twin deletion +0.001 / -0.149 / -0.087: the first guided
+    # maps to beat their template) but its pneumonia maps sit on the lung fields' edges, off
+    # the lesions (lung hit 0.735 / 0.532 / 0.705, lesion hit 0.02 / 0.00 / 0.06): the anatomy
+    # goal missed on every seed; not adopted
     "outside-evidence3-negative-evidence": {
         **ROUND3_PLUS, "weight": 0.0, "negative_evidence_weight": 1.0,
         "outside_evidence_weight": 3.0},
