@@ -179,6 +179,10 @@ def test_where_the_deletion_ends_and_what_blurring_the_lesions_removes_by_hand()
             share[moved].mean(), abs=1e-4)
     else:
         assert "lesion_twin_template_share_difference" not in a
+    # the templates themselves, saved with the maps for the report's grid: per class, sorted
+    np.testing.assert_array_equal(ctx.maps["templates/classes"], [0, 1])
+    np.testing.assert_allclose(ctx.maps["templates/heatmaps"][1], template, atol=1e-5)
+    np.testing.assert_array_equal(ctx.maps["templates/heatmaps"][0], 0)   # the empty maps' mean
 
 
 def test_audit_on_real_data_pastes_a_marker():

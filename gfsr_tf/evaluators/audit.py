@@ -127,6 +127,10 @@ def evaluate(ctx) -> dict:
         out["cam_fooling_rate"] = float(fooled.mean())
         out["layer"] = ctx.layer
     if ctx.layer:
+        # the class templates, saved with the maps (explanations.npz, "templates/*") so that the
+        # report's grid shows each model's template beside its maps of single images
+        ctx.maps["templates/classes"], ctx.maps["templates/heatmaps"] = class_means(
+            ctx.heatmaps(name), labels)
         k = min(AUDIT_FAITHFULNESS_IMAGES, len(data))
         images = data.images[:k].astype(np.float32)
 
@@ -188,14 +192,18 @@ def evaluate(ctx) -> dict:
     return {"audit": out}
 
 
+def class_means(maps: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, (C, H, W) templates): the mean map of each class's images, classes sorted."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    return classes, np.stack([maps[labels == c].mean(0) for c in classes]).astype(np.float32)
+
+
 def class_templates(maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Each image's class template: the mean of the maps of the images of its class - what the
     maps say with the image reduced to its label."""
-    labels = np.asarray(labels)
-    template = np.empty_like(maps, dtype=np.float32)
-    for c in np.unique(labels):
-        template[labels == c] = maps[labels == c].mean(0)
-    return template
+    classes, means = class_means(maps, labels)
+    return means[np.searchsorted(classes, np.asarray(labels))]
 
 
 def _template_control(maps, labels, k, has, curves_for, audit: dict) -> dict:

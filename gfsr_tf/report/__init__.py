@@ -53,7 +53,9 @@ def render_run(run_dir) -> Path:
             report, names, report.get("class_names") or ["0", "1"], run_dir / "confusion.png")
         drawn["gradcam_grid.png"] = figures.plot_gradcam_grid(
             run_dir, names, run_dir / "gradcam_grid.png",
-            {n: report[n].get("saliency", "gradcam") for n in names})
+            {n: report[n].get("saliency", "gradcam") for n in names},
+            {n: report[n].get("audit", {}).get("map_template_correlation", {}).get("estimate")
+             for n in names})
         drawn["training.png"] = figures.plot_training(report, names, run_dir / "training.png")
         drawn["concepts.png"] = figures.plot_run_concepts(report, run_dir, names,
                                                           run_dir / "concepts.png")

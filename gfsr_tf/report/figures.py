@@ -58,21 +58,31 @@ def _saved_maps(run_dir: Path, names) -> dict:
     return {n: maps for n, maps in saved.items() if maps is not None}
 
 
-def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None) -> bool:
+def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None,
+                      template_correlation: dict | None = None) -> bool:
     """The paper's Fig 9 layout from the saved examples: one row per image (both classes, with
     and without the marker), one column per variant (its true-class map; "EMPTY" when the map is
-    all zero), then the input with the lesion outline. The title names the split and the map;
-    `rules` {variant: "gradcam" | "layercam"} (report key `saliency`): a model trained towards
-    its LayerCAM is shown with it, and its column says so."""
-    rules = rules or {}
+    all zero), then the input with the lesion outline; below them, where the audit saved them,
+    one row per class with each model's class template (the mean of its maps over the split's
+    images of that class), so that a map that is the same on every image shows as one. The
+    title names the split and the map; `rules` {variant: "gradcam" | "layercam"} (report key
+    `saliency`): a model trained towards its LayerCAM is shown with it, and its column says so;
+    `template_correlation` {variant: mean correlation of its maps with their template}."""
+    rules, template_correlation = rules or {}, template_correlation or {}
     run_dir = Path(run_dir)
     examples = _load_npz(run_dir / "examples.npz")
     if examples is None or len(examples["index"]) == 0:
         return False
-    maps = {n: (saved["examples/heatmaps"].astype(np.float32), saved["examples/p_true"])
-            for n, saved in _saved_maps(run_dir, names).items() if "examples/heatmaps" in saved}
+    saved = _saved_maps(run_dir, names)
+    maps = {n: (m["examples/heatmaps"].astype(np.float32), m["examples/p_true"])
+            for n, m in saved.items() if "examples/heatmaps" in m}
     if not maps:
         return False
+    # {variant: {class index: template}} for the variants whose audit saved them
+    templates = {n: dict(zip(saved[n]["templates/classes"].astype(int),
+                             saved[n]["templates/heatmaps"].astype(np.float32)))
+                 for n in maps if "templates/heatmaps" in saved[n]}
+    template_classes = sorted({c for per_class in templates.values() for c in per_class})
     plt = pyplot()
     images, labels = examples["images"], examples["labels"]
     class_names = [str(c) for c in examples["class_names"]]
@@ -81,9 +91,11 @@ def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None) -> bool:
         len(examples["has_marker"]) == len(images) else None
     split = str(examples["split"]) if "split" in examples and str(examples["split"]) else \
         "test split"
-    cols = len(maps) + 1
-    fig, axes = plt.subplots(len(images), cols, figsize=(2.4 * cols, 2.3 * len(images) + 0.5),
-                             squeeze=False)
+    cols, rows = len(maps) + 1, len(images) + len(template_classes)
+    # constrained: it leaves the title its own room (tight_layout let it run into the first
+    # row's titles once the template rows made the figure tall)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.3 * rows + 0.5), squeeze=False,
+                             layout="constrained")
     for r in range(len(images)):
         image = images[r, ..., 0] if images.shape[-1] == 1 else images[r]
         for c, (n, (heat, p_true)) in enumerate(maps.items()):
@@ -101,6 +113,30 @@ def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None) -> bool:
         axes[r][-1].set_title(f"input: {class_names[labels[r]]}{status}", fontsize=7)
         for ax in axes[r]:
             ax.axis("off")
+    for r, c in enumerate(template_classes, len(images)):
+        # the template over an example image of its class (the benchmark's bodies are aligned;
+        # the image only gives the map a place), scaled to its own maximum to show its shape
+        shown = np.flatnonzero(labels == c)
+        background = images[shown[0]] if len(shown) else np.zeros_like(images[0])
+        background = background[..., 0] if background.shape[-1] == 1 else background
+        for col, n in enumerate(maps):
+            ax = axes[r][col]
+            ax.axis("off")
+            if c not in templates.get(n, {}):
+                continue
+            template = templates[n][c]
+            ax.imshow(background, cmap="gray")
+            ax.imshow(template / (float(template.max()) or 1.0), cmap="jet", alpha=0.45,
+                      vmin=0, vmax=1)
+            corr = template_correlation.get(n)
+            r_text = f", maps' r = {corr:.2f}" if corr is not None and np.isfinite(corr) else ""
+            ax.set_title(f"{n}\nclass template{r_text}", fontsize=7)
+        axes[r][-1].axis("off")
+        axes[r][-1].text(0.5, 0.5, wrap_title(
+            f"class template, {class_names[c]}: the mean of each model's maps over the "
+            f"{split}'s {class_names[c]} images (scaled to its max); r = the maps' mean "
+            "correlation with their template", 30), ha="center", va="center", fontsize=7,
+            transform=axes[r][-1].transAxes)
     label = "Grad-CAM" if set(rules.values()) <= {"gradcam"} else "map"
     fig.suptitle(f"True-class {label} (inference mode) per model, {split}", fontsize=9)
     return save_figure(fig, path)

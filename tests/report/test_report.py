@@ -67,6 +67,21 @@ def test_gfsr_report_rerenders_a_copied_run_without_its_models(smoke_report, tmp
     assert maps["examples/heatmaps"].shape == (2, 32, 32)
     assert {"test_decorrelated/conv2_block3_out", "test_decorrelated/conv3_block4_out"} <= \
         set(maps.files)
+    # with each model's class templates (the audit's, tests/test_audit.py checks them by hand),
+    # drawn as one more row per class below the examples
+    assert maps["templates/heatmaps"].shape == (2, 32, 32)
+    assert list(maps["templates/classes"]) == [0, 1]
+    from matplotlib.image import imread
+    from gfsr_tf.report.figures import plot_gradcam_grid
+    names = [n for n in ("baseline", "gfsr", "gfsr_plus") if (copy / n).is_dir()]
+    for n in names:
+        saved = dict(np.load(copy / n / "explanations.npz"))
+        np.savez(copy / n / "explanations.npz",
+                 **{k: v for k, v in saved.items() if not k.startswith("templates/")})
+    assert plot_gradcam_grid(copy, names, tmp_path / "without_templates.png")
+    rows_high = imread(copy / "gradcam_grid.png").shape[0] / imread(
+        tmp_path / "without_templates.png").shape[0]
+    assert rows_high == pytest.approx((2.3 * 4 + 0.5) / (2.3 * 2 + 0.5), rel=0.1)
     # a model read with the LayerCAM it was trained towards: the map heading says which
     from gfsr_tf.report.markdown import summary_markdown
     assert "## Grad-CAM localization (true class" in (copy / "summary.md").read_text()
