@@ -130,7 +130,9 @@ def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None,
                       vmin=0, vmax=1)
             corr = template_correlation.get(n)
             r_text = f", maps' r = {corr:.2f}" if corr is not None and np.isfinite(corr) else ""
-            ax.set_title(f"{n}\nclass template{r_text}", fontsize=7)
+            empty = float(template.max()) <= 0     # every map of the class all zero
+            ax.set_title(f"{n}\nclass template{r_text}" + ("  EMPTY" if empty else ""),
+                         fontsize=7, color="red" if empty else "black")
         axes[r][-1].axis("off")
         axes[r][-1].text(0.5, 0.5, wrap_title(
             f"class template, {class_names[c]}: the mean of each model's maps over the "
