@@ -97,15 +97,11 @@ def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None,
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.3 * rows + 0.5), squeeze=False,
                              layout="constrained")
     for r in range(len(images)):
-        image = images[r, ..., 0] if images.shape[-1] == 1 else images[r]
+        image = _gray(images[r])
         for c, (n, (heat, p_true)) in enumerate(maps.items()):
-            ax = axes[r][c]
-            ax.imshow(image, cmap="gray")
-            empty = float(heat[r].max()) <= 0
-            ax.imshow(heat[r], cmap="jet", alpha=0.45, vmin=0, vmax=1)
             shown = " (LayerCAM)" if rules.get(n, "gradcam") == "layercam" else ""
-            ax.set_title(f"{n}{shown}\np(true)={p_true[r]:.2f}" + ("  EMPTY map" if empty else ""),
-                         fontsize=7, color="red" if empty else "black")
+            _overlay(axes[r][c], image, heat[r], f"{n}{shown}\np(true)={p_true[r]:.2f}",
+                     "  EMPTY map")
         axes[r][-1].imshow(image, cmap="gray")
         if lesions is not None:
             axes[r][-1].contour(lesions[r], levels=[0.5], colors="lime", linewidths=0.8)
@@ -117,22 +113,17 @@ def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None,
         # the template over an example image of its class (the benchmark's bodies are aligned;
         # the image only gives the map a place), scaled to its own maximum to show its shape
         shown = np.flatnonzero(labels == c)
-        background = images[shown[0]] if len(shown) else np.zeros_like(images[0])
-        background = background[..., 0] if background.shape[-1] == 1 else background
+        background = _gray(images[shown[0]] if len(shown) else np.zeros_like(images[0]))
         for col, n in enumerate(maps):
-            ax = axes[r][col]
-            ax.axis("off")
+            axes[r][col].axis("off")
             if c not in templates.get(n, {}):
                 continue
             template = templates[n][c]
-            ax.imshow(background, cmap="gray")
-            ax.imshow(template / (float(template.max()) or 1.0), cmap="jet", alpha=0.45,
-                      vmin=0, vmax=1)
             corr = template_correlation.get(n)
             r_text = f", maps' r = {corr:.2f}" if corr is not None and np.isfinite(corr) else ""
-            empty = float(template.max()) <= 0     # every map of the class all zero
-            ax.set_title(f"{n}\nclass template{r_text}" + ("  EMPTY" if empty else ""),
-                         fontsize=7, color="red" if empty else "black")
+            # EMPTY: every map of the class all zero
+            _overlay(axes[r][col], background, template / (float(template.max()) or 1.0),
+                     f"{n}\nclass template{r_text}", "  EMPTY")
         axes[r][-1].axis("off")
         axes[r][-1].text(0.5, 0.5, wrap_title(
             f"class template, {class_names[c]}: the mean of each model's maps over the "
@@ -142,6 +133,20 @@ def plot_gradcam_grid(run_dir, names, path, rules: dict | None = None,
     label = "Grad-CAM" if set(rules.values()) <= {"gradcam"} else "map"
     fig.suptitle(f"True-class {label} (inference mode) per model, {split}", fontsize=9)
     return save_figure(fig, path)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """A single-channel image as (H, W) for a gray imshow; colour images as they are."""
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def _overlay(ax, image, heat, title: str, empty_note: str) -> None:
+    """A [0, 1] map over its image, titled; an all-zero map says so in red."""
+    empty = float(heat.max()) <= 0
+    ax.imshow(image, cmap="gray")
+    ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    ax.set_title(title + (empty_note if empty else ""), fontsize=7,
+                 color="red" if empty else "black")
 
 
 def plot_training(report, names, path) -> bool:
